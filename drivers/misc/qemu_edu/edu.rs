@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One edu device: its registers, DMA engine and counters.
+
+use kernel::{
+    device::Bound,
+    dma::{
+        Coherent,
+        DmaAddress, //
+    },
+    fmt,
+    io::{
+        io_read,
+        io_write,
+        poll::read_poll_timeout,
+        Io, //
+    },
+    new_mutex,
+    pci,
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        aref::ARef,
+        Mutex, //
+    },
+    time::Delta,
+};
+
+use crate::regs::{
+    self,
+    BAR0_SIZE,
+    EDU_BUF,
+    EDU_BUF_SIZE,
+    EDU_MAGIC, //
+};
+
+/// Words in one half of the round-trip buffer.
+const HALF_WORDS: usize = EDU_BUF_SIZE / 4;
+/// How long one DMA transfer may take (edu completes on a ~100 ms timer).
+const DMA_TIMEOUT: Delta = Delta::from_millis(2000);
+
+/// Counters of the round trips run on one device.
+struct DmaStats {
+    transfers: Atomic<u64>,
+    bytes: Atomic<u64>,
+    mismatches: Atomic<u64>,
+    timeouts: Atomic<u64>,
+    last_dma: Atomic<u64>,
+}
+
+impl DmaStats {
+    fn new() -> Self {
+        Self {
+            transfers: Atomic::new(0),
+            bytes: Atomic::new(0),
+            mismatches: Atomic::new(0),
+            timeouts: Atomic::new(0),
+            last_dma: Atomic::new(0),
+        }
+    }
+}
+
+/// One edu device, shared by the driver and its debugfs files.
+///
+/// # Invariants
+///
+/// `buf` holds `2 * HALF_WORDS` words: the source half of a round trip, then
+/// the destination half.
+#[pin_data]
+pub(crate) struct Edu {
+    pdev: ARef<pci::Device>,
+    bar: pci::DevresBar<BAR0_SIZE>,
+    /// The device has one DMA engine: the lock serialises round trips, and
+    /// with them every use of the buffer the engine reads and writes.
+    #[pin]
+    buf: Mutex<Coherent<[u32]>>,
+    stats: DmaStats,
+    version: (u32, u32),
+}
+
+impl Edu {
+    /// Checks the device's identity and liveness register, then allocates the
+    /// round-trip buffer.
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` when the identification or liveness check fails, `ENOMEM`
+    /// when the buffer cannot be allocated within the device's DMA mask.
+    pub(crate) fn new<'a>(
+        pdev: &'a pci::Device<Bound>,
+        bar: pci::Bar<'a, BAR0_SIZE>,
+    ) -> Result<impl PinInit<Self, Error> + 'a> {
+        let ident = bar.read(regs::IDENT);
+        if ident.magic().get() != u32::from(EDU_MAGIC) {
+            dev_err!(pdev, "not an edu device (ident {:#x})\n", ident.into_raw());
+            return Err(ENODEV);
+        }
+        for probe in [0x5a5a_a5a5u32, 0x1234_5678] {
+            bar.write_reg(regs::LIVENESS::zeroed().with_value(probe));
+            let back: u32 = bar.read(regs::LIVENESS).value().get();
+            if back != !probe {
+                dev_err!(pdev, "liveness check failed: wrote {probe:#x}, read {back:#x}\n");
+                return Err(ENODEV);
+            }
+        }
+        let version = (ident.major().get(), ident.minor().get());
+        let buf: Coherent<[u32]> = Coherent::zeroed_slice(pdev.as_ref(), 2 * HALF_WORDS, GFP_KERNEL)?;
+        // INVARIANT: `buf` was allocated with `2 * HALF_WORDS` words.
+        Ok(try_pin_init!(Self {
+            pdev: pdev.into(),
+            bar: bar.into_devres()?,
+            buf <- new_mutex!(buf, "Edu::buf"),
+            stats: DmaStats::new(),
+            version,
+        }))
+    }
+
+    /// Copies `len` bytes from RAM to edu's buffer and back to another place
+    /// in RAM, through the DMA API's mapping, and checks every word.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a length that is zero, above 4096 or not a multiple of 4,
+    /// `ENXIO` once the device is unbound, `ETIMEDOUT` when a transfer does
+    /// not complete, `EIO` when the data read back differs.
+    pub(crate) fn round_trip(&self, len: usize, seed: u32) -> Result {
+        if len == 0 || len > EDU_BUF_SIZE || len % 4 != 0 {
+            return Err(EINVAL);
+        }
+        let words = len / 4;
+        let guard = self.buf.lock();
+        let buf: &Coherent<[u32]> = &guard;
+        for i in 0..HALF_WORDS {
+            io_write!(buf, [try: i], pattern(seed, i));
+            io_write!(buf, [try: HALF_WORDS + i], !pattern(seed, i));
+        }
+        let base: DmaAddress = buf.dma_address();
+        self.stats.last_dma.store(base, Relaxed);
+        // The DMA mask (`dma_bits` <= 32) keeps the buffer below 4 GiB.
+        let src = u32::try_from(base).map_err(|_| ERANGE)?;
+        let dst = u32::try_from(base + EDU_BUF_SIZE as u64).map_err(|_| ERANGE)?;
+        // CAST: `len` is at most `EDU_BUF_SIZE`.
+        let count = len as u32;
+
+        self.transfer(src, EDU_BUF, count, false)?;
+        self.transfer(EDU_BUF, dst, count, true)?;
+
+        let mut bad = 0usize;
+        let mut first_bad = None;
+        for i in 0..HALF_WORDS {
+            let want = if i < words { pattern(seed, i) } else { !pattern(seed, i) };
+            let got: u32 = io_read!(buf, [try: HALF_WORDS + i]);
+            if got != want {
+                bad += 1;
+                first_bad.get_or_insert((i, want, got));
+            }
+        }
+        if let Some((i, want, got)) = first_bad {
+            self.stats.mismatches.fetch_add(1, Relaxed);
+            dev_err!(
+                self.pdev,
+                "DMA round trip of {len} bytes at {base:#x}: {bad} words differ, first at word {i}: {want:#x} != {got:#x}\n"
+            );
+            return Err(EIO);
+        }
+        self.stats.transfers.fetch_add(1, Relaxed);
+        self.stats.bytes.fetch_add(len as u64, Relaxed);
+        dev_dbg!(self.pdev, "DMA round trip of {len} bytes at {base:#x} verified\n");
+        Ok(())
+    }
+
+    /// Runs one DMA transfer and waits for it.
+    ///
+    /// The BAR is reached through its revocable guard, an RCU read-side
+    /// section: the guard is held only for register accesses, never across
+    /// the sleeps between polls.
+    fn transfer(&self, src: u32, dst: u32, len: u32, to_ram: bool) -> Result {
+        {
+            let bar = self.bar.try_access().ok_or(ENXIO)?;
+            bar.write_reg(regs::DMA_SRC::zeroed().with_addr(src));
+            bar.write_reg(regs::DMA_DST::zeroed().with_addr(dst));
+            bar.write_reg(regs::DMA_COUNT::zeroed().with_count(len));
+            bar.write_reg(
+                regs::DMA_CMD::zeroed()
+                    .with_start(true)
+                    .with_to_ram(to_ram),
+            );
+        }
+        read_poll_timeout(
+            || {
+                let bar = self.bar.try_access().ok_or(ENXIO)?;
+                Ok(bar.read(regs::DMA_CMD))
+            },
+            |cmd| !cmd.start(),
+            Delta::from_millis(5),
+            DMA_TIMEOUT,
+        )
+        .inspect_err(|e| {
+            if *e == ETIMEDOUT {
+                self.stats.timeouts.fetch_add(1, Relaxed);
+            }
+            dev_err!(self.pdev, "DMA {src:#x} -> {dst:#x} ({len} bytes): {e:?}\n");
+        })?;
+        Ok(())
+    }
+
+    /// Writes the device's identity and counters, one `key value` a line.
+    pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(f, "version {}.{}", self.version.0, self.version.1)?;
+        writeln!(f, "transfers {}", s.transfers.load(Relaxed))?;
+        writeln!(f, "bytes {}", s.bytes.load(Relaxed))?;
+        writeln!(f, "mismatches {}", s.mismatches.load(Relaxed))?;
+        writeln!(f, "timeouts {}", s.timeouts.load(Relaxed))?;
+        writeln!(f, "last_dma {:#x}", s.last_dma.load(Relaxed))
+    }
+}
+
+/// The word at index `i` of a round trip seeded with `seed`.
+fn pattern(seed: u32, i: usize) -> u32 {
+    // CAST: `i` is below `HALF_WORDS`, which fits in a `u32`.
+    seed.rotate_left(i as u32 % 32) ^ (i as u32).wrapping_mul(0x9e37_79b9)
+}

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Driver for QEMU's `edu` educational PCI device (1234:11e8).
+//!
+//! The rig's DMA probe: it drives edu's DMA engine through the DMA API, so a
+//! round trip through the device checks that the IOMMU domain in front of it
+//! translates. Each device gets a debugfs directory `qemu_edu-<BDF>/` whose
+//! `dma` file runs a verified round trip and whose `stats` file reports them.
+
+mod driver;
+mod edu;
+mod regs;
+
+kernel::module_pci_driver! {
+    type: driver::EduDriver,
+    name: "qemu_edu",
+    authors: ["msiremap developers"],
+    description: "QEMU edu device: DMA through the DMA API",
+    license: "GPL v2",
+    params: {
+        dma_bits: u32 {
+            default: 28,
+            description: "DMA address bits of the device (QEMU property dma_mask; 28 to 32)",
+        },
+    },
+}

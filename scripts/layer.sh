@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Lay our kernel layer over a pristine linux-source-7.3 tree.
+#
+# In order: the enabling series (patches/*.patch, applied in file-name order),
+# then rust/ copied over the kernel's rust/ so our abstractions build as part
+# of the `kernel` crate. A new Rust file whose parent module is a kernel file
+# gets its `pub mod` line added there; a new rust/helpers/*.c file gets its
+# #include added to rust/helpers/helpers.c; rust/bindings/msiremap_helper.h,
+# when present, is #included from bindings_helper.h.
+#
+# The result is synchronised into $KSRC by content, so files the layer did not
+# change keep their timestamps and kbuild rebuilds only what depends on the
+# files that did change.
+set -euo pipefail
+SELF=layer
+. "$(dirname "$0")/lib.sh"
+
+[ -f "$KSRC_PRISTINE/.msiremap-version" ] || die "no kernel source in $KSRC_PRISTINE (run scripts/setup.sh)"
+read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
+
+mapfile -t patches < <(find "$TOP/patches" -maxdepth 1 -name '*.patch' | sort)
+mapfile -t rustfiles < <(cd "$TOP" && find rust -type f \( -name '*.rs' -o -name '*.c' -o -name '*.h' \) | sort)
+key=$(hash_files "$KSRC_PRISTINE/.msiremap-version" "$0" "${patches[@]}" \
+	"${rustfiles[@]/#/$TOP/}")
+
+if [ "$(cat "$KSRC/.msiremap-layer" 2>/dev/null)" = "$key" ]; then
+	echo "$key"
+	exit 0
+fi
+
+stage=$MSIREMAP_CACHE/linux.stage
+rm -rf "$stage"
+say "laying our kernel layer over Linux $kver (linux-source-7.3 $debver)"
+cp -al "$KSRC_PRISTINE" "$stage"
+
+for p in "${patches[@]}"; do
+	name=$(basename "$p")
+	# GNU patch writes each file anew, so the hard links to the pristine
+	# tree are broken rather than written through.
+	if ! out=$(patch -d "$stage" -p1 -N -s -f --no-backup-if-mismatch --dry-run -i "$p" 2>&1) ||
+		! out=$(patch -d "$stage" -p1 -N -s -f --no-backup-if-mismatch -i "$p" 2>&1); then
+		printf '%s\n' "$out" | sed 's/^/  /' >&2
+		die "patch $name does not apply to Linux $kver (linux-source-7.3 $debver)"
+	fi
+	say "applied $name"
+done
+
+# Add `line` to `file` (a kernel file) unless it is there; writes a new file so
+# the pristine copy behind the hard link is untouched.
+add_line() {
+	local file=$1 line=$2 after=$3
+	grep -qxF "$line" "$file" && return 0
+	python3 - "$file" "$line" "$after" <<'PY'
+import os, re, sys
+path, line, after = sys.argv[1:]
+lines = open(path).read().split("\n")
+idx = max((i for i, l in enumerate(lines) if re.match(after, l)), default=len(lines) - 1)
+lines.insert(idx + 1, line)
+tmp = path + ".msiremap"
+open(tmp, "w").write("\n".join(lines))
+os.replace(tmp, path)
+PY
+}
+
+for f in "${rustfiles[@]}"; do
+	dst=$stage/$f
+	# rust/ only adds files; a change to a kernel file is a patch.
+	[ ! -e "$KSRC_PRISTINE/$f" ] ||
+		die "$f exists in Linux $kver: change it with a patch in patches/, not in rust/"
+	mkdir -p "$(dirname "$dst")"
+	cp "$TOP/$f" "$dst"
+	case "$f" in
+	rust/kernel/*.rs)
+		rel=${f#rust/kernel/}
+		mod=$(basename "$rel" .rs)
+		dir=$(dirname "$rel")
+		if [ "$dir" = . ]; then
+			parent=rust/kernel/lib.rs
+		elif [ -e "$KSRC_PRISTINE/rust/kernel/$dir.rs" ]; then
+			parent=rust/kernel/$dir.rs
+		elif [ -e "$KSRC_PRISTINE/rust/kernel/$dir/mod.rs" ]; then
+			parent=rust/kernel/$dir/mod.rs
+		else
+			continue # declared by a parent module of ours
+		fi
+		add_line "$stage/$parent" "pub mod $mod;" '^pub mod '
+		;;
+	rust/helpers/*.c)
+		add_line "$stage/rust/helpers/helpers.c" "#include \"$(basename "$f")\"" '^#include "'
+		;;
+	rust/bindings/msiremap_helper.h)
+		add_line "$stage/rust/bindings/bindings_helper.h" '#include "msiremap_helper.h"' '^#include '
+		;;
+	esac
+done
+
+printf '%s\n' "$key" >"$stage/.msiremap-layer"
+if [ -d "$KSRC" ]; then
+	# By content: unchanged files keep their timestamps, changed ones get new.
+	rsync -rlc --delete "$stage/" "$KSRC/"
+	rm -rf "$stage"
+else
+	mv "$stage" "$KSRC"
+fi
+say "kernel source ready: $KSRC (layer $key)"
+echo "$key"

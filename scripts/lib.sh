@@ -1,0 +1,44 @@
+# Shared helpers for the rig's scripts. Sourced, not run.
+#
+# Paths (all overridable from the environment):
+#   MSIREMAP_CACHE  kernel source and kernel builds, shared by every clone on
+#                   the machine and keyed by the content of their inputs
+#                   (default: ~/.cache/msiremap)
+#   BUILD           this clone's build directory (default: <top>/build)
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+MSIREMAP_CACHE=${MSIREMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/msiremap}
+KSRC_PRISTINE=$MSIREMAP_CACHE/linux-pristine
+KSRC=$MSIREMAP_CACHE/linux
+TOOLS=$MSIREMAP_CACHE/tools
+LLVM_SUFFIX=-19
+export PATH="$TOOLS/bin:$PATH"
+
+say() { printf '%s: %s\n' "${SELF:-rig}" "$*" >&2; }
+die() { printf '%s: error: %s\n' "${SELF:-rig}" "$*" >&2; exit 1; }
+
+# Guest architecture names (Debian's) to kernel ARCH values.
+karch() {
+	case "$1" in
+	riscv64) echo riscv ;;
+	arm64) echo arm64 ;;
+	*) die "unknown architecture '$1' (use riscv64 or arm64)" ;;
+	esac
+}
+
+# hash_files FILE...: one hash over the names and contents of the given files.
+hash_files() {
+	local f
+	for f in "$@"; do
+		printf '%s\n' "${f#"$TOP"/}"
+		sha256sum <"$f"
+	done | sha256sum | cut -c1-16
+}
+
+# Serialise work on the shared cache between clones.
+cache_lock() {
+	mkdir -p "$MSIREMAP_CACHE"
+	exec 9>"$MSIREMAP_CACHE/.lock"
+	flock 9
+}

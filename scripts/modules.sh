@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Build our out-of-tree modules (top-level Kbuild) for one architecture.
+#
+# Usage: scripts/modules.sh <riscv64|arm64> <kernel-build-dir>
+# Output goes to $BUILD/<arch>/modules (kbuild's MO=), the sources stay clean.
+set -euo pipefail
+SELF=modules
+. "$(dirname "$0")/lib.sh"
+arch=${1:?usage: modules.sh <arch> <kernel-build-dir>}
+kobj=${2:?usage: modules.sh <arch> <kernel-build-dir>}
+ka=$(karch "$arch")
+out=$BUILD/$arch/modules
+mkdir -p "$out"
+if ! make -C "$kobj" M="$TOP" MO="$out" ARCH="$ka" LLVM="$LLVM_SUFFIX" \
+	-j"$(($(nproc) + 1))" modules >"$out/build.log" 2>&1; then
+	grep -E 'error|warning' -A5 "$out/build.log" | head -n 60 >&2
+	die "$arch: module build failed (log: $out/build.log)"
+fi
+grep -E '^(warning|error)|: warning' "$out/build.log" >&2 || true

@@ -1,0 +1,25 @@
+# Profile look-ups over tests/profiles.conf. Sourced, not run.
+
+# profile_field NAME FIELD: FIELD is arch, default or args.
+profile_field() {
+	awk -v n="$1" -v f="$2" '
+		/^#/ || NF < 3 { next }
+		$1 == n {
+			if (f == "arch") print $2
+			else if (f == "default") print $3
+			else { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }
+			found = 1
+		}
+		END { exit !found }' "$TOP/tests/profiles.conf"
+}
+
+# profile_default ARCH: the default profile of an architecture.
+profile_default() {
+	awk -v a="$1" '!/^#/ && NF >= 3 && $2 == a && $3 == "yes" { print $1; exit }' \
+		"$TOP/tests/profiles.conf"
+}
+
+# profile_names: every profile, one a line, in file order.
+profile_names() {
+	awk '!/^#/ && NF >= 3 { print $1 }' "$TOP/tests/profiles.conf"
+}

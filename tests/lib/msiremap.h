@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the guest tests: small file I/O, what the rig tells the
+ * guest (/etc/msiremap/, the kernel command line) and PCI look-ups in sysfs.
+ * Functions return 0 or a negative errno, like the kernel's.
+ */
+#ifndef MSIREMAP_TEST_H
+#define MSIREMAP_TEST_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Read a whole (small) file into buf, NUL-terminated; bytes read or -errno. */
+static inline int msr_read(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n, total = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (total < (ssize_t)len - 1 &&
+	       (n = read(fd, buf + total, len - 1 - total)) > 0)
+		total += n;
+	if (n < 0 && total == 0) {
+		n = -errno;
+		close(fd);
+		return n;
+	}
+	close(fd);
+	buf[total] = '\0';
+	return total;
+}
+
+/* Write a string in one write(2); 0 or the -errno the kernel returned. */
+static inline int msr_write(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	n = n < 0 ? -errno : 0;
+	close(fd);
+	return n;
+}
+
+/* Strip trailing white space in place. */
+static inline char *msr_chomp(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Value of `key=` on the kernel command line, or NULL. */
+static inline const char *msr_cmdline(const char *key, char *out, size_t len)
+{
+	static char cmdline[4096];
+	size_t klen = strlen(key);
+	char *tok, *save;
+
+	if (msr_read("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
+		return NULL;
+	for (tok = strtok_r(cmdline, " \n", &save); tok;
+	     tok = strtok_r(NULL, " \n", &save)) {
+		if (!strncmp(tok, key, klen) && tok[klen] == '=') {
+			snprintf(out, len, "%s", tok + klen + 1);
+			return out;
+		}
+	}
+	return NULL;
+}
+
+/* The guest architecture (riscv64 or arm64), as the rig built it. */
+static inline const char *msr_arch(void)
+{
+	static char arch[32];
+
+	if (!arch[0] && msr_read("/etc/msiremap/arch", arch, sizeof(arch)) > 0)
+		msr_chomp(arch);
+	return arch;
+}
+
+/* The QEMU profile this guest runs on (tests/profiles.conf). */
+static inline const char *msr_profile(void)
+{
+	static char profile[64];
+
+	if (!profile[0] && !msr_cmdline("msiremap.profile", profile, sizeof(profile)))
+		snprintf(profile, sizeof(profile), "unknown");
+	return profile;
+}
+
+/* Read a sysfs attribute holding a number (any base strtoul accepts). */
+static inline int msr_read_ulong(const char *path, unsigned long *val)
+{
+	char buf[64];
+	int ret = msr_read(path, buf, sizeof(buf));
+
+	if (ret < 0)
+		return ret;
+	*val = strtoul(buf, NULL, 0);
+	return 0;
+}
+
+/*
+ * Find the n-th PCI device (0-based) with the given vendor and device ids;
+ * its address (e.g. 0000:00:02.0) goes to bdf. 0, or -ENOENT.
+ */
+static inline int msr_find_pci(unsigned int vendor, unsigned int device, int n,
+			       char *bdf, size_t len)
+{
+	DIR *dir = opendir("/sys/bus/pci/devices");
+	struct dirent *de;
+	char path[512];
+	unsigned long v, d;
+	int ret = -ENOENT;
+
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", de->d_name);
+		if (msr_read_ulong(path, &v))
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", de->d_name);
+		if (msr_read_ulong(path, &d))
+			continue;
+		if (v == vendor && d == device && n-- == 0) {
+			snprintf(bdf, len, "%s", de->d_name);
+			ret = 0;
+			break;
+		}
+	}
+	closedir(dir);
+	return ret;
+}
+
+#define EDU_VENDOR	0x1234
+#define EDU_DEVICE	0x11e8
+#define RISCV_IOMMU_VENDOR	0x1b36
+#define RISCV_IOMMU_DEVICE	0x0014
+
+#endif /* MSIREMAP_TEST_H */

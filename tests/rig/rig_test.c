@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The rig checks its own guest: the kernel is the one we built and configured,
+ * each of our modules unloads and reloads cleanly, and the IOMMU the profile
+ * promises is there.
+ */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+
+#include "kselftest_harness.h"
+#include "msiremap.h"
+
+/* Whether /proc/modules lists `name`. */
+static int module_loaded(const char *name)
+{
+	char line[512];
+	size_t len = strlen(name);
+	FILE *f = fopen("/proc/modules", "r");
+	int found = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, len) && line[len] == ' ')
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+/* The module's parameters given on the kernel command line (name.param=v). */
+static void module_params(const char *name, char *out, size_t len)
+{
+	char cmdline[4096], *tok, *save;
+	size_t nlen = strlen(name), used = 0;
+
+	out[0] = '\0';
+	if (msr_read("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
+		return;
+	for (tok = strtok_r(cmdline, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+		if (!strncmp(tok, name, nlen) && tok[nlen] == '.')
+			used += snprintf(out + used, len - used, "%s%s", used ? " " : "",
+					 tok + nlen + 1);
+}
+
+TEST(kernel_is_ours)
+{
+	char want[256];
+	struct utsname u;
+
+	ASSERT_LT(0, msr_read("/etc/msiremap/release", want, sizeof(want)));
+	msr_chomp(want);
+	ASSERT_EQ(0, uname(&u));
+	EXPECT_STREQ(want, u.release);
+	EXPECT_NE(NULL, strstr(u.release, "-msiremap"));
+	EXPECT_EQ(0, strncmp(u.release, "7.3", 3));
+	TH_LOG("kernel %s on %s, profile %s", u.release, u.machine, msr_profile());
+}
+
+TEST(config_items_in_effect)
+{
+	static char config[1 << 20];
+	char line[256], *eq;
+	size_t n;
+	int checked = 0;
+	FILE *frag, *cfg;
+
+	cfg = popen("zcat /proc/config.gz", "r");
+	ASSERT_NE(NULL, cfg);
+	n = fread(config, 1, sizeof(config) - 1, cfg);
+	config[n] = '\0';
+	ASSERT_EQ(0, pclose(cfg));
+	ASSERT_LT(1000, (int)n);
+
+	frag = fopen("/etc/msiremap/config", "r");
+	ASSERT_NE(NULL, frag);
+	while (fgets(line, sizeof(line), frag)) {
+		char want[300];
+
+		msr_chomp(line);
+		if (strncmp(line, "CONFIG_", 7) || !(eq = strchr(line, '=')))
+			continue;
+		if (!strcmp(eq, "=n")) {
+			*eq = '\0';
+			snprintf(want, sizeof(want), "\n%s=", line);
+			EXPECT_EQ(NULL, strstr(config, want))
+				TH_LOG("%s is set", line);
+		} else {
+			snprintf(want, sizeof(want), "\n%s\n", line);
+			EXPECT_NE(NULL, strstr(config, want))
+				TH_LOG("%s is not in /proc/config.gz", line);
+		}
+		checked++;
+	}
+	fclose(frag);
+	EXPECT_LT(20, checked);
+}
+
+TEST(modules_unload_and_reload)
+{
+	char name[64], params[512], path[256];
+	FILE *list = fopen("/etc/msiremap/modules", "r");
+	int count = 0;
+
+	ASSERT_NE(NULL, list);
+	while (fscanf(list, "%63s%*[^\n]", name) == 1) {
+		int fd;
+
+		if (name[0] == '#')
+			continue;
+		count++;
+		ASSERT_EQ(1, module_loaded(name)) TH_LOG("%s is not loaded", name);
+		ASSERT_EQ(0, syscall(SYS_delete_module, name, O_NONBLOCK))
+			TH_LOG("unloading %s: %s", name, strerror(errno));
+		ASSERT_EQ(0, module_loaded(name));
+
+		module_params(name, params, sizeof(params));
+		snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, syscall(SYS_finit_module, fd, params, 0))
+			TH_LOG("reloading %s: %s", name, strerror(errno));
+		close(fd);
+		ASSERT_EQ(1, module_loaded(name));
+	}
+	fclose(list);
+	EXPECT_LT(0, count);
+}
+
+/* Number of entries in a sysfs directory, less . and .. */
+static int dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Whether the device tree has a node compatible with `compat`, under `path`. */
+static int dt_has_compatible(const char *path, const char *compat)
+{
+	char p[1024], buf[256];
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int found = 0, n;
+
+	if (!d)
+		return 0;
+	snprintf(p, sizeof(p), "%s/compatible", path);
+	n = msr_read(p, buf, sizeof(buf));
+	for (int off = 0; n > 0 && off < n; off += strlen(buf + off) + 1)
+		found |= !strcmp(buf + off, compat);
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+		found = dt_has_compatible(p, compat);
+	}
+	closedir(d);
+	return found;
+}
+
+/* RISC-V IOMMU capabilities register (spec 5.3), read through the PCI BAR. */
+#define RISCV_IOMMU_CAP_VERSION(c)	((c) & 0xff)
+#define RISCV_IOMMU_CAP_MSI_FLAT	(1ULL << 22)
+#define RISCV_IOMMU_CAP_MSI_MRIF	(1ULL << 23)
+
+static int riscv_iommu_pci_caps(const char *bdf, uint64_t *caps)
+{
+	char path[256], cfg[8];
+	volatile uint64_t *regs;
+	int fd;
+
+	/* Memory decoding may be off while no driver owns the device. */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0 || pread(fd, cfg, 2, 4) != 2)
+		return -errno;
+	cfg[0] |= 0x2;
+	if (pwrite(fd, cfg, 2, 4) != 2)
+		return -errno;
+	close(fd);
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	fd = open(path, O_RDWR | O_SYNC);
+	if (fd < 0)
+		return -errno;
+	regs = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (regs == MAP_FAILED)
+		return -errno;
+	*caps = regs[0];
+	munmap((void *)regs, 4096);
+	return 0;
+}
+
+TEST(iommu_is_present)
+{
+	const char *arch = msr_arch(), *profile = msr_profile();
+	char bdf[32];
+
+	if (!strcmp(arch, "arm64")) {
+		/* SMMUv3 registered with the core, and the edu device in a group. */
+		char path[256];
+
+		EXPECT_LT(0, dir_entries("/sys/class/iommu"));
+		EXPECT_LT(0, dir_entries("/sys/kernel/iommu_groups"));
+		ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+		EXPECT_EQ(0, access(path, F_OK)) TH_LOG("edu %s has no IOMMU group", bdf);
+		return;
+	}
+
+	ASSERT_STREQ("riscv64", arch);
+	if (!strcmp(profile, "riscv64-sys")) {
+		EXPECT_TRUE(dt_has_compatible("/sys/firmware/devicetree/base", "riscv,iommu"));
+		EXPECT_EQ(-ENOENT, msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0,
+						bdf, sizeof(bdf)));
+	} else {
+		uint64_t caps = 0;
+
+		ASSERT_EQ(0, msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0,
+					  bdf, sizeof(bdf)));
+		ASSERT_EQ(0, riscv_iommu_pci_caps(bdf, &caps));
+		TH_LOG("riscv-iommu-pci %s: capabilities %#llx", bdf, (unsigned long long)caps);
+		EXPECT_EQ(0x10ULL, RISCV_IOMMU_CAP_VERSION(caps));
+		if (!strcmp(profile, "riscv64-nointremap")) {
+			EXPECT_FALSE(caps & (RISCV_IOMMU_CAP_MSI_FLAT | RISCV_IOMMU_CAP_MSI_MRIF));
+		} else {
+			EXPECT_TRUE(caps & RISCV_IOMMU_CAP_MSI_FLAT);
+		}
+	}
+}
+
+TEST_HARNESS_MAIN
