@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# `make check`: host unit tests, then every guest test group on every profile
+# it names, each run judged by scripts/ktap; ends with `N passed, M failed`.
+#
+# Narrowing, for development: CHECK_GROUPS="rig edu" and/or
+# CHECK_PROFILES="arm64" run only those (the closing line says so).
+set -euo pipefail
+SELF=check
+. "$(dirname "$0")/lib.sh"
+. "$TOP/scripts/profile.sh"
+. "$TOP/scripts/qemu.sh"
+
+out=$BUILD/check
+rm -rf "$out"
+mkdir -p "$out/logs"
+totals=$out/totals
+: >"$totals"
+export CARGO_TARGET_DIR=$BUILD/target
+start=$SECONDS
+
+# --- Host tests ----------------------------------------------------------------
+echo "# host: cargo test"
+rc=0
+(cd "$TOP" && cargo test --workspace --color never) >"$out/logs/cargo-test.log" 2>&1 || rc=$?
+grep -E '^test |^test result:' "$out/logs/cargo-test.log" | grep -v '^test result' | sed 's/^/# /' || true
+read -r p f s < <(awk '/^test result:/ {
+	for (i = 1; i <= NF; i++) {
+		if ($(i+1) ~ /^passed/) p += $i
+		if ($(i+1) ~ /^failed/) f += $i
+		if ($(i+1) ~ /^ignored/) s += $i
+	}} END { print p + 0, f + 0, s + 0 }' "$out/logs/cargo-test.log")
+if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+	tail -n 20 "$out/logs/cargo-test.log" | sed 's/^/# /'
+	echo "# host: FAIL: cargo test exited with status $rc"
+	f=1
+fi
+echo "# host: $p passed, $f failed (log: $out/logs/cargo-test.log)"
+echo "$p $f $s host/cargo-test" >>"$totals"
+(cd "$TOP" && cargo build --quiet --release -p ktap) || die "cannot build scripts/ktap"
+ktap=$CARGO_TARGET_DIR/release/ktap
+
+# --- Guest test groups ----------------------------------------------------------
+# group_var GROUP VAR: a variable of tests/GROUP/group.conf.
+group_var() {
+	(
+		# shellcheck disable=SC1090
+		. "$TOP/tests/$1/group.conf"
+		eval "printf '%s' \"\${$2:-}\""
+	)
+}
+
+mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/group.conf}"; done)
+[ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf '%s\n' $CHECK_GROUPS)
+declare -A built=()
+for group in "${groups[@]}"; do
+	[ -f "$TOP/tests/$group/group.conf" ] || die "no test group '$group' (tests/$group/group.conf)"
+	for profile in $(group_var "$group" PROFILES); do
+		if [ -n "${CHECK_PROFILES:-}" ] && [[ " $CHECK_PROFILES " != *" $profile "* ]]; then
+			continue
+		fi
+		arch=$(profile_field "$profile" arch) ||
+			die "tests/$group/group.conf names unknown profile '$profile'"
+		if [ -z "${built[$arch]:-}" ]; then
+			kobj=$("$TOP/scripts/kernel.sh" "$arch")
+			"$TOP/scripts/modules.sh" "$arch" "$kobj"
+			"$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$arch/initramfs-check.cpio"
+			built[$arch]=$kobj
+		fi
+		label=$profile/$group
+		log=$out/logs/$profile-$group.log
+		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
+		qemu_cmd "$profile" "${built[$arch]}" "$BUILD/$arch/initramfs-check.cpio" \
+			"$append" "$(group_var "$group" "QEMU_$arch")"
+		t0=$SECONDS
+		status=0
+		timeout=$(group_var "$group" TIMEOUT)
+		qemu_batch "$log" "${timeout:-300}" || status=$?
+		echo "# $label: guest ran $((SECONDS - t0)) s"
+		"$ktap" report "$label" "$log" "$status" "$totals" || true
+	done
+done
+
+echo "# make check: $((SECONDS - start)) s${CHECK_GROUPS:+, groups: $CHECK_GROUPS}${CHECK_PROFILES:+, profiles: $CHECK_PROFILES}"
+"$ktap" total "$totals"

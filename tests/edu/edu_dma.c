@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * DMA through the DMA API: qemu_edu copies a pattern from RAM into edu's
+ * buffer and back through whatever domain the IOMMU gives the device, and
+ * checks every word (debugfs qemu_edu/<BDF>/dma and stats).
+ *
+ * arm64: SMMUv3 with a translated (DMA) default domain; every round trip
+ * must verify. riscv64: until our RISC-V IOMMU driver loads, the IOMMU stays
+ * in its reset mode, Off, which blocks all device DMA: every round trip must
+ * fail with EIO and the destination stay untouched.
+ */
+#include "kselftest_harness.h"
+#include "msiremap.h"
+
+struct edu_stats {
+	unsigned long transfers, bytes, mismatches, timeouts, last_dma;
+};
+
+static int edu_read_stats(const char *dir, struct edu_stats *st)
+{
+	char path[256], buf[512], *line, *save;
+
+	snprintf(path, sizeof(path), "%s/stats", dir);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char key[32];
+		unsigned long val;
+
+		if (sscanf(line, "%31s %li", key, (long *)&val) != 2)
+			continue;
+		if (!strcmp(key, "transfers"))
+			st->transfers = val;
+		else if (!strcmp(key, "bytes"))
+			st->bytes = val;
+		else if (!strcmp(key, "mismatches"))
+			st->mismatches = val;
+		else if (!strcmp(key, "timeouts"))
+			st->timeouts = val;
+		else if (!strcmp(key, "last_dma"))
+			st->last_dma = val;
+	}
+	return 0;
+}
+
+static int edu_dma(const char *dir, const char *request)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/dma", dir);
+	return msr_write(path, request);
+}
+
+/* Whether DMA from this device is translated and should work. */
+static int dma_expected_to_work(void)
+{
+	return !strcmp(msr_arch(), "arm64");
+}
+
+FIXTURE(edu)
+{
+	char bdf[32];
+	char dir[128];
+};
+
+FIXTURE_SETUP(edu)
+{
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
+	snprintf(self->dir, sizeof(self->dir), "/sys/kernel/debug/qemu_edu/%s", self->bdf);
+	ASSERT_EQ(0, access(self->dir, F_OK)) TH_LOG("qemu_edu is not bound to %s", self->bdf);
+}
+
+FIXTURE_TEARDOWN(edu)
+{
+}
+
+FIXTURE_VARIANT(edu)
+{
+	const char *request;
+	unsigned long bytes;
+};
+
+FIXTURE_VARIANT_ADD(edu, word) { .request = "4", .bytes = 4 };
+FIXTURE_VARIANT_ADD(edu, line) { .request = "64 7", .bytes = 64 };
+FIXTURE_VARIANT_ADD(edu, odd_seed) { .request = "1028 4294967295", .bytes = 1028 };
+FIXTURE_VARIANT_ADD(edu, full_buffer) { .request = "4096", .bytes = 4096 };
+
+TEST_F(edu, round_trip)
+{
+	struct edu_stats before, after;
+	int ret;
+
+	ASSERT_EQ(0, edu_read_stats(self->dir, &before));
+	ret = edu_dma(self->dir, variant->request);
+	ASSERT_EQ(0, edu_read_stats(self->dir, &after));
+	EXPECT_EQ(0, after.timeouts - before.timeouts);
+	EXPECT_NE(0, after.last_dma);
+
+	if (dma_expected_to_work()) {
+		EXPECT_EQ(0, ret) TH_LOG("round trip '%s': %s", variant->request, strerror(-ret));
+		EXPECT_EQ(1, after.transfers - before.transfers);
+		EXPECT_EQ(variant->bytes, after.bytes - before.bytes);
+		EXPECT_EQ(0, after.mismatches - before.mismatches);
+		/* The IOVA lies within edu's default 28-bit DMA mask. */
+		EXPECT_EQ(0, after.last_dma >> 28);
+	} else {
+		EXPECT_EQ(-EIO, ret);
+		EXPECT_EQ(0, after.transfers - before.transfers);
+		EXPECT_EQ(1, after.mismatches - before.mismatches);
+	}
+}
+
+TEST(bad_requests_change_nothing)
+{
+	static const char *const bad[] = {
+		"0", "4095", "4100", "8192", "-4", "four", "4 x", "4 1 2",
+		"99999999999999999999999",
+	};
+	struct edu_stats before, after;
+	char bdf[32], dir[128];
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(dir, sizeof(dir), "/sys/kernel/debug/qemu_edu/%s", bdf);
+	ASSERT_EQ(0, edu_read_stats(dir, &before));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		EXPECT_EQ(-EINVAL, edu_dma(dir, bad[i])) {
+			TH_LOG("request '%s'", bad[i]);
+		}
+	}
+	ASSERT_EQ(0, edu_read_stats(dir, &after));
+	EXPECT_EQ(0, memcmp(&before, &after, sizeof(before)));
+}
+
+TEST(edu_has_the_expected_domain)
+{
+	char bdf[32], path[256], type[64];
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", bdf);
+	if (!strcmp(msr_arch(), "arm64")) {
+		ASSERT_LT(0, msr_read(path, type, sizeof(type)));
+		msr_chomp(type);
+		EXPECT_TRUE(!strcmp(type, "DMA") || !strcmp(type, "DMA-FQ"))
+			TH_LOG("default domain type %s", type);
+	} else {
+		/* No IOMMU driver yet: no group. */
+		EXPECT_EQ(-ENOENT, msr_read(path, type, sizeof(type)));
+	}
+}
+
+TEST_HARNESS_MAIN
