@@ -40,15 +40,6 @@ echo "$p $f $s host/cargo-test" >>"$totals"
 ktap=$CARGO_TARGET_DIR/release/ktap
 
 # --- Guest test groups ----------------------------------------------------------
-# group_var GROUP VAR: a variable of tests/GROUP/group.conf.
-group_var() {
-	(
-		# shellcheck disable=SC1090
-		. "$TOP/tests/$1/group.conf"
-		eval "printf '%s' \"\${$2:-}\""
-	)
-}
-
 mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/group.conf}"; done)
 [ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf '%s\n' $CHECK_GROUPS)
 declare -A built=()

@@ -18,8 +18,6 @@ arch=${1:?usage: kernel.sh <riscv64|arm64> [variant]}
 variant=${2:-}
 ka=$(karch "$arch")
 command -v bindgen >/dev/null || die "bindgen not found in $TOOLS/bin (run scripts/setup.sh)"
-cache_lock
-
 layer=$("$TOP/scripts/layer.sh")
 read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
 
@@ -29,6 +27,7 @@ if [ -n "$variant" ]; then
 	frags+=("$TOP/config/$variant.config")
 fi
 obj=$MSIREMAP_CACHE/$arch${variant:+-$variant}
+cache_lock "$arch${variant:+-$variant}"
 mkdir -p "$obj"
 key=$(printf '%s %s\n' "$layer" "$(hash_files "$0" "${frags[@]}")" | sha256sum | cut -c1-16)
 

@@ -15,6 +15,7 @@ set -euo pipefail
 SELF=layer
 . "$(dirname "$0")/lib.sh"
 
+cache_lock layer
 [ -f "$KSRC_PRISTINE/.msiremap-version" ] || die "no kernel source in $KSRC_PRISTINE (run scripts/setup.sh)"
 read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
 

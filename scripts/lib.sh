@@ -36,9 +36,10 @@ hash_files() {
 	done | sha256sum | cut -c1-16
 }
 
-# Serialise work on the shared cache between clones.
+# cache_lock NAME: serialise work on one part of the shared cache between
+# clones (held until the calling script exits).
 cache_lock() {
 	mkdir -p "$MSIREMAP_CACHE"
-	exec 9>"$MSIREMAP_CACHE/.lock"
+	exec 9>"$MSIREMAP_CACHE/.lock-$1"
 	flock 9
 }

@@ -1,4 +1,5 @@
-# Profile look-ups over tests/profiles.conf. Sourced, not run.
+# Profile look-ups over tests/profiles.conf, and test-group settings from
+# tests/<group>/group.conf. Sourced, not run.
 
 # profile_field NAME FIELD: FIELD is arch, default or args.
 profile_field() {
@@ -22,4 +23,14 @@ profile_default() {
 # profile_names: every profile, one a line, in file order.
 profile_names() {
 	awk '!/^#/ && NF >= 3 { print $1 }' "$TOP/tests/profiles.conf"
+}
+
+# group_var GROUP VAR: a variable of tests/GROUP/group.conf (empty if unset).
+group_var() {
+	[ -f "$TOP/tests/$1/group.conf" ] || die "no test group '$1' (tests/$1/group.conf)"
+	(
+		# shellcheck disable=SC1090
+		. "$TOP/tests/$1/group.conf"
+		eval "printf '%s' \"\${$2:-}\""
+	)
 }

@@ -5,7 +5,8 @@
 #   --profile NAME     QEMU profile (tests/profiles.conf); default: the arch's
 #   --arch ARCH        riscv64 (default) or arm64, when no profile is given
 #   --mode MODE        shell | show | cmd | check   (see tests/guest/init)
-#   --group G          test group for check mode
+#   --group G          test group: its devices and kernel arguments
+#                      (tests/G/group.conf); in check mode, its tests run
 #   --cmd CMD          command run in the guest (cmd mode)
 #   --extra DIR        host directory put into the guest at /extra
 #   --qemu-args ARGS   appended to the QEMU command line
@@ -52,6 +53,7 @@ else
 	profile=$(profile_default "$arch")
 fi
 case "$mode" in shell | show | cmd | check) ;; *) die "unknown mode '$mode'" ;; esac
+[ -z "$group" ] || group_var "$group" PROFILES >/dev/null
 [ -z "$extra" ] || [ -d "$extra" ] || die "GUEST_FILES: '$extra' is not a directory"
 
 kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
@@ -65,8 +67,11 @@ if [ "$mode" = cmd ]; then
 fi
 "$TOP/scripts/guest.sh" "$arch" "$kobj" "$initrd" "$cmdfile" "$extra"
 
-append="msiremap.mode=$mode${group:+ msiremap.group=$group}${append:+ $append}"
-qemu_cmd "$profile" "$kobj" "$initrd" "$append" "$qargs"
+if [ -n "$group" ]; then
+	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $append"
+	qargs="$(group_var "$group" "QEMU_$arch") $qargs"
+fi
+qemu_cmd "$profile" "$kobj" "$initrd" "msiremap.mode=$mode $append" "$qargs"
 
 if [ "$mode" = shell ]; then
 	exec "${QCMD[@]}" -nographic

@@ -132,20 +132,38 @@ TEST(bad_requests_change_nothing)
 	EXPECT_EQ(0, memcmp(&before, &after, sizeof(before)));
 }
 
+/* The "domain" line of the driver's stats: the domain its DMA goes through. */
+static int edu_domain(const char *bdf, char *out, size_t len)
+{
+	char path[256], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/stats", bdf);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -errno;
+	p = strstr(buf, "\ndomain ");
+	if (!p || sscanf(p, "\ndomain %63s", out) != 1)
+		return -ENOENT;
+	return 0;
+}
+
 TEST(edu_has_the_expected_domain)
 {
-	char bdf[32], path[256], type[64];
+	char bdf[32], path[256], type[64], seen[64];
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	ASSERT_EQ(0, edu_domain(bdf, seen, sizeof(seen)));
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", bdf);
 	if (!strcmp(msr_arch(), "arm64")) {
+		/* The driver sees the group's default domain, a DMA-API one. */
 		ASSERT_LT(0, msr_read(path, type, sizeof(type)));
 		msr_chomp(type);
 		EXPECT_TRUE(!strcmp(type, "DMA") || !strcmp(type, "DMA-FQ"))
 			TH_LOG("default domain type %s", type);
+		EXPECT_STREQ(type, seen);
 	} else {
-		/* No IOMMU driver yet: no group. */
+		/* No IOMMU driver yet: no group, no domain. */
 		EXPECT_EQ(-ENOENT, msr_read(path, type, sizeof(type)));
+		EXPECT_STREQ("none", seen);
 	}
 }
 

@@ -3,12 +3,16 @@
 //! One edu device: its registers, DMA engine and counters.
 
 use kernel::{
-    device::Bound,
+    device::{
+        self,
+        Bound, //
+    },
     dma::{
         Coherent,
         DmaAddress, //
     },
     fmt,
+    iommu::domain::DomainType,
     io::{
         io_read,
         io_write,
@@ -79,6 +83,8 @@ pub(crate) struct Edu {
     buf: Mutex<Coherent<[u32]>>,
     stats: DmaStats,
     version: (u32, u32),
+    /// The IOMMU domain the DMA API maps through, as found at probe.
+    domain: Option<DomainType>,
 }
 
 impl Edu {
@@ -107,6 +113,7 @@ impl Edu {
             }
         }
         let version = (ident.major().get(), ident.minor().get());
+        let dev: &device::Device<Bound> = pdev.as_ref();
         let buf: Coherent<[u32]> = Coherent::zeroed_slice(pdev.as_ref(), 2 * HALF_WORDS, GFP_KERNEL)?;
         // INVARIANT: `buf` was allocated with `2 * HALF_WORDS` words.
         Ok(try_pin_init!(Self {
@@ -115,6 +122,7 @@ impl Edu {
             buf <- new_mutex!(buf, "Edu::buf"),
             stats: DmaStats::new(),
             version,
+            domain: dev.iommu_domain_type(),
         }))
     }
 
@@ -211,6 +219,10 @@ impl Edu {
     pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
         writeln!(f, "version {}.{}", self.version.0, self.version.1)?;
+        match self.domain {
+            Some(domain) => f.write_fmt(fmt!("domain {domain}\n"))?,
+            None => writeln!(f, "domain none")?,
+        }
         writeln!(f, "transfers {}", s.transfers.load(Relaxed))?;
         writeln!(f, "bytes {}", s.bytes.load(Relaxed))?;
         writeln!(f, "mismatches {}", s.mismatches.load(Relaxed))?;

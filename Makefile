@@ -1,0 +1,77 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# MSI remapping for devices behind an IOMMU: the rig's commands.
+# `make help` lists them; README.md and Documentation/rig.md explain them.
+
+ARCH ?= riscv64
+PROFILE ?=
+CMD ?=
+GUEST_FILES ?=
+QEMU_ARGS ?=
+GROUP ?= rig
+
+SHELL := /bin/bash
+.SUFFIXES:
+MAKEFLAGS += --no-print-directory
+
+# Checked when the makefile is read, so a mistake is one line, not make noise.
+ifeq ($(filter $(ARCH),riscv64 arm64),)
+$(error ARCH=$(ARCH) is not supported: use ARCH=riscv64 or ARCH=arm64)
+endif
+ifneq ($(GUEST_FILES),)
+ifeq ($(wildcard $(GUEST_FILES)/.),)
+$(error GUEST_FILES=$(GUEST_FILES) is not a directory)
+endif
+endif
+ifeq ($(wildcard tests/$(GROUP)/group.conf),)
+$(error GROUP=$(GROUP) is not a test group (tests/*/group.conf))
+endif
+ifneq ($(PROFILE),)
+ifeq ($(shell awk '!/^\#/ && $$1 == "$(PROFILE)"' tests/profiles.conf),)
+$(error PROFILE=$(PROFILE) is not a profile: `make profiles` lists them)
+endif
+endif
+
+run_args = $(if $(PROFILE),--profile '$(PROFILE)',--arch $(ARCH)) \
+	--group '$(GROUP)' $(if $(GUEST_FILES),--extra '$(GUEST_FILES)') \
+	$(if $(QEMU_ARGS),--qemu-args '$(QEMU_ARGS)')
+
+.PHONY: help setup kernel modules run check profiles clean
+help:
+	@echo 'make run      boot ARCH=riscv64|arm64 (or PROFILE=name) with our modules loaded:'
+	@echo '              a shell on a terminal; CMD=... runs a command and exits with its'
+	@echo '              status; GUEST_FILES=dir appears at /extra; QEMU_ARGS=... appended;'
+	@echo '              GROUP=name adds the devices of that test group (default: rig)'
+	@echo 'make check    host tests and every guest test group on every profile'
+	@echo 'make profiles the QEMU profiles'
+	@echo 'make setup    install what the build needs (run by run and check too)'
+	@echo 'make kernel   build the kernel for ARCH;  make modules: our modules for ARCH'
+	@echo 'make clean    remove build/ (kernel builds stay cached, see README.md)'
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh $(ARCH) >/dev/null
+
+modules: setup
+	@scripts/modules.sh $(ARCH) "$$(scripts/kernel.sh $(ARCH))"
+
+run: setup
+	@if [ -n "$(CMD)" ]; then \
+		exec scripts/run.sh $(run_args) --cmd "$$CMD"; \
+	elif [ -t 0 ] && [ -t 1 ]; then \
+		exec scripts/run.sh $(run_args) --mode shell; \
+	else \
+		exec scripts/run.sh $(run_args) --mode show; \
+	fi
+
+check: setup
+	@scripts/check.sh
+
+profiles:
+	@awk '!/^#/ && NF >= 3 { d = $$3 == "yes" ? " (default for " $$2 ")" : ""; \
+		$$3 = ""; printf "%-20s %s%s\n", $$1, substr($$0, index($$0, $$4)), d }' tests/profiles.conf
+
+clean:
+	rm -rf build target
