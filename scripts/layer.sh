@@ -19,7 +19,8 @@ cache_lock layer
 [ -f "$KSRC_PRISTINE/.msiremap-version" ] || die "no kernel source in $KSRC_PRISTINE (run scripts/setup.sh)"
 read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
 
-mapfile -t patches < <(find "$TOP/patches" -maxdepth 1 -name '*.patch' | sort)
+patches=()
+[ ! -d "$TOP/patches" ] || mapfile -t patches < <(find "$TOP/patches" -maxdepth 1 -name '*.patch' | sort)
 mapfile -t rustfiles < <(cd "$TOP" && find rust -type f \( -name '*.rs' -o -name '*.c' -o -name '*.h' \) | sort)
 key=$(hash_files "$KSRC_PRISTINE/.msiremap-version" "$0" "${patches[@]}" \
 	"${rustfiles[@]/#/$TOP/}")

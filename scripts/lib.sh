@@ -27,11 +27,15 @@ karch() {
 	esac
 }
 
-# hash_files FILE...: one hash over the names and contents of the given files.
+# hash_files FILE...: one hash over the names (relative to the top of the
+# tree, or base names outside it) and contents of the given files.
 hash_files() {
 	local f
 	for f in "$@"; do
-		printf '%s\n' "${f#"$TOP"/}"
+		case "$f" in
+		"$TOP"/*) printf '%s\n' "${f#"$TOP"/}" ;;
+		*) printf '%s\n' "${f##*/}" ;;
+		esac
 		sha256sum <"$f"
 	done | sha256sum | cut -c1-16
 }

@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host tests of `hw`: the page tables against a model of mappings, every
+//! table the driver writes against the independent walker, and the encodings
+//! against values worked out by hand from the specification.
+
+use std::collections::{BTreeMap, HashMap};
+
+
+use crate::hw::{
+    cmd::Command,
+    ddt::{self, DdtMode, DeviceContext},
+    fault::FaultRecord,
+    mem::PhysMem,
+    msi::{self, MsiGeometry},
+    pgtable::PageTable,
+    pte::{Mode, Prot, Pte},
+    queue::Ring,
+    walk::{self, Access},
+    HwError, PAGE_SIZE,
+};
+
+/// Physical memory made of words; allocations are tracked so leaks and
+/// double frees fail the test.
+struct FakeMem {
+    words: HashMap<u64, u64>,
+    next: u64,
+    live: BTreeMap<u64, u32>,
+    limit: Option<usize>,
+}
+
+impl FakeMem {
+    fn new() -> Self {
+        Self { words: HashMap::new(), next: 0x8000_0000, live: BTreeMap::new(), limit: None }
+    }
+}
+
+impl PhysMem for FakeMem {
+    fn alloc_pages(&mut self, order: u32) -> Result<u64, HwError> {
+        if self.limit.is_some_and(|l| self.live.len() >= l) {
+            return Err(HwError::NoMemory);
+        }
+        let size = PAGE_SIZE << order;
+        let pa = (self.next + size - 1) & !(size - 1);
+        self.next = pa + size;
+        self.live.insert(pa, order);
+        Ok(pa)
+    }
+
+    fn free_pages(&mut self, pa: u64, order: u32) {
+        assert_eq!(self.live.remove(&pa), Some(order), "free of {pa:#x} order {order}");
+        for w in (0..PAGE_SIZE << order).step_by(8) {
+            self.words.remove(&(pa + w));
+        }
+    }
+
+    fn read_u64(&self, pa: u64) -> u64 {
+        assert_eq!(pa % 8, 0);
+        assert!(self.owned(pa), "read of unallocated {pa:#x}");
+        *self.words.get(&pa).unwrap_or(&0)
+    }
+
+    fn write_u64(&mut self, pa: u64, val: u64) {
+        assert_eq!(pa % 8, 0);
+        assert!(self.owned(pa), "write to unallocated {pa:#x}");
+        self.words.insert(pa, val);
+    }
+}
+
+impl FakeMem {
+    fn owned(&self, pa: u64) -> bool {
+        self.live.range(..=pa).next_back().is_some_and(|(&base, &order)| pa < base + (PAGE_SIZE << order))
+    }
+}
+
+/// xorshift64*: deterministic, seedable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A one-level directory whose device 0 translates through `table`.
+fn device_for(mem: &mut FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>) -> u64 {
+    let root = mem.alloc_pages(0).unwrap();
+    let dc_pa = ddt::dc_address(mem, root, DdtMode::Lvl1, true, 0, true).unwrap().unwrap();
+    let mut dc = if table.mode().is_second_stage() {
+        DeviceContext::second_stage(table.mode(), table.root(), 7)
+    } else {
+        DeviceContext::first_stage(table.mode(), table.root(), 9)
+    };
+    if let Some((t, g)) = msi {
+        dc = dc.with_msi(t, g.mask(), g.pattern());
+    }
+    dc.write(mem, dc_pa, true);
+    ddt::ddtp(DdtMode::Lvl1, root)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    size: u64,
+    pa: u64,
+    prot: Prot,
+}
+
+/// The model: mapped intervals by start.
+type Model = BTreeMap<u64, Mapping>;
+
+fn model_lookup(model: &Model, iova: u64) -> Option<(u64, Prot)> {
+    let (&start, m) = model.range(..=iova).next_back()?;
+    (iova < start + m.size).then(|| (m.pa + (iova - start), m.prot))
+}
+
+fn overlaps(model: &Model, iova: u64, size: u64) -> bool {
+    model.range(..iova + size).next_back().is_some_and(|(&s, m)| s + m.size > iova)
+}
+
+/// Checks the table, and the walker over the device context, at `iova`.
+fn check_at(mem: &FakeMem, table: &PageTable, ddtp: u64, model: &Model, iova: u64) {
+    let want = model_lookup(model, iova);
+    assert_eq!(table.iova_to_phys(mem, iova), want.map(|w| w.0), "iova_to_phys({iova:#x})");
+    let read = walk::translate(mem, ddtp, true, 0, iova, Access::Read);
+    let write = walk::translate(mem, ddtp, true, 0, iova, Access::Write { len: 8 });
+    let (rf, wf) = if table.mode().is_second_stage() { (21, 23) } else { (13, 15) };
+    match want {
+        Some((pa, prot)) => {
+            assert_eq!(read, Ok(pa), "walk read {iova:#x}");
+            assert_eq!(write, if prot.write { Ok(pa) } else { Err(wf) }, "walk write {iova:#x}");
+        }
+        None => {
+            assert_eq!(read, Err(rf), "walk read of unmapped {iova:#x}");
+            assert_eq!(write, Err(wf));
+        }
+    }
+}
+
+fn random_against_model(mode: Mode, seed: u64, ops: usize) {
+    let mut mem = FakeMem::new();
+    let mut rng = Rng(seed);
+    let table = PageTable::new(&mut mem, mode).unwrap();
+    let ddtp = device_for(&mut mem, &table, None);
+    let mut model = Model::new();
+    // A window of 8 GiB low in the aperture and one near its top, so tables
+    // are shared, reused and the highest index is exercised.
+    let windows = [0u64, mode.aperture_end() - (8 << 30)];
+
+    for _ in 0..ops {
+        let choice = rng.below(10);
+        if choice < 6 || model.is_empty() {
+            let pgsize = match rng.below(20) {
+                0 => 1 << 30,
+                1..=4 => 2 << 20,
+                _ => PAGE_SIZE,
+            };
+            let count = if pgsize == PAGE_SIZE { 1 + rng.below(8) } else { 1 };
+            let base = windows[rng.below(2) as usize];
+            let iova = base + (rng.below((8 << 30) / pgsize - count) * pgsize);
+            let pa = rng.below(1 << 20) * (1 << 30) / (1 << 20) & !(pgsize - 1);
+            let prot = if rng.below(4) == 0 { Prot::RO } else { Prot::RW };
+            let size = pgsize * count;
+            let (mapped, res) = table.map_pages(&mut mem, iova, pa, pgsize, count, prot);
+            if overlaps(&model, iova, size) {
+                assert_eq!(res, Err(HwError::Exists), "map over {iova:#x}");
+                // The core unmaps what a failed map left.
+                assert_eq!(table.unmap_pages(&mut mem, iova, PAGE_SIZE, mapped / PAGE_SIZE), mapped);
+            } else {
+                assert_eq!((mapped, res), (size, Ok(())), "map {iova:#x}+{size:#x}");
+                for i in 0..count {
+                    model.insert(iova + i * pgsize, Mapping { size: pgsize, pa: pa + i * pgsize, prot });
+                }
+            }
+        } else {
+            // Unmap a run of consecutive mappings, as the DMA API does.
+            let keys: Vec<u64> = model.keys().copied().collect();
+            let start = keys[rng.below(keys.len() as u64) as usize];
+            let mut end = start;
+            let mut n = 0;
+            while let Some(m) = model.get(&end) {
+                let next = end + m.size;
+                model.remove(&end);
+                end = next;
+                n += 1;
+                if n == 1 + rng.below(4) {
+                    break;
+                }
+            }
+            assert_eq!(table.unmap_pages(&mut mem, start, end - start, 1), end - start, "unmap {start:#x}");
+        }
+        // Check the edges of a few mappings and a few random addresses.
+        let probes: Vec<u64> = model.iter().take(8).flat_map(|(&s, m)| [s, s + m.size / 2, s + m.size - 1]).collect();
+        for iova in probes {
+            check_at(&mem, &table, ddtp, &model, iova & !7);
+        }
+        for _ in 0..4 {
+            let iova = windows[rng.below(2) as usize] + rng.below(8 << 30);
+            check_at(&mem, &table, ddtp, &model, iova & !7);
+        }
+    }
+
+    // Everything the table says it maps is in the model, and vice versa.
+    let mut seen = Model::new();
+    table.for_each_leaf(&mem, &mut |iova, pa, size, prot| {
+        seen.insert(iova, Mapping { size, pa, prot });
+    });
+    for (iova, m) in &seen {
+        assert_eq!(model_lookup(&model, *iova), Some((m.pa, m.prot)));
+    }
+    let total: u64 = seen.values().map(|m| m.size).sum();
+    assert_eq!(total, model.values().map(|m| m.size).sum::<u64>());
+
+    table.destroy(&mut mem);
+    // Only the directory root is left.
+    assert_eq!(mem.live.len(), 1, "pages leaked: {:?}", mem.live);
+}
+
+#[test]
+fn every_mode_matches_the_model_and_the_walker() {
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        for seed in 1..=3u64 {
+            random_against_model(mode, seed * 7919 + i as u64, 400);
+        }
+    }
+}
+
+#[test]
+fn large_leaf_reuses_an_emptied_table() {
+    let mut mem = FakeMem::new();
+    let t = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
+    let iova = 0x4020_0000;
+    assert_eq!(t.map_pages(&mut mem, iova + PAGE_SIZE, 0x1000_0000, PAGE_SIZE, 1, Prot::RW), (PAGE_SIZE, Ok(())));
+    // A 2 MiB leaf over a table holding a mapping: refused, nothing left.
+    assert_eq!(t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW), (0, Err(HwError::Exists)));
+    assert_eq!(t.iova_to_phys(&mem, iova), None);
+    assert_eq!(t.unmap_pages(&mut mem, iova + PAGE_SIZE, PAGE_SIZE, 1), PAGE_SIZE);
+    // Over the emptied table: mapped as 4 KiB leaves of it.
+    assert_eq!(t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW), (2 << 20, Ok(())));
+    assert_eq!(t.iova_to_phys(&mem, iova + 0x12345), Some(0x2001_2345));
+    assert_eq!(t.lookup(&mem, iova).map(|l| l.1), Some(PAGE_SIZE));
+    assert_eq!(t.unmap_pages(&mut mem, iova, 2 << 20, 1), 2 << 20);
+    t.destroy(&mut mem);
+    assert!(mem.live.is_empty());
+}
+
+#[test]
+fn a_large_leaf_is_unmapped_whole_and_never_split() {
+    let mut mem = FakeMem::new();
+    let t = PageTable::new(&mut mem, Mode::Sv48).unwrap();
+    assert_eq!(t.map_pages(&mut mem, 1 << 30, 1 << 30, 1 << 30, 1, Prot::RW).1, Ok(()));
+    assert_eq!(t.lookup(&mem, (1 << 30) + 5).map(|l| l.1), Some(1 << 30));
+    // Inside the leaf: refused (it would have to be split).
+    assert_eq!(t.unmap_pages(&mut mem, (1 << 30) + PAGE_SIZE, PAGE_SIZE, 1), 0);
+    // At its start, asking for 4 KiB: the whole leaf goes, and is counted.
+    assert_eq!(t.unmap_pages(&mut mem, 1 << 30, PAGE_SIZE, 1), 1 << 30);
+    assert_eq!(t.iova_to_phys(&mem, 1 << 30), None);
+    t.destroy(&mut mem);
+}
+
+#[test]
+fn bad_arguments_change_nothing() {
+    let mut mem = FakeMem::new();
+    let t = PageTable::new(&mut mem, Mode::Sv39).unwrap();
+    let cases = [
+        (0x1001, 0x2000, PAGE_SIZE, 1, HwError::Invalid), // unaligned IOVA
+        (0x1000, 0x2001, PAGE_SIZE, 1, HwError::Invalid), // unaligned PA
+        (0x1000, 0x2000, 0x3000, 1, HwError::Invalid),    // not a page size
+        (0x1000, 0x2000, PAGE_SIZE, 0, HwError::Invalid), // nothing
+        (1 << 38, 0x2000, PAGE_SIZE, 1, HwError::Range),  // upper half of Sv39
+        ((1 << 38) - PAGE_SIZE, 0, PAGE_SIZE, 2, HwError::Range),
+        (u64::MAX & !0xfff, 0, PAGE_SIZE, 2, HwError::Range), // wraps
+    ];
+    for (iova, pa, pgsize, count, err) in cases {
+        assert_eq!(t.map_pages(&mut mem, iova, pa, pgsize, count, Prot::RW), (0, Err(err)), "{iova:#x}");
+    }
+    assert_eq!(t.map_pages(&mut mem, 0x1000, 0x2000, PAGE_SIZE, 1, Prot { read: false, write: false }).1, Err(HwError::Invalid));
+    let mut n = 0;
+    t.for_each_leaf(&mem, &mut |_, _, _, _| n += 1);
+    assert_eq!(n, 0);
+    assert_eq!(mem.live.len(), 1, "only the root");
+    t.destroy(&mut mem);
+}
+
+#[test]
+fn allocation_failure_leaves_a_consistent_table() {
+    for limit in 1..6 {
+        let mut mem = FakeMem::new();
+        let t = PageTable::new(&mut mem, Mode::Sv57).unwrap();
+        mem.limit = Some(limit);
+        let (mapped, res) = t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW);
+        if limit < 5 {
+            assert_eq!((mapped, res), (0, Err(HwError::NoMemory)), "limit {limit}");
+            assert_eq!(t.iova_to_phys(&mem, 0x7000_0000_0000), None);
+        } else {
+            assert_eq!(res, Ok(()));
+        }
+        mem.limit = None;
+        // A retry succeeds and tearing down frees everything.
+        assert_eq!(t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW).1, if limit < 5 { Ok(()) } else { Err(HwError::Exists) });
+        t.destroy(&mut mem);
+        assert!(mem.live.is_empty());
+    }
+}
+
+#[test]
+fn pte_encoding() {
+    let p = Pte::leaf(0x1234_5000, Prot::RW);
+    assert_eq!(p.0, 0x1234_5000 >> 2 | 0b1101_0111);
+    assert!(p.is_leaf() && p.is_valid());
+    assert_eq!(p.pa(), 0x1234_5000);
+    assert_eq!(Pte::leaf(0x1000, Prot::RO).0 & (Pte::W | Pte::D), 0);
+    let t = Pte::table(0x8000_0000);
+    assert!(t.is_valid() && !t.is_leaf());
+    assert_eq!(t.0, 0x8000_0000 >> 2 | 1);
+}
+
+#[test]
+fn mode_geometry() {
+    assert_eq!(Mode::Sv39.aperture_end(), 1 << 38);
+    assert_eq!(Mode::Sv39x4.aperture_end(), 1 << 41);
+    assert_eq!(Mode::Sv57x4.input_bits(), 59);
+    assert_eq!(Mode::Sv48x4.index(0x3_ffff_ffff_ffff, 3), 2047);
+    assert_eq!(Mode::Sv48.index(0xffff_ffff_ffff, 3), 511);
+    assert_eq!(Mode::Sv39x4.root_order(), 2);
+}
+
+#[test]
+fn directory_in_every_mode_and_format() {
+    for extended in [false, true] {
+        for (mode, ids) in [
+            (DdtMode::Lvl1, vec![0u32, 5, if extended { 63 } else { 127 }]),
+            (DdtMode::Lvl2, vec![0, 0x80, 0x7fff, 0x1234]),
+            (DdtMode::Lvl3, vec![0, 0x12_3456, 0xff_ffff, 0x8000]),
+        ] {
+            let mut mem = FakeMem::new();
+            let root = mem.alloc_pages(0).unwrap();
+            let ddtp = ddt::ddtp(mode, root);
+            let mut seen = HashMap::new();
+            for &id in &ids {
+                assert!(ddt::fits(id, mode, extended));
+                if seen.is_empty() {
+                    // Only a one-level directory has the context without allocating.
+                    let found = ddt::dc_address(&mut mem, root, mode, extended, id, false).unwrap();
+                    assert_eq!(found.is_some(), mode == DdtMode::Lvl1);
+                }
+                let pa = ddt::dc_address(&mut mem, root, mode, extended, id, true).unwrap().unwrap();
+                assert!(seen.insert(pa, id).is_none(), "two devices share a context");
+                // No context yet: the walker reports it not valid.
+                assert_eq!(walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read), Err(258));
+                DeviceContext::bare().write(&mut mem, pa, extended);
+                assert_eq!(walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read), Ok(0x1000));
+                assert_eq!(DeviceContext::read(&mem, pa, extended), DeviceContext::bare());
+            }
+            let too_big = match mode {
+                DdtMode::Lvl1 => if extended { 64 } else { 128 },
+                DdtMode::Lvl2 => if extended { 1 << 15 } else { 1 << 16 },
+                _ => 1 << 24,
+            };
+            assert_eq!(ddt::dc_address(&mut mem, root, mode, extended, too_big, true), Err(HwError::Range));
+            if mode != DdtMode::Lvl3 {
+                assert_eq!(walk::translate(&mem, ddtp, extended, too_big, 0, Access::Read), Err(260));
+            }
+            ddt::free_directories(&mut mem, root, mode);
+            mem.free_pages(root, 0);
+            assert!(mem.live.is_empty());
+        }
+    }
+    let mem = FakeMem::new();
+    assert_eq!(walk::translate(&mem, ddt::ddtp(DdtMode::Off, 0), true, 0, 0, Access::Read), Err(256));
+    assert_eq!(walk::translate(&mem, ddt::ddtp(DdtMode::Bare, 0), true, 0, 0x42, Access::Read), Ok(0x42));
+}
+
+/// Interrupt files laid out as QEMU's virt IMSIC: per hart a block of
+/// 2^guest_bits pages, the supervisor file first, then guest files.
+fn imsic_files(base: u64, harts: u64, guest_bits: u32, guests: u64) -> Vec<u64> {
+    (0..harts)
+        .flat_map(|h| (0..=guests).map(move |g| base + ((h << guest_bits | g) << 12)))
+        .collect()
+}
+
+#[test]
+fn msi_geometry_covers_the_imsic_layout() {
+    for (harts, guest_bits, guests) in [(1, 0, 0), (2, 0, 0), (4, 0, 0), (3, 0, 0), (2, 3, 5), (8, 2, 3)] {
+        let files = imsic_files(0x2800_0000, harts, guest_bits, guests);
+        let g = MsiGeometry::from_files(&files).unwrap();
+        let mut idx: Vec<u64> = files.iter().map(|&f| g.index(f).unwrap()).collect();
+        idx.sort();
+        idx.dedup();
+        assert_eq!(idx.len(), files.len(), "files collide in the table");
+        assert!(idx.iter().all(|&i| i < g.entries()));
+        assert_eq!(g.index(0x3000_0000), None);
+        assert_eq!(g.pattern() & g.mask(), 0);
+    }
+    assert_eq!(MsiGeometry::from_files(&[]), Err(HwError::Invalid));
+    assert_eq!(MsiGeometry::from_files(&[0x1000, 0x1004]), Err(HwError::Invalid));
+    assert_eq!(MsiGeometry::from_files(&[0, 1 << 30]).unwrap().entries(), 2);
+    assert_eq!(MsiGeometry::from_files(&[0, 0x1fff_f000]), Err(HwError::Range));
+    assert_eq!(msi::extract(0b1010_0110, 0b1100_1010), 0b1001);
+}
+
+#[test]
+fn msi_writes_are_redirected_by_the_msi_table() {
+    let mut mem = FakeMem::new();
+    let files = imsic_files(0x2800_0000, 2, 0, 0);
+    let g = MsiGeometry::from_files(&files).unwrap();
+    let table = mem.alloc_pages(g.table_order()).unwrap();
+    // Only hart 1's file is given to the device, and it goes to 0x2800_1000.
+    let i = g.index(files[1]).unwrap();
+    let pte = msi::flat_pte(files[1]);
+    mem.write_u64(table + 16 * i, pte[0]);
+    mem.write_u64(table + 16 * i + 8, pte[1]);
+    assert_eq!(msi::flat_target(pte), Some(files[1]));
+    let pt = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
+    pt.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    let ddtp = device_for(&mut mem, &pt, Some((table, g)));
+
+    let w4 = Access::Write { len: 4 };
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], w4), Ok(files[1]));
+    // Hart 0's file: not given, the MSI PTE is invalid.
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[0], w4), Err(262));
+    // Not an MSI (a read, or an 8-byte write): the second stage, unmapped there.
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], Access::Read), Err(21));
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], Access::Write { len: 8 }), Err(23));
+    // Ordinary DMA still goes through the second stage.
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0010, w4), Ok(0x9000_0010));
+    // Without MSI_FLAT the table is not consulted (base format contexts).
+    assert_eq!(msi::flat_target([0, 0]), None);
+}
+
+#[test]
+fn two_stage_walk_translates_table_reads() {
+    // A first-stage table whose pages are reached through a second stage
+    // that maps guest-physical = physical, and a leaf pointing at a
+    // guest-physical page the second stage moves.
+    let mut mem = FakeMem::new();
+    let s1 = PageTable::new(&mut mem, Mode::Sv39).unwrap();
+    s1.map_pages(&mut mem, 0x4000, 0x7000_0000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    let s2 = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
+    let tables: Vec<u64> = mem.live.keys().copied().filter(|&p| p < 0x8100_0000).collect();
+    for pa in tables {
+        let (_, r) = s2.map_pages(&mut mem, pa, pa, PAGE_SIZE, 1, Prot::RO);
+        assert!(r.is_ok() || r == Err(HwError::Exists));
+    }
+    s2.map_pages(&mut mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    let root = mem.alloc_pages(0).unwrap();
+    let dc_pa = ddt::dc_address(&mut mem, root, DdtMode::Lvl1, true, 3, true).unwrap().unwrap();
+    let mut dc = DeviceContext::first_stage(Mode::Sv39, s1.root(), 1);
+    dc.iohgatp = ddt::iohgatp(Mode::Sv39x4, s2.root(), 2);
+    dc.write(&mut mem, dc_pa, true);
+    let ddtp = ddt::ddtp(DdtMode::Lvl1, root);
+    assert_eq!(walk::translate(&mem, ddtp, true, 3, 0x4abc, Access::Read), Ok(0x1_2345_6abc));
+    assert_eq!(walk::translate(&mem, ddtp, true, 3, 0x5000, Access::Read), Err(13));
+}
+
+#[test]
+fn command_encodings() {
+    // IOFENCE.C, PR|PW, writing 0xdead_beef to 0x8000_1000 on completion.
+    let f = Command::iofence(Some((0x8000_1000, 0xdead_beef)));
+    assert_eq!(f.0, [2 | 1 << 10 | 1 << 12 | 1 << 13 | 0xdead_beef << 32, 0x8000_1000 >> 2]);
+    assert_eq!(f.name(), "IOFENCE.C");
+    assert_eq!(Command::iofence_wsi().0[0], 2 | 1 << 11 | 1 << 12 | 1 << 13);
+    // IOTINVAL.GVMA for GSCID 5 at guest page 0x1234_5000.
+    let g = Command::iotinval_gvma(Some(5), Some(0x1234_5000));
+    assert_eq!(g.0, [1 | 1 << 7 | 1 << 10 | 1 << 33 | 5 << 44, 0x12345 << 10]);
+    assert_eq!(g.name(), "IOTINVAL.GVMA");
+    // IOTINVAL.VMA for PSCID 0x42, everything.
+    let v = Command::iotinval_vma(None, Some(0x42), None);
+    assert_eq!(v.0, [1 | 1 << 32 | 0x42 << 12, 0]);
+    // IODIR.INVAL_DDT for device 0x123.
+    let d = Command::iodir_inval_ddt(Some(0x123));
+    assert_eq!(d.0, [3 | 1 << 33 | 0x123 << 40, 0]);
+    assert_eq!(Command::iodir_inval_ddt(None).0, [3, 0]);
+}
+
+#[test]
+fn ring_arithmetic() {
+    let r = Ring::new(3).unwrap();
+    assert_eq!(r.entries(), 8);
+    assert_eq!((r.used(0, 0), r.free(0, 0)), (0, 7));
+    assert_eq!((r.used(6, 2), r.free(6, 2)), (4, 3));
+    assert_eq!(r.free(3, 2), 0);
+    assert_eq!(r.next(7), 0);
+    assert_eq!(r.base_reg(0x8765_4000), 2 | (0x8765_4000 >> 12) << 10);
+    assert_eq!(Ring::new(10).unwrap().order(16), 2);
+    assert_eq!(Ring::new(7).unwrap().order(32), 0);
+    assert_eq!(Ring::new(8).unwrap().order(32), 1);
+    assert_eq!(Ring::new(0), None);
+    assert_eq!(Ring::new(32), None);
+}
+
+#[test]
+fn fault_records_decode() {
+    let w0 = 13 | 0x1234 << 12 | 1 << 32 | 2 << 34 | 0x10u64 << 40;
+    let f = FaultRecord::decode([w0, 0, 0xdead_0000, 0x42]);
+    assert_eq!((f.cause, f.pid, f.pv, f.privileged, f.ttyp, f.did), (13, 0x1234, true, false, 2, 0x10));
+    assert_eq!((f.iotval, f.iotval2), (0xdead_0000, 0x42));
+    assert_eq!(f.cause_name(), "read page fault");
+    assert_eq!(f.ttyp_name(), "untranslated read");
+    assert_eq!(crate::hw::fault::cause_name(262), "MSI PTE not valid");
+}

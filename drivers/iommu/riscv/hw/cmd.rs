@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Command-queue commands (spec 3.1): 16 bytes each.
+
+/// One command: two little-endian double words.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Command(pub(crate) [u64; 2]);
+
+const OP_IOTINVAL: u64 = 1;
+const OP_IOFENCE: u64 = 2;
+const OP_IODIR: u64 = 3;
+
+const FUNC_VMA: u64 = 0;
+const FUNC_GVMA: u64 = 1;
+const FUNC_C: u64 = 0;
+const FUNC_INVAL_DDT: u64 = 0;
+
+const fn op(opcode: u64, func3: u64) -> u64 {
+    opcode | func3 << 7
+}
+
+/// IOTINVAL and IOFENCE: the address field is valid.
+const AV: u64 = 1 << 10;
+/// IOTINVAL: the PSCID field is valid.
+const PSCV: u64 = 1 << 32;
+/// IOTINVAL: the GSCID field is valid.
+const GV: u64 = 1 << 33;
+/// IOFENCE.C: signal completion with a wired interrupt.
+const WSI: u64 = 1 << 11;
+/// IOFENCE.C: previous reads must complete.
+const PR: u64 = 1 << 12;
+/// IOFENCE.C: previous writes must complete.
+const PW: u64 = 1 << 13;
+/// IODIR: the device-id field is valid.
+const DV: u64 = 1 << 33;
+
+impl Command {
+    /// `IOTINVAL.VMA`: first-stage translations, of one address space
+    /// (`pscid`) or all, at one page (`addr`) or all, for the second-stage
+    /// context `gscid` when given (else for contexts without one).
+    pub(crate) const fn iotinval_vma(gscid: Option<u16>, pscid: Option<u32>, addr: Option<u64>) -> Self {
+        let mut w0 = op(OP_IOTINVAL, FUNC_VMA);
+        if let Some(g) = gscid {
+            w0 |= GV | (g as u64) << 44;
+        }
+        if let Some(p) = pscid {
+            w0 |= PSCV | (p as u64 & 0xf_ffff) << 12;
+        }
+        Self::with_addr(w0, addr)
+    }
+
+    /// `IOTINVAL.GVMA`: second-stage translations of `gscid` (or all), at one
+    /// guest page (`addr`) or all.
+    pub(crate) const fn iotinval_gvma(gscid: Option<u16>, addr: Option<u64>) -> Self {
+        let mut w0 = op(OP_IOTINVAL, FUNC_GVMA);
+        if let Some(g) = gscid {
+            w0 |= GV | (g as u64) << 44;
+        }
+        Self::with_addr(w0, addr)
+    }
+
+    const fn with_addr(w0: u64, addr: Option<u64>) -> Self {
+        match addr {
+            // ADDR[63:12] sits in bits 63:10 of the second double word.
+            Some(a) => Self([w0 | AV, (a >> 12) << 10]),
+            None => Self([w0, 0]),
+        }
+    }
+
+    /// `IOFENCE.C` ordering every earlier command and their reads and writes.
+    /// With `write`, the IOMMU then stores `data` (32 bits) at `addr`, which
+    /// is how the driver sees the fence complete.
+    pub(crate) const fn iofence(write: Option<(u64, u32)>) -> Self {
+        let w0 = op(OP_IOFENCE, FUNC_C) | PR | PW;
+        match write {
+            Some((addr, data)) => Self([w0 | AV | (data as u64) << 32, addr >> 2]),
+            None => Self([w0, 0]),
+        }
+    }
+
+    /// `IOFENCE.C` signalling completion with a wired interrupt (`WSI`).
+    pub(crate) const fn iofence_wsi() -> Self {
+        Self([op(OP_IOFENCE, FUNC_C) | PR | PW | WSI, 0])
+    }
+
+    /// `IODIR.INVAL_DDT` for one device (or all when `None`).
+    pub(crate) const fn iodir_inval_ddt(device_id: Option<u32>) -> Self {
+        let w0 = op(OP_IODIR, FUNC_INVAL_DDT);
+        match device_id {
+            Some(d) => Self([w0 | DV | ((d as u64) & 0xff_ffff) << 40, 0]),
+            None => Self([w0, 0]),
+        }
+    }
+
+    /// The opcode (bits 6:0).
+    pub(crate) const fn opcode(&self) -> u64 {
+        self.0[0] & 0x7f
+    }
+
+    /// A short name, for tracing.
+    pub(crate) const fn name(&self) -> &'static str {
+        match (self.opcode(), (self.0[0] >> 7) & 7) {
+            (OP_IOTINVAL, FUNC_VMA) => "IOTINVAL.VMA",
+            (OP_IOTINVAL, FUNC_GVMA) => "IOTINVAL.GVMA",
+            (OP_IOFENCE, FUNC_C) => "IOFENCE.C",
+            (OP_IODIR, FUNC_INVAL_DDT) => "IODIR.INVAL_DDT",
+            (OP_IODIR, 1) => "IODIR.INVAL_PDT",
+            _ => "unknown",
+        }
+    }
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device directory table and device contexts (spec 2.1, 2.2).
+
+use super::{mem::PhysMem, pte::Mode, HwError, PAGE_SHIFT, PPN_MASK};
+
+/// The `iommu_mode` field of `ddtp`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DdtMode {
+    /// No inbound transaction allowed.
+    Off = 0,
+    /// No translation, no protection.
+    Bare = 1,
+    /// One-level directory.
+    Lvl1 = 2,
+    /// Two-level directory.
+    Lvl2 = 3,
+    /// Three-level directory.
+    Lvl3 = 4,
+}
+
+impl DdtMode {
+    /// Decodes `ddtp.iommu_mode`.
+    pub(crate) fn from_raw(raw: u64) -> Option<Self> {
+        Some(match raw {
+            0 => Self::Off,
+            1 => Self::Bare,
+            2 => Self::Lvl1,
+            3 => Self::Lvl2,
+            4 => Self::Lvl3,
+            _ => return None,
+        })
+    }
+
+    /// Directory levels (0 for Off and Bare).
+    pub(crate) const fn levels(self) -> u32 {
+        match self {
+            Self::Off | Self::Bare => 0,
+            Self::Lvl1 => 1,
+            Self::Lvl2 => 2,
+            Self::Lvl3 => 3,
+        }
+    }
+
+    /// The next smaller directory mode, to fall back to when the hardware
+    /// refuses this one.
+    pub(crate) const fn smaller(self) -> Option<Self> {
+        match self {
+            Self::Lvl3 => Some(Self::Lvl2),
+            Self::Lvl2 => Some(Self::Lvl1),
+            _ => None,
+        }
+    }
+}
+
+/// `ddtp` value for `mode` with the root directory at `root`.
+pub(crate) const fn ddtp(mode: DdtMode, root: u64) -> u64 {
+    mode as u64 | ((root >> PAGE_SHIFT) & PPN_MASK) << 10
+}
+
+/// `ddtp.busy`.
+pub(crate) const DDTP_BUSY: u64 = 1 << 4;
+
+/// Device-directory indexes of `device_id`: `[DDI0, DDI1, DDI2]`. Extended
+/// device contexts (64 bytes, when the IOMMU has MSI page tables) leave 6 bits
+/// to the leaf level, base ones (32 bytes) 7.
+pub(crate) const fn ddi(device_id: u32, extended: bool) -> [u64; 3] {
+    let d = device_id as u64;
+    if extended {
+        [d & 0x3f, (d >> 6) & 0x1ff, (d >> 15) & 0x1ff]
+    } else {
+        [d & 0x7f, (d >> 7) & 0x1ff, (d >> 16) & 0xff]
+    }
+}
+
+/// Whether `device_id` fits a directory of `mode`.
+pub(crate) const fn fits(device_id: u32, mode: DdtMode, extended: bool) -> bool {
+    let i = ddi(device_id, extended);
+    match mode {
+        DdtMode::Lvl1 => i[1] == 0 && i[2] == 0,
+        DdtMode::Lvl2 => i[2] == 0,
+        DdtMode::Lvl3 => device_id < 1 << 24,
+        _ => false,
+    }
+}
+
+/// Non-leaf directory entry: valid bit.
+const DDTE_V: u64 = 1;
+
+/// Finds the device context of `device_id` in the directory at `root`,
+/// allocating missing intermediate directories when `alloc` is set. Returns
+/// its physical address, or `None` when it is absent and `alloc` is clear.
+///
+/// # Errors
+///
+/// [`HwError::Range`] when `device_id` does not fit `mode`,
+/// [`HwError::NoMemory`] when a directory cannot be allocated.
+pub(crate) fn dc_address(
+    mem: &mut impl PhysMem,
+    root: u64,
+    mode: DdtMode,
+    extended: bool,
+    device_id: u32,
+    alloc: bool,
+) -> Result<Option<u64>, HwError> {
+    if !fits(device_id, mode, extended) {
+        return Err(HwError::Range);
+    }
+    let i = ddi(device_id, extended);
+    let mut table = root;
+    for level in (1..mode.levels()).rev() {
+        let slot = table + 8 * i[level as usize];
+        let e = mem.read_u64(slot);
+        table = if e & DDTE_V != 0 {
+            ((e >> 10) & PPN_MASK) << PAGE_SHIFT
+        } else if alloc {
+            let new = mem.alloc_pages(0)?;
+            mem.write_u64(slot, DDTE_V | ((new >> PAGE_SHIFT) & PPN_MASK) << 10);
+            new
+        } else {
+            return Ok(None);
+        };
+    }
+    let size = if extended { 64 } else { 32 };
+    Ok(Some(table + size * i[0]))
+}
+
+/// Frees the intermediate directories below `root` (not `root` itself).
+pub(crate) fn free_directories(mem: &mut impl PhysMem, root: u64, mode: DdtMode) {
+    fn free(mem: &mut impl PhysMem, table: u64, level: u32) {
+        if level == 0 {
+            return;
+        }
+        for i in 0..512 {
+            let e = mem.read_u64(table + 8 * i);
+            if e & DDTE_V != 0 {
+                let next = ((e >> 10) & PPN_MASK) << PAGE_SHIFT;
+                free(mem, next, level - 1);
+                mem.free_pages(next, 0);
+            }
+        }
+    }
+    if mode.levels() > 0 {
+        free(mem, root, mode.levels() - 1);
+    }
+}
+
+/// A device context, extended format (the base format is its first half).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct DeviceContext {
+    /// Translation control.
+    pub(crate) tc: u64,
+    /// Second-stage page table (`MODE`, `GSCID`, `PPN`).
+    pub(crate) iohgatp: u64,
+    /// Translation attributes (`PSCID`).
+    pub(crate) ta: u64,
+    /// First-stage page table (`iosatp`) or process directory.
+    pub(crate) fsc: u64,
+    /// MSI page table pointer.
+    pub(crate) msiptp: u64,
+    /// MSI address mask (page-number bits).
+    pub(crate) msi_addr_mask: u64,
+    /// MSI address pattern (page-number bits).
+    pub(crate) msi_addr_pattern: u64,
+}
+
+impl DeviceContext {
+    /// `tc.V`: the context is valid.
+    pub(crate) const TC_V: u64 = 1 << 0;
+    /// `tc.DTF`: disable reporting of faults through the fault queue.
+    pub(crate) const TC_DTF: u64 = 1 << 4;
+    /// `tc.PDTV`: `fsc` holds a process-directory pointer.
+    pub(crate) const TC_PDTV: u64 = 1 << 5;
+    /// `msiptp.MODE` Flat.
+    pub(crate) const MSIPTP_FLAT: u64 = 1 << 60;
+
+    /// A valid context with no translation at either stage.
+    pub(crate) const fn bare() -> Self {
+        Self { tc: Self::TC_V, iohgatp: 0, ta: 0, fsc: 0, msiptp: 0, msi_addr_mask: 0, msi_addr_pattern: 0 }
+    }
+
+    /// A valid context translating with a first-stage table at `root`.
+    pub(crate) const fn first_stage(mode: Mode, root: u64, pscid: u32) -> Self {
+        let mut dc = Self::bare();
+        dc.fsc = mode.encoding() << 60 | ((root >> PAGE_SHIFT) & PPN_MASK);
+        dc.ta = (pscid as u64 & 0xf_ffff) << 12;
+        dc
+    }
+
+    /// A valid context translating with a second-stage table at `root`.
+    pub(crate) const fn second_stage(mode: Mode, root: u64, gscid: u16) -> Self {
+        let mut dc = Self::bare();
+        dc.iohgatp = iohgatp(mode, root, gscid);
+        dc
+    }
+
+    /// Adds a flat MSI page table at `table` for addresses matching
+    /// `pattern` under `mask` (both page numbers).
+    pub(crate) const fn with_msi(mut self, table: u64, mask: u64, pattern: u64) -> Self {
+        self.msiptp = Self::MSIPTP_FLAT | ((table >> PAGE_SHIFT) & PPN_MASK);
+        self.msi_addr_mask = mask & ((1 << 52) - 1);
+        self.msi_addr_pattern = pattern & ((1 << 52) - 1);
+        self
+    }
+
+    /// Reads the context at `pa`.
+    pub(crate) fn read(mem: &impl PhysMem, pa: u64, extended: bool) -> Self {
+        let w = |i: u64| mem.read_u64(pa + 8 * i);
+        let mut dc = Self { tc: w(0), iohgatp: w(1), ta: w(2), fsc: w(3), ..Self::default() };
+        if extended {
+            dc.msiptp = w(4);
+            dc.msi_addr_mask = w(5);
+            dc.msi_addr_pattern = w(6);
+        }
+        dc
+    }
+
+    /// Writes the context at `pa`, `tc` last, so the IOMMU never sees a valid
+    /// context with stale fields. The caller then invalidates the IOMMU's
+    /// copy (`IODIR.INVAL_DDT`).
+    pub(crate) fn write(&self, mem: &mut impl PhysMem, pa: u64, extended: bool) {
+        let words = [self.iohgatp, self.ta, self.fsc, self.msiptp, self.msi_addr_mask, self.msi_addr_pattern, 0];
+        let n = if extended { 7 } else { 3 };
+        for (i, w) in words.iter().take(n).enumerate() {
+            mem.write_u64(pa + 8 * (i as u64 + 1), *w);
+        }
+        mem.write_u64(pa, self.tc);
+    }
+}
+
+/// `iohgatp` for a second-stage table of `mode` at `root`.
+pub(crate) const fn iohgatp(mode: Mode, root: u64, gscid: u16) -> u64 {
+    mode.encoding() << 60 | (gscid as u64) << 44 | ((root >> PAGE_SHIFT) & PPN_MASK)
+}
