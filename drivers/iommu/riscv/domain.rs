@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The IOMMU as the core sees it: devices behind it and their domains.
+
+use kernel::{
+    device::Device,
+    iommu::driver::{Capability, Driver, IotlbGather, PagingDomain, Prot},
+    new_spinlock,
+    prelude::*,
+    sync::{Arc, SpinLock},
+};
+
+use crate::{
+    hw::{
+        cmd::Command,
+        ddt::{self, DeviceContext},
+        pgtable::PageTable,
+        pte::{self, Mode},
+        PAGE_SIZE,
+    },
+    iommu::Hw,
+    mem::{errno, KernelMem},
+};
+
+/// Above this many pages an unmap invalidates the whole context rather
+/// than page by page.
+const INVAL_PAGES_MAX: u64 = 32;
+
+/// The driver's IOMMU instance.
+#[pin_data]
+pub(crate) struct RiscvIommu {
+    pub(crate) hw: Arc<Hw>,
+}
+
+/// A device behind the IOMMU: its requester ids.
+pub(crate) struct Master {
+    ids: KVec<u32>,
+}
+
+impl RiscvIommu {
+    /// Points every context of `master` at `dc`.
+    fn set_contexts(&self, master: &Master, dc: &DeviceContext) -> Result {
+        let dir = self.hw.ddt.lock();
+        for &id in master.ids.iter() {
+            self.hw.set_context(&dir, id, dc)?;
+        }
+        Ok(())
+    }
+}
+
+#[vtable]
+impl Driver for RiscvIommu {
+    type Master = Master;
+    type Paging = Paging;
+
+    fn probe_device(&self, dev: &Device, ids: &[u32]) -> Result<Master> {
+        let dir = self.hw.ddt.lock();
+        let mut v = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
+        for &id in ids {
+            if !ddt::fits(id, dir.mode, self.hw.extended) {
+                dev_err!(dev, "requester id {:#x} does not fit the device directory\n", id);
+                return Err(ENODEV);
+            }
+            v.push(id, GFP_KERNEL)?;
+        }
+        dev_dbg!(dev, "probed behind the IOMMU, ids {:?}\n", ids);
+        Ok(Master { ids: v })
+    }
+
+    fn release_device(&self, dev: &Device, master: &Master) {
+        // Back to blocked: an invalid context makes the IOMMU refuse the
+        // device's DMA.
+        if let Err(e) = self.set_contexts(master, &DeviceContext::default()) {
+            dev_err!(dev, "release: {:?}\n", e);
+        }
+    }
+
+    fn domain_alloc_paging(&self, _dev: &Device, _master: &Master, flags: u32) -> Result<Paging> {
+        if flags != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        Paging::new(self.hw.clone())
+    }
+
+    fn attach_identity(&self, dev: &Device, master: &Master) -> Result {
+        dev_dbg!(dev, "attach identity\n");
+        self.set_contexts(master, &DeviceContext::bare())
+    }
+
+    fn capable(&self, _master: &Master, cap: Capability) -> bool {
+        // The IOMMU's own table walks and the DMA it forwards are coherent.
+        cap == Capability::CacheCoherency
+    }
+}
+
+/// A translating domain.
+///
+/// # Invariants
+///
+/// `id` is a context id allocated from `hw` for this domain alone (GSCID for a
+/// second-stage table, PSCID for a first-stage one); `pt` is `Some` until drop.
+pub(crate) struct Paging {
+    hw: Arc<Hw>,
+    id: u32,
+    /// Map and unmap may run concurrently and in atomic context.
+    pt: Pin<KBox<SpinLock<Option<PageTable>>>>,
+    mode: Mode,
+    root: u64,
+}
+
+impl Paging {
+    fn new(hw: Arc<Hw>) -> Result<Self> {
+        let mode = hw.paging_mode;
+        let table = PageTable::new(&mut KernelMem { atomic: false }, mode).map_err(errno)?;
+        let root = table.root();
+        let id = match hw.alloc_id() {
+            Ok(id) => id,
+            Err(e) => {
+                table.destroy(&mut KernelMem { atomic: false });
+                return Err(e);
+            }
+        };
+        // The id may have served a freed domain: drop what the IOTLB holds.
+        hw.submit_sync(&[Self::inval_all(mode, id)])?;
+        let pt = KBox::pin_init(new_spinlock!(Some(table), "Paging::pt"), GFP_KERNEL)?;
+        // INVARIANT: `id` was just allocated, `pt` holds the table.
+        Ok(Self { hw, id, pt, mode, root })
+    }
+
+    fn inval_all(mode: Mode, id: u32) -> Command {
+        if mode.is_second_stage() {
+            // CAST: GSCIDs are 16 bits; `alloc_id` hands out fewer than 65536.
+            Command::iotinval_gvma(Some(id as u16), None)
+        } else {
+            Command::iotinval_vma(None, Some(id), None)
+        }
+    }
+
+    fn inval_page(&self, iova: u64) -> Command {
+        if self.mode.is_second_stage() {
+            // CAST: as in `inval_all`.
+            Command::iotinval_gvma(Some(self.id as u16), Some(iova))
+        } else {
+            Command::iotinval_vma(None, Some(self.id), Some(iova))
+        }
+    }
+
+    fn context(&self) -> DeviceContext {
+        if self.mode.is_second_stage() {
+            // CAST: as in `inval_all`.
+            DeviceContext::second_stage(self.mode, self.root, self.id as u16)
+        } else {
+            DeviceContext::first_stage(self.mode, self.root, self.id)
+        }
+    }
+}
+
+impl PagingDomain for Paging {
+    type Driver = RiscvIommu;
+
+    fn pgsize_bitmap(&self) -> u64 {
+        Mode::PGSIZE_BITMAP
+    }
+
+    fn aperture_end(&self) -> u64 {
+        self.mode.aperture_end() - 1
+    }
+
+    fn attach(&self, iommu: &RiscvIommu, dev: &Device, master: &Master) -> Result {
+        dev_dbg!(dev, "attach paging domain {:?} id {} root {:#x}\n", self.mode, self.id, self.root);
+        iommu.set_contexts(master, &self.context())
+    }
+
+    fn map_pages(&self, iova: u64, pa: u64, pgsize: u64, count: u64, prot: Prot, _atomic: bool) -> (u64, Result) {
+        let guard = self.pt.lock();
+        let Some(pt) = guard.as_ref() else { return (0, Err(ENODEV)) };
+        let prot = pte::Prot { read: prot.read(), write: prot.write() };
+        // Under the spinlock allocations never sleep.
+        let (n, res) = pt.map_pages(&mut KernelMem { atomic: true }, iova, pa, pgsize, count, prot);
+        (n, res.map_err(errno))
+    }
+
+    fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64 {
+        let guard = self.pt.lock();
+        let Some(pt) = guard.as_ref() else { return 0 };
+        let n = pt.unmap_pages(&mut KernelMem { atomic: true }, iova, pgsize, count);
+        if n > 0 {
+            gather.add_range(iova, n);
+        }
+        n
+    }
+
+    fn iotlb_sync(&self, gather: &IotlbGather<'_>) {
+        let Some((start, end)) = gather.range() else { return };
+        let pages = (end - start).div_ceil(PAGE_SIZE);
+        let res = if pages <= INVAL_PAGES_MAX {
+            let mut cmds = [Command::iofence(None); INVAL_PAGES_MAX as usize];
+            for (i, cmd) in cmds.iter_mut().take(pages as usize).enumerate() {
+                *cmd = self.inval_page(start + i as u64 * PAGE_SIZE);
+            }
+            self.hw.submit_sync(&cmds[..pages as usize])
+        } else {
+            self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)])
+        };
+        if let Err(e) = res {
+            dev_err!(self.hw.dev, "IOTLB invalidation failed: {:?}\n", e);
+        }
+    }
+
+    fn flush_iotlb_all(&self) {
+        if let Err(e) = self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)]) {
+            dev_err!(self.hw.dev, "IOTLB flush failed: {:?}\n", e);
+        }
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> u64 {
+        let guard = self.pt.lock();
+        guard
+            .as_ref()
+            .and_then(|pt| pt.iova_to_phys(&KernelMem { atomic: true }, iova))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Paging {
+    fn drop(&mut self) {
+        // No device uses the domain any more; drop its cached translations
+        // before its id or its tables are reused.
+        let _ = self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)]);
+        if let Some(pt) = self.pt.lock().take() {
+            pt.destroy(&mut KernelMem { atomic: false });
+        }
+        self.hw.free_id(self.id);
+    }
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One IOMMU: its registers, command and fault queues, device directory and
+//! context-id allocator, shared by the driver and its domains.
+
+use kernel::{
+    device::{self, Bound},
+    dma::{Coherent, DmaAddress},
+    io::{
+        io_read,
+        io_write,
+        poll::read_poll_timeout_atomic,
+        Io, //
+    },
+    new_mutex,
+    new_spinlock,
+    pci,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Mutex,
+        SpinLock, //
+    },
+    time::Delta,
+};
+
+use crate::{
+    hw::{
+        cmd::Command,
+        ddt::{self, DdtMode, DeviceContext, DDTP_BUSY},
+        fault::FaultRecord,
+        pte::Mode,
+        queue::Ring,
+    },
+    mem::{errno, KernelMem},
+    regs::{self, REGS_SIZE},
+};
+
+/// Command-queue entries (4096 commands, 64 KiB).
+const CQ_LOG2: u32 = 12;
+/// Fault-queue entries (1024 records, 32 KiB).
+const FQ_LOG2: u32 = 10;
+/// Polling step while waiting for the IOMMU (never sleeps).
+const POLL_STEP: Delta = Delta::from_micros(1);
+/// Polls before a command (or a register change) is declared stuck: a second.
+const POLL_TRIES: usize = 1_000_000;
+
+/// The command queue.
+///
+/// # Invariants
+///
+/// `buf` holds two words per entry of `ring`.
+struct CmdQueue {
+    ring: Ring,
+    buf: Coherent<[u64]>,
+    /// Where `IOFENCE.C` writes its sequence number on completion.
+    fence: Coherent<[u32]>,
+}
+
+/// Producer state of the command queue.
+struct CmdState {
+    tail: u32,
+    seq: u32,
+}
+
+/// The fault queue.
+struct FaultQueue {
+    ring: Ring,
+    buf: Coherent<[u64]>,
+}
+
+/// The device directory.
+pub(crate) struct Directory {
+    pub(crate) root: u64,
+    pub(crate) mode: DdtMode,
+}
+
+/// Counters for debugfs and the benchmark.
+pub(crate) struct Stats {
+    pub(crate) commands: Atomic<u64>,
+    pub(crate) syncs: Atomic<u64>,
+    pub(crate) faults: Atomic<u64>,
+}
+
+/// One RISC-V IOMMU.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Hw {
+    pub(crate) dev: ARef<device::Device>,
+    bar: pci::DevresBar<REGS_SIZE>,
+    /// `capabilities` as read at probe.
+    pub(crate) caps: u64,
+    /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
+    pub(crate) extended: bool,
+    /// Mode of paging domains: second stage when offered, else first.
+    pub(crate) paging_mode: Mode,
+    cmdq: CmdQueue,
+    /// Serialises producers of the command queue; taken in atomic context
+    /// (DMA unmaps), so a spinlock.
+    #[pin]
+    cmd_state: SpinLock<CmdState>,
+    fq: FaultQueue,
+    /// Serialises the fault-queue consumer.
+    #[pin]
+    fq_head: SpinLock<u32>,
+    /// Serialises device-directory updates; only in process context.
+    #[pin]
+    pub(crate) ddt: Mutex<Directory>,
+    /// Allocated context ids (GSCID or PSCID), one bit each.
+    #[pin]
+    ids: SpinLock<KVec<u64>>,
+    pub(crate) stats: Stats,
+}
+
+impl Hw {
+    /// Brings the IOMMU up: checks its version, turns it off, starts the
+    /// command and fault queues and installs an empty device directory.
+    pub(crate) fn new<'a>(pdev: &'a pci::Device<Bound>, bar: pci::Bar<'a, REGS_SIZE>) -> Result<impl PinInit<Self, Error> + 'a> {
+        let dev: &device::Device<Bound> = pdev.as_ref();
+        let caps = bar.try_read(regs::CAPABILITIES)?;
+        let version = caps.version().get();
+        if version != 0x10 {
+            dev_err!(dev, "unsupported specification version {:#x}\n", version);
+            return Err(ENODEV);
+        }
+        let paging_mode = if caps.sv48x4() {
+            Mode::Sv48x4
+        } else if caps.sv39x4() {
+            Mode::Sv39x4
+        } else if caps.sv57x4() {
+            Mode::Sv57x4
+        } else if caps.sv48() {
+            Mode::Sv48
+        } else if caps.sv39() {
+            Mode::Sv39
+        } else if caps.sv57() {
+            Mode::Sv57
+        } else {
+            dev_err!(dev, "no page-table mode this driver knows\n");
+            return Err(ENODEV);
+        };
+        let extended = caps.msi_flat();
+
+        // Start from a known state: translation off, queues off.
+        bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)))?;
+        bar.try_write_reg(regs::CQCSR::zeroed())?;
+        bar.try_write_reg(regs::FQCSR::zeroed())?;
+        // Interrupts are not used yet: MSI (not wired) signalling, all masked.
+        bar.try_write_reg(regs::FCTL::zeroed())?;
+
+        // PANIC: the ring sizes are constants within 1..=31.
+        let cq_ring = Ring::new(CQ_LOG2).expect("CQ_LOG2 is valid");
+        let cq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * cq_ring.entries() as usize, GFP_KERNEL)?;
+        let fence: Coherent<[u32]> = Coherent::zeroed_slice(dev, 1, GFP_KERNEL)?;
+        bar.try_write_reg(regs::CQB::from_raw(cq_ring.base_reg(cq_buf.dma_address())))?;
+        bar.try_write_reg(regs::CQT::zeroed())?;
+        bar.try_write_reg(regs::CQCSR::zeroed().with_cqen(true))?;
+        wait_reg(|| bar.try_read(regs::CQCSR).map(|r| r.cqon() && !r.busy()))
+            .inspect_err(|_| dev_err!(dev, "command queue does not start\n"))?;
+
+        // PANIC: as above.
+        let fq_ring = Ring::new(FQ_LOG2).expect("FQ_LOG2 is valid");
+        let fq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 4 * fq_ring.entries() as usize, GFP_KERNEL)?;
+        bar.try_write_reg(regs::FQB::from_raw(fq_ring.base_reg(fq_buf.dma_address())))?;
+        bar.try_write_reg(regs::FQH::zeroed())?;
+        bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true))?;
+        wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
+            .inspect_err(|_| dev_err!(dev, "fault queue does not start\n"))?;
+
+        // The largest directory the IOMMU accepts.
+        let mut mem = KernelMem { atomic: false };
+        let root = crate::hw::mem::PhysMem::alloc_pages(&mut mem, 0).map_err(errno)?;
+        let mut mode = DdtMode::Lvl3;
+        loop {
+            bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, root)))?;
+            wait_reg(|| bar.try_read(regs::DDTP).map(|r| r.into_raw() & DDTP_BUSY == 0))?;
+            let got = bar.try_read(regs::DDTP)?.mode().get();
+            if got == mode as u64 {
+                break;
+            }
+            mode = match mode.smaller() {
+                Some(m) => m,
+                None => {
+                    dev_err!(dev, "no device-directory mode accepted\n");
+                    crate::hw::mem::PhysMem::free_pages(&mut mem, root, 0);
+                    return Err(ENODEV);
+                }
+            };
+        }
+        dev_info!(
+            dev,
+            "RISC-V IOMMU v1.0: caps {:#x}, {}-level directory, {} contexts, paging {:?}, MSI tables: {}\n",
+            caps.into_raw(),
+            mode.levels(),
+            if extended { "extended" } else { "base" },
+            paging_mode,
+            if extended { "flat" } else { "none" }
+        );
+
+        let mut ids = KVec::new();
+        // 65536 context ids; id 0 stays reserved for contexts without one.
+        ids.extend_from_slice(&[0u64; 1024], GFP_KERNEL)?;
+        ids[0] = 1;
+
+        Ok(try_pin_init!(Self {
+            dev: dev.into(),
+            bar: bar.into_devres()?,
+            caps: caps.into_raw(),
+            extended,
+            paging_mode,
+            // INVARIANT: `cq_buf` has two words per entry.
+            cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
+            cmd_state <- new_spinlock!(CmdState { tail: 0, seq: 0 }, "Hw::cmd_state"),
+            fq: FaultQueue { ring: fq_ring, buf: fq_buf },
+            fq_head <- new_spinlock!(0, "Hw::fq_head"),
+            ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
+            ids <- new_spinlock!(ids, "Hw::ids"),
+            stats: Stats { commands: Atomic::new(0), syncs: Atomic::new(0), faults: Atomic::new(0) },
+        }))
+    }
+
+    /// Queues `cmds` followed by an `IOFENCE.C` and waits for the fence, so
+    /// every command has taken effect when this returns. Never sleeps.
+    pub(crate) fn submit_sync(&self, cmds: &[Command]) -> Result {
+        let q = &self.cmdq;
+        let mut st = self.cmd_state.lock();
+        st.seq = st.seq.wrapping_add(1);
+        let seq = st.seq;
+        let fence_addr: DmaAddress = q.fence.dma_address();
+        let fence = Command::iofence(Some((fence_addr, seq)));
+        let bar = self.bar.try_access().ok_or(ENXIO)?;
+        for cmd in Iterator::chain(cmds.iter().copied(), [fence]) {
+            if q.ring.free(bar.try_read(regs::CQH)?.index().get(), st.tail) == 0 {
+                bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
+                read_poll_timeout_atomic(
+                    || bar.try_read(regs::CQH).map(|h| h.index().get()),
+                    |h| q.ring.free(*h, st.tail) > 0,
+                    POLL_STEP,
+                    POLL_TRIES,
+                )?;
+            }
+            // CAST: `tail` is below the ring size, which fits in `usize`.
+            let slot = 2 * st.tail as usize;
+            io_write!(&q.buf, [try: slot], cmd.0[0]);
+            io_write!(&q.buf, [try: slot + 1], cmd.0[1]);
+            st.tail = q.ring.next(st.tail);
+        }
+        // `writel` orders the command stores before the doorbell.
+        bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
+        self.stats.commands.fetch_add(cmds.len() as u64, Relaxed);
+        self.stats.syncs.fetch_add(1, Relaxed);
+        let done = read_poll_timeout_atomic(
+            || Ok(io_read!(&q.fence, [try: 0])),
+            |v: &u32| *v == seq,
+            POLL_STEP,
+            POLL_TRIES,
+        );
+        if let Err(e) = done {
+            let csr = bar.try_read(regs::CQCSR)?;
+            dev_err!(
+                self.dev,
+                "command queue stuck (cqcsr {:#x}: ill {} timeout {} memfault {})\n",
+                csr.into_raw(),
+                csr.cmd_ill(),
+                csr.cmd_to(),
+                csr.cqmf()
+            );
+            return Err(e);
+        }
+        drop(bar);
+        drop(st);
+        self.drain_faults();
+        Ok(())
+    }
+
+    /// Reports every fault the IOMMU queued since the last call, one
+    /// rate-limited line each, and counts them.
+    pub(crate) fn drain_faults(&self) {
+        let mut head = self.fq_head.lock();
+        let Some(bar) = self.bar.try_access() else { return };
+        let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else { return };
+        while *head != tail {
+            // CAST: `head` is below the ring size.
+            let slot = 4 * *head as usize;
+            let read = || -> Result<[u64; 4]> {
+                let mut w = [0u64; 4];
+                for (i, word) in w.iter_mut().enumerate() {
+                    *word = io_read!(&self.fq.buf, [try: slot + i]);
+                }
+                Ok(w)
+            };
+            let Ok(w) = read() else { return };
+            let f = FaultRecord::decode(w);
+            self.stats.faults.fetch_add(1, Relaxed);
+            dev_err_ratelimited(&self.dev, &f);
+            *head = self.fq.ring.next(*head);
+        }
+        let _ = bar.try_write_reg(regs::FQH::from_raw(*head));
+        if let Ok(csr) = bar.try_read(regs::FQCSR) {
+            if csr.fqof() || csr.fqmf() {
+                dev_warn!(self.dev, "fault queue {} (fqcsr {:#x})\n", if csr.fqof() { "overflowed" } else { "memory fault" }, csr.into_raw());
+                // The status bits are write-1-to-clear.
+                let _ = bar.try_write_reg(csr);
+            }
+        }
+    }
+
+    /// Allocates a context id (GSCID or PSCID).
+    pub(crate) fn alloc_id(&self) -> Result<u32> {
+        let mut ids = self.ids.lock();
+        for (i, word) in ids.iter_mut().enumerate() {
+            if *word != u64::MAX {
+                let bit = word.trailing_ones();
+                *word |= 1 << bit;
+                // CAST: at most 1024 * 64 ids.
+                return Ok(i as u32 * 64 + bit);
+            }
+        }
+        Err(ENOSPC)
+    }
+
+    /// Frees a context id.
+    pub(crate) fn free_id(&self, id: u32) {
+        let mut ids = self.ids.lock();
+        if let Some(word) = ids.get_mut((id / 64) as usize) {
+            *word &= !(1 << (id % 64));
+        }
+    }
+
+    /// Writes device `id`'s context: first invalidating a valid one, so the
+    /// IOMMU never uses a half-written context, then the new one.
+    pub(crate) fn set_context(&self, dir: &Directory, id: u32, dc: &DeviceContext) -> Result {
+        let mut mem = KernelMem { atomic: false };
+        let pa = ddt::dc_address(&mut mem, dir.root, dir.mode, self.extended, id, true)
+            .map_err(errno)?
+            .ok_or(EINVAL)?;
+        let old = DeviceContext::read(&mem, pa, self.extended);
+        if old.tc & DeviceContext::TC_V != 0 {
+            let mut off = old;
+            off.tc = 0;
+            off.write(&mut mem, pa, self.extended);
+            self.submit_sync(&[Command::iodir_inval_ddt(Some(id))])?;
+        }
+        dc.write(&mut mem, pa, self.extended);
+        self.submit_sync(&[Command::iodir_inval_ddt(Some(id))])
+    }
+}
+
+fn dev_err_ratelimited(dev: &device::Device, f: &FaultRecord) {
+    // One line per fault; the kernel's printk rate limit applies to bursts.
+    dev_err!(
+        dev,
+        "fault: device {:#06x} cause {} ({}) {} iova {:#x}{}\n",
+        f.did,
+        f.cause,
+        f.cause_name(),
+        f.ttyp_name(),
+        f.iotval,
+        if f.pv { " with PASID" } else { "" }
+    );
+}
+
+/// Polls a register condition for up to a second without sleeping.
+fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
+    read_poll_timeout_atomic(cond, |ok: &bool| *ok, POLL_STEP, POLL_TRIES).map(|_| ())
+}
+
+#[pinned_drop]
+impl PinnedDrop for Hw {
+    fn drop(self: Pin<&mut Self>) {
+        let dir = self.ddt.lock();
+        let Some(bar) = self.bar.try_access() else {
+            // The registers are gone: the IOMMU may still walk the directory,
+            // so it is leaked rather than freed under its feet.
+            dev_warn!(self.dev, "registers revoked before teardown; leaking the directory\n");
+            return;
+        };
+        // Off blocks all DMA; then nothing reads the directory or queues.
+        let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
+        let _ = bar.try_write_reg(regs::CQCSR::zeroed());
+        let _ = bar.try_write_reg(regs::FQCSR::zeroed());
+        let mut mem = KernelMem { atomic: false };
+        ddt::free_directories(&mut mem, dir.root, dir.mode);
+        crate::hw::mem::PhysMem::free_pages(&mut mem, dir.root, 0);
+        dev_info!(self.dev, "IOMMU off, tables freed\n");
+    }
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The IOMMU's memory-mapped registers (spec chapter 6).
+//!
+//! 64-bit registers are accessed with the runtime-checked `try_*` accessors:
+//! a PCI BAR region only allows 4-byte accesses through the compile-time path.
+
+use kernel::io::register;
+
+register! {
+    /// What the IOMMU implements.
+    pub(crate) CAPABILITIES(u64) @ 0x00 {
+        /// Process ids of 20 bits.
+        40:40 pd20 => bool;
+        /// Process ids of 17 bits.
+        39:39 pd17 => bool;
+        /// Process ids of 8 bits.
+        38:38 pd8 => bool;
+        /// Physical address size.
+        37:32 pas;
+        /// Interrupt generation: 0 MSI, 1 wired, 2 both.
+        29:28 igs;
+        /// Address translation services (PCIe ATS).
+        25:25 ats => bool;
+        /// MSI page tables in MRIF mode.
+        23:23 msi_mrif => bool;
+        /// MSI page tables in flat mode (and extended device contexts).
+        22:22 msi_flat => bool;
+        /// Second stage Sv57x4.
+        19:19 sv57x4 => bool;
+        /// Second stage Sv48x4.
+        18:18 sv48x4 => bool;
+        /// Second stage Sv39x4.
+        17:17 sv39x4 => bool;
+        /// First stage Sv57.
+        11:11 sv57 => bool;
+        /// First stage Sv48.
+        10:10 sv48 => bool;
+        /// First stage Sv39.
+        9:9 sv39 => bool;
+        /// Specification version, 0x10 for 1.0.
+        7:0 version;
+    }
+
+    /// Feature control.
+    pub(crate) FCTL(u32) @ 0x08 {
+        /// Wired (not MSI) interrupts.
+        1:1 wsi => bool;
+        /// Big-endian memory accesses.
+        0:0 be => bool;
+    }
+
+    /// Device-directory table pointer.
+    pub(crate) DDTP(u64) @ 0x10 {
+        /// Root directory page number.
+        53:10 ppn;
+        /// A mode change is in progress.
+        4:4 busy => bool;
+        /// `iommu_mode`: Off, Bare, 1-3 levels.
+        3:0 mode;
+    }
+
+    /// Command-queue base.
+    pub(crate) CQB(u64) @ 0x18 {
+        /// Page number of the queue.
+        53:10 ppn;
+        /// log2(entries) - 1.
+        4:0 log2sz_1;
+    }
+
+    /// Command-queue head (the IOMMU's).
+    pub(crate) CQH(u32) @ 0x20 {
+        /// Next command the IOMMU reads.
+        31:0 index;
+    }
+
+    /// Command-queue tail (the driver's).
+    pub(crate) CQT(u32) @ 0x24 {
+        /// Next slot the driver writes.
+        31:0 index;
+    }
+
+    /// Fault-queue base.
+    pub(crate) FQB(u64) @ 0x28 {
+        /// Page number of the queue.
+        53:10 ppn;
+        /// log2(entries) - 1.
+        4:0 log2sz_1;
+    }
+
+    /// Fault-queue head (the driver's).
+    pub(crate) FQH(u32) @ 0x30 {
+        /// Next record the driver reads.
+        31:0 index;
+    }
+
+    /// Fault-queue tail (the IOMMU's).
+    pub(crate) FQT(u32) @ 0x34 {
+        /// Next slot the IOMMU writes.
+        31:0 index;
+    }
+
+    /// Command-queue control and status.
+    pub(crate) CQCSR(u32) @ 0x48 {
+        /// Busy changing state.
+        17:17 busy => bool;
+        /// The queue is on.
+        16:16 cqon => bool;
+        /// An illegal command was fetched.
+        10:10 cmd_ill => bool;
+        /// A command timed out.
+        9:9 cmd_to => bool;
+        /// Memory fault reading the queue.
+        8:8 cqmf => bool;
+        /// Interrupt enable.
+        1:1 cie => bool;
+        /// Enable.
+        0:0 cqen => bool;
+    }
+
+    /// Fault-queue control and status.
+    pub(crate) FQCSR(u32) @ 0x4c {
+        /// Busy changing state.
+        17:17 busy => bool;
+        /// The queue is on.
+        16:16 fqon => bool;
+        /// The queue overflowed: records were lost.
+        9:9 fqof => bool;
+        /// Memory fault writing the queue.
+        8:8 fqmf => bool;
+        /// Interrupt enable.
+        1:1 fie => bool;
+        /// Enable.
+        0:0 fqen => bool;
+    }
+}
+
+/// Size of the register file.
+pub(crate) const REGS_SIZE: usize = 0x1000;

@@ -1,0 +1,519 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! IOMMU drivers: registering an IOMMU with the core and serving its
+//! operations (`struct iommu_ops`, `struct iommu_domain_ops`).
+//!
+//! A driver implements [`Driver`] for its IOMMU instance and [`PagingDomain`]
+//! for its translating domains, and registers the instance with a
+//! [`Registration`] tied to the bound hardware device. The abstraction owns the
+//! C structures: the `iommu_device`, each domain's `iommu_domain`, and the
+//! per-device data the core keeps for masters (`dev_iommu_priv`).
+//!
+//! Domain types: paging domains come from [`Driver::domain_alloc_paging`];
+//! identity domains are allocated by the abstraction and attached through
+//! [`Driver::attach_identity`]; blocking uses the core's fallback, an empty
+//! paging domain, so every driver blocks the same way it translates.
+//!
+//! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
+
+use crate::{
+    alloc::flags::*,
+    bindings,
+    device::{Bound, Device},
+    error::{to_result, Error, Result},
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+use core::{marker::PhantomPinned, ptr};
+
+/// Permissions of a mapping (`IOMMU_READ`, `IOMMU_WRITE`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prot(u32);
+
+impl Prot {
+    /// Device reads allowed.
+    pub fn read(self) -> bool {
+        self.0 & bindings::IOMMU_READ != 0
+    }
+
+    /// Device writes allowed.
+    pub fn write(self) -> bool {
+        self.0 & bindings::IOMMU_WRITE != 0
+    }
+
+    /// Memory-mapped I/O (non-cacheable device memory).
+    pub fn mmio(self) -> bool {
+        self.0 & bindings::IOMMU_MMIO != 0
+    }
+}
+
+/// A capability the core asks about (`enum iommu_cap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    /// The IOMMU can make DMA cache coherent (`IOMMU_CAP_CACHE_COHERENCY`).
+    CacheCoherency,
+    /// The IOMMU can enforce no-execute (`IOMMU_CAP_NOEXEC`).
+    NoExec,
+    /// Another capability, by its C value.
+    Other(u32),
+}
+
+impl Capability {
+    fn from_raw(raw: bindings::iommu_cap) -> Self {
+        match raw {
+            bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY => Self::CacheCoherency,
+            bindings::iommu_cap_IOMMU_CAP_NOEXEC => Self::NoExec,
+            // CAST: `enum iommu_cap` values are small.
+            other => Self::Other(other as u32),
+        }
+    }
+}
+
+/// The IOVA range a flush must cover, collected while unmapping
+/// (`struct iommu_iotlb_gather`).
+pub struct IotlbGather<'a>(&'a mut bindings::iommu_iotlb_gather);
+
+impl IotlbGather<'_> {
+    /// Adds `[iova, iova + size)` to the range.
+    pub fn add_range(&mut self, iova: u64, size: u64) {
+        let g = &mut *self.0;
+        // CAST: `unsigned long` is 64 bits wide on the architectures IOMMU drivers run on.
+        let (start, end) = (iova as usize, (iova + size - 1) as usize);
+        if g.start > start {
+            g.start = start;
+        }
+        if g.end < end {
+            g.end = end;
+        }
+    }
+
+    /// The range collected so far, `None` when empty.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        // CAST: see `add_range`.
+        (self.0.start <= self.0.end).then(|| (self.0.start as u64, self.0.end as u64 + 1))
+    }
+}
+
+/// An IOMMU instance: what the core calls for the devices behind it.
+#[vtable]
+pub trait Driver: Send + Sync + Sized + 'static {
+    /// What the driver keeps per device behind the IOMMU (a master).
+    type Master: Send + Sync;
+    /// The driver's translating domain.
+    type Paging: PagingDomain<Driver = Self>;
+
+    /// A device whose firmware description names this IOMMU (`ids` are its
+    /// requester ids) is probed; returns the driver's data for it.
+    fn probe_device(&self, dev: &Device, ids: &[u32]) -> Result<Self::Master>;
+
+    /// The device leaves the IOMMU; `master` is dropped afterwards.
+    fn release_device(&self, _dev: &Device, _master: &Self::Master) {}
+
+    /// Allocates a paging domain for `dev` (`IOMMU_HWPT_ALLOC_*` `flags`).
+    fn domain_alloc_paging(&self, dev: &Device, master: &Self::Master, flags: u32) -> Result<Self::Paging>;
+
+    /// Attaches `dev` to an identity (untranslated) domain.
+    fn attach_identity(&self, dev: &Device, master: &Self::Master) -> Result;
+
+    /// Whether the IOMMU has a capability.
+    fn capable(&self, _master: &Self::Master, _cap: Capability) -> bool {
+        false
+    }
+}
+
+/// A domain that translates IOVAs with page tables.
+pub trait PagingDomain: Send + Sync + Sized + 'static {
+    /// The driver the domain belongs to.
+    type Driver: Driver<Paging = Self>;
+
+    /// Page sizes the domain maps, as a bitmap (`pgsize_bitmap`).
+    fn pgsize_bitmap(&self) -> u64;
+
+    /// The last IOVA the domain can map.
+    fn aperture_end(&self) -> u64;
+
+    /// Attaches `dev`, moving it from whatever domain it had.
+    fn attach(&self, iommu: &Self::Driver, dev: &Device, master: &<Self::Driver as Driver>::Master) -> Result;
+
+    /// Maps `count` pages of `pgsize` bytes at `iova` to `pa`; returns the
+    /// bytes mapped and, when it stopped early, why. `atomic` forbids sleeping
+    /// allocations.
+    fn map_pages(&self, iova: u64, pa: u64, pgsize: u64, count: u64, prot: Prot, atomic: bool) -> (u64, Result);
+
+    /// Unmaps up to `count` pages of `pgsize` bytes at `iova`, adding what it
+    /// unmapped to `gather`; returns the bytes unmapped.
+    fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64;
+
+    /// Makes the unmaps collected in `gather` take effect in the IOTLB.
+    fn iotlb_sync(&self, gather: &IotlbGather<'_>);
+
+    /// Invalidates every IOTLB entry of the domain.
+    fn flush_iotlb_all(&self);
+
+    /// The physical address `iova` translates to, 0 when unmapped.
+    fn iova_to_phys(&self, iova: u64) -> u64;
+}
+
+/// The abstraction's per-master data (`dev_iommu_priv`).
+struct MasterData<T: Driver> {
+    /// # Invariants
+    ///
+    /// Points to the [`Registration`] that probed the device; it outlives the
+    /// device's membership in the IOMMU (unregistering releases the device).
+    reg: *const Registration<T>,
+    master: T::Master,
+}
+
+/// A domain with the C `iommu_domain` it embeds.
+#[repr(C)]
+struct Domain<D> {
+    raw: Opaque<bindings::iommu_domain>,
+    inner: D,
+}
+
+/// A registered IOMMU.
+///
+/// # Invariants
+///
+/// While the registration lives, `raw` is registered with the IOMMU core
+/// (and in sysfs) with the operations of `T`.
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: Driver> {
+    #[pin]
+    raw: Opaque<bindings::iommu_device>,
+    #[pin]
+    data: T,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+// SAFETY: The C `iommu_device` is only touched by the core under its own
+// locking; `T` is `Send + Sync`.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: As above.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers the IOMMU behind `parent` (its hardware device), named
+    /// `name` in `/sys/class/iommu`. Devices already present whose firmware
+    /// names this IOMMU are probed before this returns.
+    pub fn new<'a>(parent: &'a Device<Bound>, name: &'a CStr, data: impl PinInit<T, Error> + 'a) -> impl PinInit<Self, Error> + 'a {
+        try_pin_init!(&this in Self {
+            raw: Opaque::zeroed(),
+            data <- data,
+            _pin: PhantomPinned,
+            _: {
+                // SAFETY: `this` is pinned and `raw` initialized (zeroed).
+                let raw = unsafe { Opaque::cast_into(ptr::addr_of!((*this.as_ptr()).raw)) };
+                // SAFETY: `raw` is a zeroed `iommu_device`, `parent` a bound device, and the
+                // format string takes exactly one string argument.
+                to_result(unsafe {
+                    bindings::iommu_device_sysfs_add(raw, parent.as_raw(), ptr::null_mut(), c"%s".as_char_ptr(), name.as_char_ptr())
+                })?;
+                // SAFETY: `raw` was set up for sysfs above; the ops table is static; `data`
+                // is initialized, so callbacks made during registration can use it.
+                let ret = unsafe { bindings::iommu_device_register(raw, &Self::OPS, parent.as_raw()) };
+                if ret != 0 {
+                    // SAFETY: added to sysfs above, not registered.
+                    unsafe { bindings::iommu_device_sysfs_remove(raw) };
+                    return Err(Error::from_errno(ret));
+                }
+            },
+        })
+    }
+
+    /// The driver's data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    fn raw(&self) -> *mut bindings::iommu_device {
+        self.raw.get()
+    }
+
+    const OPS: bindings::iommu_ops = bindings::iommu_ops {
+        capable: Some(Self::capable_callback),
+        domain_alloc_identity: Some(Self::alloc_identity_callback),
+        domain_alloc_paging_flags: Some(Self::alloc_paging_callback),
+        probe_device: Some(Self::probe_device_callback),
+        release_device: Some(Self::release_device_callback),
+        device_group: Some(Self::device_group_callback),
+        of_xlate: Some(Self::of_xlate_callback),
+        default_domain_ops: &Self::PAGING_OPS,
+        owner: crate::module::this_module::<T::OwnerModule>().as_ptr(),
+        // SAFETY: All-zero is a valid `iommu_ops` (no callbacks, no domains).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const IDENTITY_OPS: bindings::iommu_domain_ops = bindings::iommu_domain_ops {
+        attach_dev: Some(Self::identity_attach_callback),
+        free: Some(Self::identity_free_callback),
+        // SAFETY: All-zero is a valid `iommu_domain_ops`.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const PAGING_OPS: bindings::iommu_domain_ops = bindings::iommu_domain_ops {
+        attach_dev: Some(Self::paging_attach_callback),
+        map_pages: Some(Self::map_pages_callback),
+        unmap_pages: Some(Self::unmap_pages_callback),
+        flush_iotlb_all: Some(Self::flush_iotlb_all_callback),
+        iotlb_sync: Some(Self::iotlb_sync_callback),
+        iova_to_phys: Some(Self::iova_to_phys_callback),
+        free: Some(Self::paging_free_callback),
+        // SAFETY: All-zero is a valid `iommu_domain_ops`.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// The master data the abstraction stored for `dev` at probe.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a device probed by an IOMMU of type `T` and not yet released.
+    unsafe fn master<'a>(dev: *mut bindings::device) -> &'a MasterData<T> {
+        // SAFETY: By the safety requirements, probe stored a `KBox<MasterData<T>>` there.
+        unsafe { &*bindings::dev_iommu_priv_get(dev).cast::<MasterData<T>>() }
+    }
+
+    extern "C" fn probe_device_callback(dev: *mut bindings::device) -> *mut bindings::iommu_device {
+        // SAFETY: The core passes a valid device.
+        let fwspec = unsafe { bindings::dev_iommu_fwspec_get(dev) };
+        if fwspec.is_null() {
+            return ERR_PTR_ENODEV();
+        }
+        // SAFETY: `fwspec` is the device's valid fwspec.
+        let (fwnode, num) = unsafe { ((*fwspec).iommu_fwnode, (*fwspec).num_ids) };
+        // SAFETY: `fwnode` is a valid firmware node (or NULL, which finds nothing).
+        let iommu = unsafe { bindings::iommu_device_from_fwnode(fwnode) };
+        // SAFETY: A registered `iommu_device` is valid while its driver is bound.
+        if iommu.is_null() || unsafe { (*iommu).ops } != &Self::OPS as *const _ {
+            return ERR_PTR_ENODEV();
+        }
+        // SAFETY: `iommu` has our ops, so it is the `raw` field of a `Registration<T>`.
+        let reg: &Self = unsafe { &*crate::container_of!(Opaque::cast_from(iommu), Self, raw) };
+        // SAFETY: `ids` has `num_ids` entries.
+        let ids = unsafe { core::slice::from_raw_parts((*fwspec).ids.as_ptr(), num as usize) };
+        // SAFETY: `dev` is valid for the duration of the call.
+        let device = unsafe { Device::from_raw(dev) };
+        let res = reg.data.probe_device(device, ids).and_then(|master| {
+            KBox::new(MasterData { reg: ptr::from_ref(reg), master }, GFP_KERNEL).map_err(Into::into)
+        });
+        match res {
+            Ok(data) => {
+                // SAFETY: `dev` is valid; the core keeps `dev->iommu` until release.
+                unsafe { bindings::dev_iommu_priv_set(dev, KBox::into_raw(data).cast()) };
+                iommu
+            }
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    extern "C" fn release_device_callback(dev: *mut bindings::device) {
+        // SAFETY: The core releases only devices we probed; the pointer was made by
+        // `KBox::into_raw` in probe and is not used again after this.
+        let data = unsafe { KBox::from_raw(bindings::dev_iommu_priv_get(dev).cast::<MasterData<T>>()) };
+        // SAFETY: `data.reg` is valid by the type invariant.
+        let reg = unsafe { &*data.reg };
+        // SAFETY: `dev` is valid for the duration of the call.
+        reg.data.release_device(unsafe { Device::from_raw(dev) }, &data.master);
+        // SAFETY: As above.
+        unsafe { bindings::dev_iommu_priv_set(dev, ptr::null_mut()) };
+    }
+
+    extern "C" fn device_group_callback(dev: *mut bindings::device) -> *mut bindings::iommu_group {
+        // SAFETY: The core passes a valid device.
+        if unsafe { bindings::dev_is_pci(dev) } {
+            // SAFETY: `dev` is a PCI device.
+            unsafe { bindings::pci_device_group(dev) }
+        } else {
+            // SAFETY: `dev` is valid.
+            unsafe { bindings::generic_device_group(dev) }
+        }
+    }
+
+    extern "C" fn of_xlate_callback(dev: *mut bindings::device, args: *const bindings::of_phandle_args) -> i32 {
+        // SAFETY: The core passes valid arguments.
+        let args = unsafe { &*args };
+        if args.args_count != 1 {
+            return EINVAL.to_errno();
+        }
+        // SAFETY: `dev` is valid and `args.args` holds at least one id.
+        unsafe { bindings::iommu_fwspec_add_ids(dev, args.args.as_ptr(), 1) }
+    }
+
+    extern "C" fn capable_callback(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
+        // SAFETY: The core asks only about devices we probed.
+        let m = unsafe { Self::master(dev) };
+        // SAFETY: `m.reg` is valid by the type invariant of `MasterData`.
+        unsafe { &*m.reg }.data.capable(&m.master, Capability::from_raw(cap))
+    }
+
+    extern "C" fn alloc_identity_callback(_dev: *mut bindings::device) -> *mut bindings::iommu_domain {
+        let domain = KBox::new(Domain { raw: Opaque::zeroed(), inner: () }, GFP_KERNEL);
+        match domain {
+            Ok(d) => {
+                let d = KBox::into_raw(d);
+                // SAFETY: `d` is a valid, exclusively owned allocation.
+                let raw = unsafe { (*d).raw.get() };
+                // SAFETY: `raw` is valid; the core fills in the rest.
+                unsafe { (*raw).ops = &Self::IDENTITY_OPS };
+                raw
+            }
+            Err(_) => ENOMEM.to_ptr(),
+        }
+    }
+
+    extern "C" fn identity_attach_callback(
+        _domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        _old: *mut bindings::iommu_domain,
+    ) -> i32 {
+        // SAFETY: The core attaches only devices we probed.
+        let m = unsafe { Self::master(dev) };
+        // SAFETY: `m.reg` is valid; `dev` is valid for the call.
+        let res = unsafe { &*m.reg }.data.attach_identity(unsafe { Device::from_raw(dev) }, &m.master);
+        match res {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    extern "C" fn identity_free_callback(domain: *mut bindings::iommu_domain) {
+        // SAFETY: Identity domains are `Domain<()>` allocated in `alloc_identity_callback`.
+        drop(unsafe { KBox::from_raw(crate::container_of!(Opaque::cast_from(domain), Domain<()>, raw).cast_mut()) });
+    }
+
+    extern "C" fn alloc_paging_callback(
+        dev: *mut bindings::device,
+        flags: u32,
+        user_data: *const bindings::iommu_user_data,
+    ) -> *mut bindings::iommu_domain {
+        if !user_data.is_null() {
+            return EOPNOTSUPP.to_ptr();
+        }
+        // SAFETY: The core allocates only for devices we probed.
+        let m = unsafe { Self::master(dev) };
+        // SAFETY: `m.reg` is valid; `dev` is valid for the call.
+        let res = unsafe { &*m.reg }.data.domain_alloc_paging(unsafe { Device::from_raw(dev) }, &m.master, flags);
+        let inner = match res {
+            Ok(inner) => inner,
+            Err(e) => return e.to_ptr(),
+        };
+        let (pgsizes, end) = (inner.pgsize_bitmap(), inner.aperture_end());
+        match KBox::new(Domain { raw: Opaque::zeroed(), inner }, GFP_KERNEL) {
+            Ok(d) => {
+                let d = KBox::into_raw(d);
+                // SAFETY: `d` is a valid, exclusively owned allocation.
+                let raw = unsafe { &mut *(*d).raw.get() };
+                // CAST: `unsigned long` and `dma_addr_t` are 64 bits on IOMMU architectures.
+                raw.pgsize_bitmap = pgsizes as usize;
+                raw.geometry.aperture_start = 0;
+                raw.geometry.aperture_end = end as _;
+                raw.geometry.force_aperture = true;
+                raw.ops = &Self::PAGING_OPS;
+                raw
+            }
+            Err(_) => ENOMEM.to_ptr(),
+        }
+    }
+
+    /// The paging domain embedding `domain`.
+    ///
+    /// # Safety
+    ///
+    /// `domain` was returned by `alloc_paging_callback` and is not freed.
+    unsafe fn paging<'a>(domain: *mut bindings::iommu_domain) -> &'a T::Paging {
+        // SAFETY: By the safety requirements `domain` is the `raw` field of a live
+        // `Domain<T::Paging>`.
+        unsafe { &(*crate::container_of!(Opaque::cast_from(domain), Domain<T::Paging>, raw)).inner }
+    }
+
+    extern "C" fn paging_attach_callback(
+        domain: *mut bindings::iommu_domain,
+        dev: *mut bindings::device,
+        _old: *mut bindings::iommu_domain,
+    ) -> i32 {
+        // SAFETY: The core attaches our devices to our live domains.
+        let (d, m) = unsafe { (Self::paging(domain), Self::master(dev)) };
+        // SAFETY: `m.reg` is valid; `dev` is valid for the call.
+        match d.attach(&unsafe { &*m.reg }.data, unsafe { Device::from_raw(dev) }, &m.master) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    extern "C" fn map_pages_callback(
+        domain: *mut bindings::iommu_domain,
+        iova: usize,
+        paddr: bindings::phys_addr_t,
+        pgsize: usize,
+        pgcount: usize,
+        prot: i32,
+        gfp: bindings::gfp_t,
+        mapped: *mut usize,
+    ) -> i32 {
+        // SAFETY: The core maps into our live domains.
+        let d = unsafe { Self::paging(domain) };
+        let atomic = gfp & (1 << bindings::___GFP_DIRECT_RECLAIM_BIT) == 0;
+        // CAST: sizes and addresses are 64 bits wide here; `prot` holds `IOMMU_*` bits.
+        let (n, res) = d.map_pages(iova as u64, paddr, pgsize as u64, pgcount as u64, Prot(prot as u32), atomic);
+        // SAFETY: `mapped` is a valid out-parameter.
+        unsafe { *mapped += n as usize };
+        match res {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    extern "C" fn unmap_pages_callback(
+        domain: *mut bindings::iommu_domain,
+        iova: usize,
+        pgsize: usize,
+        pgcount: usize,
+        gather: *mut bindings::iommu_iotlb_gather,
+    ) -> usize {
+        // SAFETY: The core unmaps from our live domains with a valid gather.
+        let (d, g) = unsafe { (Self::paging(domain), &mut *gather) };
+        // CAST: 64-bit sizes and addresses.
+        d.unmap_pages(iova as u64, pgsize as u64, pgcount as u64, &mut IotlbGather(g)) as usize
+    }
+
+    extern "C" fn iotlb_sync_callback(domain: *mut bindings::iommu_domain, gather: *mut bindings::iommu_iotlb_gather) {
+        // SAFETY: As for unmap.
+        let (d, g) = unsafe { (Self::paging(domain), &mut *gather) };
+        d.iotlb_sync(&IotlbGather(g));
+    }
+
+    extern "C" fn flush_iotlb_all_callback(domain: *mut bindings::iommu_domain) {
+        // SAFETY: The core flushes our live domains.
+        unsafe { Self::paging(domain) }.flush_iotlb_all();
+    }
+
+    extern "C" fn iova_to_phys_callback(domain: *mut bindings::iommu_domain, iova: bindings::dma_addr_t) -> bindings::phys_addr_t {
+        // SAFETY: The core looks up our live domains.
+        unsafe { Self::paging(domain) }.iova_to_phys(iova)
+    }
+
+    extern "C" fn paging_free_callback(domain: *mut bindings::iommu_domain) {
+        // SAFETY: The core frees each of our domains once, when no device uses it.
+        drop(unsafe { KBox::from_raw(crate::container_of!(Opaque::cast_from(domain), Domain<T::Paging>, raw).cast_mut()) });
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered (type invariant); unregistering releases every device
+        // behind the IOMMU before `data` is dropped after this.
+        unsafe {
+            bindings::iommu_device_unregister(self.raw());
+            bindings::iommu_device_sysfs_remove(self.raw());
+        }
+    }
+}
+
+#[allow(non_snake_case)]
+fn ERR_PTR_ENODEV<U>() -> *mut U {
+    ENODEV.to_ptr()
+}
