@@ -43,6 +43,21 @@ static void module_params(const char *name, char *out, size_t len)
 					 tok + nlen + 1);
 }
 
+/* Number of entries in a sysfs directory, less . and .. */
+static int dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 TEST(kernel_is_ours)
 {
 	char want[256];
@@ -96,50 +111,94 @@ TEST(config_items_in_effect)
 	EXPECT_LT(20, checked);
 }
 
-TEST(modules_unload_and_reload)
+/* Unbinds every device bound to a driver of module `name`; count or -errno. */
+static int unbind_module_devices(const char *name)
 {
-	char name[64], params[512], path[256];
-	FILE *list = fopen("/etc/msiremap/modules", "r");
-	int count = 0;
-
-	ASSERT_NE(NULL, list);
-	while (fscanf(list, "%63s%*[^\n]", name) == 1) {
-		int fd;
-
-		if (name[0] == '#')
-			continue;
-		count++;
-		ASSERT_EQ(1, module_loaded(name)) TH_LOG("%s is not loaded", name);
-		ASSERT_EQ(0, syscall(SYS_delete_module, name, O_NONBLOCK))
-			TH_LOG("unloading %s: %s", name, strerror(errno));
-		ASSERT_EQ(0, module_loaded(name));
-
-		module_params(name, params, sizeof(params));
-		snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", name);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		ASSERT_LE(0, fd);
-		ASSERT_EQ(0, syscall(SYS_finit_module, fd, params, 0))
-			TH_LOG("reloading %s: %s", name, strerror(errno));
-		close(fd);
-		ASSERT_EQ(1, module_loaded(name));
-	}
-	fclose(list);
-	EXPECT_LT(0, count);
-}
-
-/* Number of entries in a sysfs directory, less . and .. */
-static int dir_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
+	char path[512], drv[512];
+	struct dirent *de, *dd;
+	DIR *mods, *devs;
 	int n = 0;
 
-	if (!d)
-		return -errno;
-	while ((de = readdir(d)))
-		n += de->d_name[0] != '.';
-	closedir(d);
+	snprintf(path, sizeof(path), "/sys/module/%s/drivers", name);
+	mods = opendir(path);
+	if (!mods)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(mods))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(drv, sizeof(drv), "%s/%s", path, de->d_name);
+		devs = opendir(drv);
+		if (!devs)
+			continue;
+		while ((dd = readdir(devs))) {
+			char unbind[1024];
+
+			/* Bound devices are the entries named like a bus address. */
+			if (!strchr(dd->d_name, ':') || dd->d_type != DT_LNK)
+				continue;
+			snprintf(unbind, sizeof(unbind), "%s/unbind", drv);
+			if (msr_write(unbind, dd->d_name) == 0)
+				n++;
+		}
+		closedir(devs);
+	}
+	closedir(mods);
 	return n;
+}
+
+/*
+ * Every module unloads (after its devices are unbound, last loaded first)
+ * and loads again, and its devices come back: the IOMMU registers again,
+ * edu is probed and its DMA verifies again where it is translated.
+ */
+TEST(modules_unload_and_reload)
+{
+	char names[16][64], params[512], path[256], bdf[32], dir[128];
+	FILE *list = fopen("/etc/msiremap/modules", "r");
+	int count = 0, iommus_before = dir_entries("/sys/class/iommu");
+
+	ASSERT_NE(NULL, list);
+	while (count < 16 && fscanf(list, "%63s%*[^\n]", names[count]) == 1)
+		if (names[count][0] != '#')
+			count++;
+	fclose(list);
+	ASSERT_LT(0, count);
+
+	for (int i = count - 1; i >= 0; i--) {
+		ASSERT_EQ(1, module_loaded(names[i])) TH_LOG("%s is not loaded", names[i]);
+		ASSERT_LE(0, unbind_module_devices(names[i]));
+		ASSERT_EQ(0, syscall(SYS_delete_module, names[i], O_NONBLOCK)) {
+			TH_LOG("unloading %s: %s", names[i], strerror(errno));
+		}
+		ASSERT_EQ(0, module_loaded(names[i]));
+	}
+	/* Our IOMMU driver is gone from sysfs; arm64's SMMUv3 is built in. */
+	EXPECT_EQ(strcmp(msr_arch(), "arm64") ? 0 : iommus_before, dir_entries("/sys/class/iommu"));
+
+	for (int i = 0; i < count; i++) {
+		int fd;
+
+		module_params(names[i], params, sizeof(params));
+		snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", names[i]);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, syscall(SYS_finit_module, fd, params, 0)) {
+			TH_LOG("reloading %s: %s", names[i], strerror(errno));
+		}
+		close(fd);
+		ASSERT_EQ(1, module_loaded(names[i]));
+	}
+	EXPECT_EQ(iommus_before, dir_entries("/sys/class/iommu"));
+
+	/* edu is back, and where it is translated its DMA works again. */
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(dir, sizeof(dir), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	if (access(path, F_OK) == 0) {
+		EXPECT_EQ(0, msr_write(dir, "64"));
+	} else {
+		EXPECT_EQ(0, access(dir, F_OK));
+	}
 }
 
 /* Whether the device tree has a node compatible with `compat`, under `path`. */
@@ -225,8 +284,13 @@ TEST(iommu_is_present)
 	} else {
 		uint64_t caps = 0;
 
+		char path[256];
+
 		ASSERT_EQ(0, msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0,
 					  bdf, sizeof(bdf)));
+		/* Our driver registered it. */
+		snprintf(path, sizeof(path), "/sys/class/iommu/riscv-iommu-%s", bdf);
+		EXPECT_EQ(0, access(path, F_OK));
 		ASSERT_EQ(0, riscv_iommu_pci_caps(bdf, &caps));
 		TH_LOG("riscv-iommu-pci %s: capabilities %#llx", bdf, (unsigned long long)caps);
 		EXPECT_EQ(0x10ULL, RISCV_IOMMU_CAP_VERSION(caps));
