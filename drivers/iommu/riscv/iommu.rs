@@ -37,6 +37,8 @@ use crate::{
     regs::{self, REGS_SIZE},
 };
 
+/// Fault records logged per drain; the rest are counted.
+const FAULTS_LOGGED: u32 = 8;
 /// Command-queue entries (4096 commands, 64 KiB).
 const CQ_LOG2: u32 = 12;
 /// Fault-queue entries (1024 records, 32 KiB).
@@ -279,6 +281,7 @@ impl Hw {
         let mut head = self.fq_head.lock();
         let Some(bar) = self.bar.try_access() else { return };
         let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else { return };
+        let mut n = 0u32;
         while *head != tail {
             // CAST: `head` is below the ring size.
             let slot = 4 * *head as usize;
@@ -292,8 +295,14 @@ impl Hw {
             let Ok(w) = read() else { return };
             let f = FaultRecord::decode(w);
             self.stats.faults.fetch_add(1, Relaxed);
-            dev_err_ratelimited(&self.dev, &f);
+            if n < FAULTS_LOGGED {
+                log_fault(&self.dev, &f);
+            }
+            n += 1;
             *head = self.fq.ring.next(*head);
+        }
+        if n > FAULTS_LOGGED {
+            dev_err!(self.dev, "{} more faults not logged\n", n - FAULTS_LOGGED);
         }
         let _ = bar.try_write_reg(regs::FQH::from_raw(*head));
         if let Ok(csr) = bar.try_read(regs::FQCSR) {
@@ -303,6 +312,20 @@ impl Hw {
                 let _ = bar.try_write_reg(csr);
             }
         }
+    }
+
+    /// Drains the fault queue, then writes the counters, one `key value` a
+    /// line (debugfs `stats`).
+    pub(crate) fn show_stats(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        self.drain_faults();
+        let dir = self.ddt.lock();
+        writeln!(f, "caps {:#x}", self.caps)?;
+        writeln!(f, "directory_levels {}", dir.mode.levels())?;
+        writeln!(f, "contexts {}", if self.extended { "extended" } else { "base" })?;
+        f.write_fmt(fmt!("paging_mode {:?}\n", self.paging_mode))?;
+        writeln!(f, "commands {}", self.stats.commands.load(Relaxed))?;
+        writeln!(f, "syncs {}", self.stats.syncs.load(Relaxed))?;
+        writeln!(f, "faults {}", self.stats.faults.load(Relaxed))
     }
 
     /// Allocates a context id (GSCID or PSCID).
@@ -346,17 +369,18 @@ impl Hw {
     }
 }
 
-fn dev_err_ratelimited(dev: &device::Device, f: &FaultRecord) {
-    // One line per fault; the kernel's printk rate limit applies to bursts.
+/// Logs one fault record in one line.
+fn log_fault(dev: &device::Device, f: &FaultRecord) {
     dev_err!(
         dev,
-        "fault: device {:#06x} cause {} ({}) {} iova {:#x}{}\n",
+        "fault: device {:#06x} cause {} ({}) {} iova {:#x} gpa {:#x} pasid {}\n",
         f.did,
         f.cause,
         f.cause_name(),
         f.ttyp_name(),
         f.iotval,
-        if f.pv { " with PASID" } else { "" }
+        f.iotval2,
+        if f.pv { f.pid as i64 } else { -1 }
     );
 }
 

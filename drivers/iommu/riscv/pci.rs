@@ -3,10 +3,12 @@
 //! PCI front end: QEMU's `riscv-iommu-pci` and the Rivos IOMMU.
 
 use kernel::{
+    debugfs,
     device::Core,
     iommu::driver::Registration,
     pci,
     prelude::*,
+    str::CString,
     sync::Arc, //
 };
 
@@ -19,10 +21,13 @@ const IDS: [(u16, u16); 2] = [(0x1b36, 0x0014), (0x1efd, 0x0008)];
 
 pub(crate) struct RiscvIommuPci;
 
-/// Per-device data: the registration with the IOMMU core.
+/// Per-device data: the registration with the IOMMU core, and the debugfs
+/// directory `riscv_iommu/<BDF>/` (`stats`: counters; reading it also drains
+/// the fault queue into dmesg).
 #[pin_data]
 pub(crate) struct PciData {
     reg: Pin<KBox<Registration<RiscvIommu>>>,
+    _debugfs: Pin<KBox<debugfs::Scope<Arc<Hw>>>>,
 }
 
 kernel::pci_device_table!(
@@ -50,9 +55,16 @@ impl pci::Driver for RiscvIommuPci {
             pdev.set_master();
             let bar = pdev.iomap_region_sized::<REGS_SIZE>(0, c"riscv_iommu")?;
             let hw = Arc::pin_init(Hw::new(pdev, bar)?, GFP_KERNEL)?;
-            let name = kernel::str::CString::try_from_fmt(fmt!("riscv-iommu-{}", pdev.as_ref().name()))?;
+            let bdf = CString::try_from_fmt(fmt!("{}", pdev.as_ref().name()))?;
+            let debugfs = KBox::pin_init(
+                debugfs::Dir::new(c"riscv_iommu").scope(hw.clone(), &bdf, |hw, dir| {
+                    dir.read_callback_file(c"stats", hw, &|hw: &Arc<Hw>, f| hw.show_stats(f));
+                }),
+                GFP_KERNEL,
+            )?;
+            let name = CString::try_from_fmt(fmt!("riscv-iommu-{}", pdev.as_ref().name()))?;
             let reg = KBox::pin_init(Registration::new(pdev.as_ref(), &name, try_pin_init!(RiscvIommu { hw })), GFP_KERNEL)?;
-            Ok(try_pin_init!(PciData { reg }))
+            Ok(try_pin_init!(PciData { reg, _debugfs: debugfs }))
         })
     }
 }

@@ -74,6 +74,7 @@ impl pci::Driver for EduDriver {
             let edu = KBox::pin_init(
                 root.scope(edu, &name, |edu, dir| {
                     dir.write_only_callback_file(c"dma", edu, &dma_write);
+                    dir.write_only_callback_file(c"write_to", edu, &write_to_write);
                     dir.read_callback_file(c"stats", edu, &Edu::show);
                 }),
                 GFP_KERNEL,
@@ -84,16 +85,38 @@ impl pci::Driver for EduDriver {
     }
 }
 
-/// `echo LEN [SEED] > dma`: one verified round trip of LEN bytes.
-fn dma_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
-    let mut buf = [0u8; 32];
+/// Reads a short request written to a debugfs file.
+fn read_request<'a>(reader: &mut UserSliceReader, buf: &'a mut [u8; 48]) -> Result<&'a str> {
     let n = reader.len();
     if n >= buf.len() {
         return Err(EINVAL);
     }
     reader.read_slice(&mut buf[..n])?;
-    let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
-    let mut words = text.split_whitespace();
+    core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)
+}
+
+/// `echo IOVA LEN > write_to`: edu writes LEN bytes to bus address IOVA
+/// (hexadecimal with 0x, or decimal), mapped or not.
+fn write_to_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let mut words = read_request(reader, &mut buf)?.split_whitespace();
+    let iova = words.next().ok_or(EINVAL)?;
+    let iova = match iova.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => iova.parse(),
+    }
+    .map_err(|_| EINVAL)?;
+    let len = words.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    if words.next().is_some() {
+        return Err(EINVAL);
+    }
+    edu.write_to(iova, len)
+}
+
+/// `echo LEN [SEED] > dma`: one verified round trip of LEN bytes.
+fn dma_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let mut words = read_request(reader, &mut buf)?.split_whitespace();
     let len = words.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
     let seed = match words.next() {
         Some(w) => w.parse().map_err(|_| EINVAL)?,

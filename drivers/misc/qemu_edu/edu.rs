@@ -180,6 +180,28 @@ impl Edu {
         Ok(())
     }
 
+    /// Has edu write `len` bytes of its buffer to the bus address `iova`,
+    /// whatever is mapped there: a probe of what the IOMMU lets through. Only
+    /// allowed behind a translating domain, where a stray address faults in
+    /// the IOMMU instead of landing in memory.
+    ///
+    /// # Errors
+    ///
+    /// `EPERM` without a translating domain, `EINVAL` for a bad length or an
+    /// address beyond 32 bits, else as [`Self::round_trip`].
+    pub(crate) fn write_to(&self, iova: u64, len: usize) -> Result {
+        if !self.domain.is_some_and(|d| d.is_paging()) {
+            return Err(EPERM);
+        }
+        if len == 0 || len > EDU_BUF_SIZE || len % 4 != 0 {
+            return Err(EINVAL);
+        }
+        let dst = u32::try_from(iova).map_err(|_| EINVAL)?;
+        let _guard = self.buf.lock();
+        // CAST: `len` is at most `EDU_BUF_SIZE`.
+        self.transfer(EDU_BUF, dst, len as u32, true)
+    }
+
     /// Runs one DMA transfer and waits for it.
     ///
     /// The BAR is reached through its revocable guard, an RCU read-side
