@@ -6,8 +6,6 @@
  * stats). riscv64: our RISC-V IOMMU driver, second-stage page tables;
  * arm64: SMMUv3.
  */
-#include <sys/klog.h>
-
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
@@ -149,65 +147,33 @@ TEST(edu_has_the_expected_domain)
 	EXPECT_STREQ(type, seen);
 }
 
-/* The kernel log, NUL-terminated, in a static buffer. */
-static const char *kernel_log(void)
-{
-	static char buf[1 << 20];
-	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof(buf) - 1);
-
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* Counter `key` of our RISC-V IOMMU's debugfs stats (reading drains faults). */
-static long riscv_iommu_stat(const char *key)
-{
-	char path[256], buf[1024], *p, iommu[32];
-
-	if (msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0, iommu, sizeof(iommu)))
-		return -1;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/stats", iommu);
-	if (msr_read(path, buf, sizeof(buf)) < 0)
-		return -1;
-	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
-		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
-			return strtol(p + strlen(key) + 1, NULL, 0);
-	return -1;
-}
-
 /*
  * A write to an IOVA nothing maps is stopped by the IOMMU and reported
  * (device, cause, IOVA), and mapped DMA works again afterwards.
  */
 TEST(unmapped_write_faults_and_is_reported)
 {
-	char bdf[32], dir[128], path[256], want[128];
+	char bdf[32], dir[128], path[256], want[160];
 	long before = 0, after = 0;
-	unsigned int bus, dev, fn;
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	snprintf(dir, sizeof(dir), "/sys/kernel/debug/qemu_edu/%s", bdf);
 	if (!strcmp(msr_arch(), "riscv64"))
-		before = riscv_iommu_stat("faults");
+		before = msr_riscv_iommu_stat("faults");
 	ASSERT_LE(0, before);
 
 	/* The DMA API hands out IOVAs from the top down: 0x1000 is unmapped. */
 	snprintf(path, sizeof(path), "%s/write_to", dir);
 	ASSERT_EQ(0, msr_write(path, "0x1000 64"));
 
-	ASSERT_EQ(3, sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn));
 	if (!strcmp(msr_arch(), "riscv64")) {
-		after = riscv_iommu_stat("faults");
+		after = msr_riscv_iommu_stat("faults");
 		EXPECT_LT(before, after);
-		/* Requester id bus:dev.fn; write guest-page fault (second stage). */
-		snprintf(want, sizeof(want), "fault: device %#06x cause 23 (write/AMO guest-page fault) untranslated write/AMO iova 0x1000",
-			 bus << 8 | dev << 3 | fn);
 	} else {
 		usleep(100000); /* the SMMU's event queue is serviced by a thread */
-		snprintf(want, sizeof(want), "F_TRANSLATION client: %s sid: %#x ssid: 0x0 iova: 0x1000",
-			 bdf, bus << 8 | dev << 3 | fn);
 	}
-	EXPECT_NE(NULL, strstr(kernel_log(), want)) TH_LOG("no '%s' in the kernel log", want);
+	msr_fault_line(bdf, 0x1000, want, sizeof(want));
+	EXPECT_NE(NULL, strstr(msr_kernel_log(), want)) TH_LOG("no '%s' in the kernel log", want);
 
 	/* Mapped DMA still works. */
 	EXPECT_EQ(0, edu_dma(dir, "256"));

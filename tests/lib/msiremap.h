@@ -8,12 +8,18 @@
 #define MSIREMAP_TEST_H
 
 #include <dirent.h>
+#include <sys/klog.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define EDU_VENDOR	0x1234
+#define EDU_DEVICE	0x11e8
+#define RISCV_IOMMU_VENDOR	0x1b36
+#define RISCV_IOMMU_DEVICE	0x0014
 
 /* Read a whole (small) file into buf, NUL-terminated; bytes read or -errno. */
 static inline int msr_read(const char *path, char *buf, size_t len)
@@ -145,9 +151,47 @@ static inline int msr_find_pci(unsigned int vendor, unsigned int device, int n,
 	return ret;
 }
 
-#define EDU_VENDOR	0x1234
-#define EDU_DEVICE	0x11e8
-#define RISCV_IOMMU_VENDOR	0x1b36
-#define RISCV_IOMMU_DEVICE	0x0014
+/* The kernel log, NUL-terminated, in a static buffer. */
+static inline const char *msr_kernel_log(void)
+{
+	static char buf[1 << 20];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Counter `key` of our RISC-V IOMMU's debugfs stats (reading drains faults). */
+static inline long msr_riscv_iommu_stat(const char *key)
+{
+	char path[256], buf[1024], *p, iommu[32];
+
+	if (msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0, iommu, sizeof(iommu)))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/stats", iommu);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -1;
+	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
+		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
+			return strtol(p + strlen(key) + 1, NULL, 0);
+	return -1;
+}
+
+/*
+ * Expected kernel-log line of a translation fault on a write to `iova` by
+ * PCI device `bdf`: our RISC-V IOMMU's, or arm64 SMMUv3's.
+ */
+static inline void msr_fault_line(const char *bdf, unsigned long long iova, char *out, size_t len)
+{
+	unsigned int bus = 0, dev = 0, fn = 0;
+
+	sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn);
+	if (!strcmp(msr_arch(), "riscv64"))
+		snprintf(out, len, "fault: device %#06x cause 23 (write/AMO guest-page fault) untranslated write/AMO iova %#llx",
+			 bus << 8 | dev << 3 | fn, iova);
+	else
+		snprintf(out, len, "F_TRANSLATION client: %s sid: %#x ssid: 0x0 iova: %#llx",
+			 bdf, bus << 8 | dev << 3 | fn, iova);
+}
 
 #endif /* MSIREMAP_TEST_H */

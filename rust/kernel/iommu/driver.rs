@@ -406,6 +406,9 @@ impl<T: Driver> Registration<T> {
                 // SAFETY: `d` is a valid, exclusively owned allocation.
                 let raw = unsafe { &mut *(*d).raw.get() };
                 // CAST: `unsigned long` and `dma_addr_t` are 64 bits on IOMMU architectures.
+                // The core sets the type of the domains it allocates; iommufd,
+                // which calls the driver directly, relies on the driver.
+                raw.type_ = bindings::__IOMMU_DOMAIN_PAGING;
                 raw.pgsize_bitmap = pgsizes as usize;
                 raw.geometry.aperture_start = 0;
                 raw.geometry.aperture_end = end as _;

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * VFIO cdev + iommufd helpers for the guest tests, in the style of the
+ * kernel's tools/testing/selftests/iommu/iommufd_utils.h: `_x()` returns 0 or
+ * -errno, `test_x()` asserts success, `test_err_x(errno, ...)` asserts the
+ * errno. The `test_` forms need the kselftest harness's `_metadata`.
+ */
+#ifndef MSIREMAP_VFIO_UTILS_H
+#define MSIREMAP_VFIO_UTILS_H
+
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <linux/iommufd.h>
+#include <linux/vfio.h>
+
+#include "msiremap.h"
+
+/* Hands the PCI device `bdf` to vfio-pci (unbinding its current driver). */
+static inline int _vfio_pci_take(const char *bdf)
+{
+	char path[256];
+	int ret;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+	if (access(path, F_OK) == 0 && (ret = msr_write(path, bdf)))
+		return ret;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	if ((ret = msr_write(path, "vfio-pci")))
+		return ret;
+	return msr_write("/sys/bus/pci/drivers_probe", bdf);
+}
+
+/* Gives `bdf` back to whichever driver matches it. */
+static inline int _vfio_pci_release(const char *bdf)
+{
+	char path[256];
+	int ret;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+	if (access(path, F_OK) == 0 && (ret = msr_write(path, bdf)))
+		return ret;
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	if ((ret = msr_write(path, "\n")))
+		return ret;
+	return msr_write("/sys/bus/pci/drivers_probe", bdf);
+}
+
+/* Opens the VFIO character device of `bdf` (/dev/vfio/devices/vfioN). */
+static inline int _vfio_cdev_open(const char *bdf)
+{
+	char path[256];
+	struct dirent *de;
+	DIR *d;
+	int fd = -ENOENT;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", bdf);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "vfio", 4)) {
+			snprintf(path, sizeof(path), "/dev/vfio/devices/%s", de->d_name);
+			fd = open(path, O_RDWR | O_CLOEXEC);
+			fd = fd < 0 ? -errno : fd;
+			break;
+		}
+	closedir(d);
+	return fd;
+}
+
+static inline int _ioctl(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) ? -errno : 0;
+}
+
+static inline int _vfio_bind_iommufd(int devfd, int iommufd, __u32 *devid)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
+	int ret = _ioctl(devfd, VFIO_DEVICE_BIND_IOMMUFD, &bind);
+
+	if (!ret && devid)
+		*devid = bind.out_devid;
+	return ret;
+}
+
+static inline int _vfio_attach(int devfd, __u32 pt_id)
+{
+	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = pt_id };
+
+	return _ioctl(devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+}
+
+static inline int _vfio_detach(int devfd)
+{
+	struct vfio_device_detach_iommufd_pt de = { .argsz = sizeof(de) };
+
+	return _ioctl(devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &de);
+}
+
+static inline int _ioas_alloc(int iommufd, __u32 *id)
+{
+	struct iommu_ioas_alloc a = { .size = sizeof(a) };
+	int ret = _ioctl(iommufd, IOMMU_IOAS_ALLOC, &a);
+
+	if (!ret)
+		*id = a.out_ioas_id;
+	return ret;
+}
+
+static inline int _ioas_map_fixed(int iommufd, __u32 ioas, void *va, __u64 len, __u64 iova)
+{
+	struct iommu_ioas_map m = {
+		.size = sizeof(m),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.user_va = (uintptr_t)va,
+		.length = len,
+		.iova = iova,
+	};
+
+	return _ioctl(iommufd, IOMMU_IOAS_MAP, &m);
+}
+
+static inline int _ioas_unmap(int iommufd, __u32 ioas, __u64 iova, __u64 len)
+{
+	struct iommu_ioas_unmap u = { .size = sizeof(u), .ioas_id = ioas, .iova = iova, .length = len };
+
+	return _ioctl(iommufd, IOMMU_IOAS_UNMAP, &u);
+}
+
+/* Maps BAR `index` of an open VFIO device; NULL on failure. */
+static inline volatile uint32_t *vfio_map_bar(int devfd, int index, size_t *size)
+{
+	struct vfio_region_info info = { .argsz = sizeof(info), .index = index };
+	void *p;
+
+	if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, &info) || !(info.flags & VFIO_REGION_INFO_FLAG_MMAP))
+		return NULL;
+	p = mmap(NULL, info.size, PROT_READ | PROT_WRITE, MAP_SHARED, devfd, info.offset);
+	if (p == MAP_FAILED)
+		return NULL;
+	*size = info.size;
+	return p;
+}
+
+/* Sets memory decoding and bus mastering in the device's command register. */
+static inline int vfio_enable_bus_master(int devfd)
+{
+	struct vfio_region_info info = { .argsz = sizeof(info), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	uint16_t cmd;
+
+	if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, &info))
+		return -errno;
+	if (pread(devfd, &cmd, 2, info.offset + 4) != 2)
+		return -errno;
+	cmd |= 0x6;
+	if (pwrite(devfd, &cmd, 2, info.offset + 4) != 2)
+		return -errno;
+	return 0;
+}
+
+#define test_ioas_alloc(fd, id) ASSERT_EQ(0, _ioas_alloc(fd, id))
+#define test_ioas_map_fixed(fd, ioas, va, len, iova) ASSERT_EQ(0, _ioas_map_fixed(fd, ioas, va, len, iova))
+#define test_err_ioas_map_fixed(err, fd, ioas, va, len, iova) \
+	ASSERT_EQ(-(err), _ioas_map_fixed(fd, ioas, va, len, iova))
+#define test_ioas_unmap(fd, ioas, iova, len) ASSERT_EQ(0, _ioas_unmap(fd, ioas, iova, len))
+#define test_vfio_attach(devfd, pt) ASSERT_EQ(0, _vfio_attach(devfd, pt))
+#define test_vfio_detach(devfd) ASSERT_EQ(0, _vfio_detach(devfd))
+
+#endif /* MSIREMAP_VFIO_UTILS_H */

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VFIO cdev + iommufd with a real emulated device: edu is handed to
+ * vfio-pci, its DMA engine is driven from user space through the BAR0 mmap,
+ * and it reads and writes a user buffer mapped into an IOAS. riscv64: our
+ * RISC-V IOMMU driver's paging domains; arm64: SMMUv3.
+ */
+#include "kselftest_harness.h"
+#include "vfio_utils.h"
+
+#define EDU_REG_DMA_SRC		(0x80 / 4)
+#define EDU_REG_DMA_DST		(0x88 / 4)
+#define EDU_REG_DMA_CNT		(0x90 / 4)
+#define EDU_REG_DMA_CMD		(0x98 / 4)
+#define EDU_DMA_START		0x1
+#define EDU_DMA_TO_RAM		0x2
+#define EDU_BUF			0x40000
+#define PAGE			4096
+#define IOVA_A			0x400000ULL	/* source page */
+#define IOVA_B			0x401000ULL	/* destination page */
+
+/* One DMA transfer by edu, waited for (edu completes on a ~100 ms timer). */
+static int edu_dma(volatile uint32_t *bar, uint32_t src, uint32_t dst, uint32_t len, int to_ram)
+{
+	bar[EDU_REG_DMA_SRC] = src;
+	bar[EDU_REG_DMA_DST] = dst;
+	bar[EDU_REG_DMA_CNT] = len;
+	bar[EDU_REG_DMA_CMD] = EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0);
+	for (int i = 0; i < 400; i++) {
+		if (!(bar[EDU_REG_DMA_CMD] & EDU_DMA_START))
+			return 0;
+		usleep(5000);
+	}
+	return -ETIMEDOUT;
+}
+
+FIXTURE(vfio_edu)
+{
+	char bdf[32];
+	int iommufd, devfd;
+	__u32 devid, ioas;
+	volatile uint32_t *bar;
+	size_t bar_size;
+	uint8_t *buf;	/* two pages: A then B */
+};
+
+FIXTURE_SETUP(vfio_edu)
+{
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
+	ASSERT_EQ(0, _vfio_pci_take(self->bdf));
+	self->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->iommufd);
+	self->devfd = _vfio_cdev_open(self->bdf);
+	ASSERT_LE(0, self->devfd) TH_LOG("no VFIO cdev for %s: %s", self->bdf, strerror(-self->devfd));
+	ASSERT_EQ(0, _vfio_bind_iommufd(self->devfd, self->iommufd, &self->devid));
+	test_ioas_alloc(self->iommufd, &self->ioas);
+	test_vfio_attach(self->devfd, self->ioas);
+	self->bar = vfio_map_bar(self->devfd, VFIO_PCI_BAR0_REGION_INDEX, &self->bar_size);
+	ASSERT_NE(NULL, self->bar);
+	ASSERT_EQ(0, vfio_enable_bus_master(self->devfd));
+	self->buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->buf);
+	/* Two mappings, so the destination can be unmapped alone. */
+	test_ioas_map_fixed(self->iommufd, self->ioas, self->buf, PAGE, IOVA_A);
+	test_ioas_map_fixed(self->iommufd, self->ioas, self->buf + PAGE, PAGE, IOVA_B);
+}
+
+FIXTURE_TEARDOWN(vfio_edu)
+{
+	if (self->bar)
+		munmap((void *)self->bar, self->bar_size);
+	if (self->devfd >= 0)
+		close(self->devfd);
+	if (self->iommufd >= 0)
+		close(self->iommufd);
+	_vfio_pci_release(self->bdf);
+}
+
+FIXTURE_VARIANT(vfio_edu)
+{
+	uint32_t len;
+};
+
+FIXTURE_VARIANT_ADD(vfio_edu, small) { .len = 64 };
+FIXTURE_VARIANT_ADD(vfio_edu, page) { .len = PAGE };
+
+/* Fills page A with a pattern and B with a guard, copies A to B through edu. */
+static int round_trip(volatile uint32_t *bar, uint8_t *buf, uint32_t len)
+{
+	int ret;
+
+	for (int i = 0; i < PAGE; i++) {
+		buf[i] = (uint8_t)(i * 7 + len);
+		buf[PAGE + i] = 0x5a;
+	}
+	ret = edu_dma(bar, IOVA_A, EDU_BUF, len, 0);
+	if (!ret)
+		ret = edu_dma(bar, EDU_BUF, IOVA_B, len, 1);
+	return ret;
+}
+
+/* What a round trip of `len` bytes must leave in page B. */
+static int page_b_ok(const uint8_t *buf, uint32_t len)
+{
+	for (int i = 0; i < PAGE; i++)
+		if (buf[PAGE + i] != (i < (int)len ? buf[i] : 0x5a))
+			return 0;
+	return 1;
+}
+
+TEST_F(vfio_edu, dma_from_user_space_through_the_ioas)
+{
+	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
+	EXPECT_TRUE(page_b_ok(self->buf, variant->len));
+}
+
+TEST_F(vfio_edu, dma_after_unmap_faults_and_leaves_memory_untouched)
+{
+	char want[160];
+	long before = 0;
+
+	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
+	ASSERT_TRUE(page_b_ok(self->buf, variant->len));
+
+	test_ioas_unmap(self->iommufd, self->ioas, IOVA_B, PAGE);
+	memset(self->buf + PAGE, 0xa5, PAGE);
+	if (!strcmp(msr_arch(), "riscv64"))
+		before = msr_riscv_iommu_stat("faults");
+	ASSERT_EQ(0, edu_dma(self->bar, EDU_BUF, IOVA_B, variant->len, 1));
+	for (int i = 0; i < PAGE; i++) {
+		ASSERT_EQ(0xa5, self->buf[PAGE + i]) {
+			TH_LOG("byte %d written after unmap", i);
+		}
+	}
+
+	if (!strcmp(msr_arch(), "riscv64")) {
+		EXPECT_LT(before, msr_riscv_iommu_stat("faults"));
+	} else {
+		usleep(100000);
+	}
+	msr_fault_line(self->bdf, IOVA_B, want, sizeof(want));
+	EXPECT_NE(NULL, strstr(msr_kernel_log(), want)) TH_LOG("no '%s' in the kernel log", want);
+
+	/* Mapped again, the same DMA lands. */
+	test_ioas_map_fixed(self->iommufd, self->ioas, self->buf + PAGE, PAGE, IOVA_B);
+	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
+	EXPECT_TRUE(page_b_ok(self->buf, variant->len));
+}
+
+TEST_F(vfio_edu, detach_and_attach_to_a_second_ioas)
+{
+	__u32 ioas2;
+	uint8_t *buf2;
+
+	test_vfio_detach(self->devfd);
+	test_ioas_alloc(self->iommufd, &ioas2);
+	buf2 = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf2);
+	/* The same IOVAs, other memory: DMA must land in the new IOAS's pages. */
+	test_ioas_map_fixed(self->iommufd, ioas2, buf2, 2 * PAGE, IOVA_A);
+	test_vfio_attach(self->devfd, ioas2);
+	ASSERT_EQ(0, round_trip(self->bar, buf2, variant->len));
+	EXPECT_TRUE(page_b_ok(buf2, variant->len));
+	/* The first IOAS's destination page was not touched. */
+	memset(self->buf + PAGE, 0x11, PAGE);
+	ASSERT_EQ(0, round_trip(self->bar, buf2, variant->len));
+	for (int i = 0; i < PAGE; i++)
+		ASSERT_EQ(0x11, self->buf[PAGE + i]);
+	/* And back. */
+	test_vfio_attach(self->devfd, self->ioas);
+	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
+	EXPECT_TRUE(page_b_ok(self->buf, variant->len));
+	munmap(buf2, 2 * PAGE);
+}
+
+TEST_HARNESS_MAIN
