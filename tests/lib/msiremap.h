@@ -161,15 +161,26 @@ static inline const char *msr_kernel_log(void)
 	return buf;
 }
 
-/* Counter `key` of our RISC-V IOMMU's debugfs stats (reading drains faults). */
+/*
+ * Counter `key` of our RISC-V IOMMU's debugfs stats (the first IOMMU;
+ * reading the file drains the fault queue); -1 when absent.
+ */
 static inline long msr_riscv_iommu_stat(const char *key)
 {
-	char path[256], buf[1024], *p, iommu[32];
+	char path[512], buf[1024], *p;
+	struct dirent *de;
+	DIR *d = opendir("/sys/kernel/debug/riscv_iommu");
 
-	if (msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0, iommu, sizeof(iommu)))
+	if (!d)
 		return -1;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/stats", iommu);
-	if (msr_read(path, buf, sizeof(buf)) < 0)
+	path[0] = '\0';
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/stats", de->d_name);
+			break;
+		}
+	closedir(d);
+	if (!path[0] || msr_read(path, buf, sizeof(buf)) < 0)
 		return -1;
 	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
 		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')

@@ -133,8 +133,8 @@ static int unbind_module_devices(const char *name)
 		while ((dd = readdir(devs))) {
 			char unbind[1024];
 
-			/* Bound devices are the entries named like a bus address. */
-			if (!strchr(dd->d_name, ':') || dd->d_type != DT_LNK)
+			/* Bound devices are the links, but for the module's. */
+			if (dd->d_type != DT_LNK || !strcmp(dd->d_name, "module"))
 				continue;
 			snprintf(unbind, sizeof(unbind), "%s/unbind", drv);
 			if (msr_write(unbind, dd->d_name) == 0)
@@ -279,6 +279,8 @@ TEST(iommu_is_present)
 	ASSERT_STREQ("riscv64", arch);
 	if (!strcmp(profile, "riscv64-sys")) {
 		EXPECT_TRUE(dt_has_compatible("/sys/firmware/devicetree/base", "riscv,iommu"));
+		/* Our driver registered the platform IOMMU. */
+		EXPECT_EQ(1, dir_entries("/sys/class/iommu"));
 		EXPECT_EQ(-ENOENT, msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0,
 						bdf, sizeof(bdf)));
 	} else {

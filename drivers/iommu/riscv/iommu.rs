@@ -4,13 +4,18 @@
 //! context-id allocator, shared by the driver and its domains.
 
 use kernel::{
+    devres::DevresGuard,
     device::{self, Bound},
     dma::{Coherent, DmaAddress},
     io::{
         io_read,
         io_write,
+        mem::{DevresIoMem, IoMem},
         poll::read_poll_timeout_atomic,
-        Io, //
+        Io,
+        IoBase,
+        Mmio,
+        Region, //
     },
     new_mutex,
     new_spinlock,
@@ -47,6 +52,41 @@ const FQ_LOG2: u32 = 10;
 const POLL_STEP: Delta = Delta::from_micros(1);
 /// Polls before a command (or a register change) is declared stuck: a second.
 const POLL_TRIES: usize = 1_000_000;
+
+/// The IOMMU's register block, behind whichever bus found it.
+pub(crate) enum Regs {
+    /// BAR 0 of a PCI IOMMU.
+    Pci(pci::DevresBar<REGS_SIZE>),
+    /// The `reg` region of a platform (device-tree) IOMMU.
+    Platform(DevresIoMem<REGS_SIZE>),
+}
+
+/// Access to the registers while the device is bound: an RCU read-side
+/// section, so it is held only around register accesses, never across sleeps.
+pub(crate) enum RegsGuard<'a> {
+    Pci(DevresGuard<'a, pci::Bar<'static, REGS_SIZE>>),
+    Platform(DevresGuard<'a, IoMem<'static, REGS_SIZE>>),
+}
+
+impl Regs {
+    /// The registers, `None` once the device is unbound.
+    pub(crate) fn access(&self) -> Option<RegsGuard<'_>> {
+        match self {
+            Self::Pci(bar) => bar.try_access().map(RegsGuard::Pci),
+            Self::Platform(mem) => mem.try_access().map(RegsGuard::Platform),
+        }
+    }
+}
+
+impl RegsGuard<'_> {
+    /// The register block as one MMIO view, whatever the bus.
+    pub(crate) fn io(&self) -> Mmio<'_, Region<REGS_SIZE>> {
+        match self {
+            Self::Pci(bar) => (&**bar).as_view(),
+            Self::Platform(mem) => (&**mem).as_view(),
+        }
+    }
+}
 
 /// The command queue.
 ///
@@ -89,7 +129,7 @@ pub(crate) struct Stats {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Hw {
     pub(crate) dev: ARef<device::Device>,
-    bar: pci::DevresBar<REGS_SIZE>,
+    regs: Regs,
     /// `capabilities` as read at probe.
     pub(crate) caps: u64,
     /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
@@ -117,8 +157,9 @@ pub(crate) struct Hw {
 impl Hw {
     /// Brings the IOMMU up: checks its version, turns it off, starts the
     /// command and fault queues and installs an empty device directory.
-    pub(crate) fn new<'a>(pdev: &'a pci::Device<Bound>, bar: pci::Bar<'a, REGS_SIZE>) -> Result<impl PinInit<Self, Error> + 'a> {
-        let dev: &device::Device<Bound> = pdev.as_ref();
+    pub(crate) fn new<'a>(dev: &'a device::Device<Bound>, regs: Regs) -> Result<impl PinInit<Self, Error> + 'a> {
+        let guard = regs.access().ok_or(ENXIO)?;
+        let bar = guard.io();
         let caps = bar.try_read(regs::CAPABILITIES)?;
         let version = caps.version().get();
         if version != 0x10 {
@@ -199,6 +240,7 @@ impl Hw {
             if extended { "flat" } else { "none" }
         );
 
+        drop(guard);
         let mut ids = KVec::new();
         // 65536 context ids; id 0 stays reserved for contexts without one.
         ids.extend_from_slice(&[0u64; 1024], GFP_KERNEL)?;
@@ -206,7 +248,7 @@ impl Hw {
 
         Ok(try_pin_init!(Self {
             dev: dev.into(),
-            bar: bar.into_devres()?,
+            regs,
             caps: caps.into_raw(),
             extended,
             paging_mode,
@@ -230,7 +272,8 @@ impl Hw {
         let seq = st.seq;
         let fence_addr: DmaAddress = q.fence.dma_address();
         let fence = Command::iofence(Some((fence_addr, seq)));
-        let bar = self.bar.try_access().ok_or(ENXIO)?;
+        let guard = self.regs.access().ok_or(ENXIO)?;
+        let bar = guard.io();
         for cmd in Iterator::chain(cmds.iter().copied(), [fence]) {
             if q.ring.free(bar.try_read(regs::CQH)?.index().get(), st.tail) == 0 {
                 bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
@@ -269,7 +312,7 @@ impl Hw {
             );
             return Err(e);
         }
-        drop(bar);
+        drop(guard);
         drop(st);
         self.drain_faults();
         Ok(())
@@ -279,7 +322,8 @@ impl Hw {
     /// rate-limited line each, and counts them.
     pub(crate) fn drain_faults(&self) {
         let mut head = self.fq_head.lock();
-        let Some(bar) = self.bar.try_access() else { return };
+        let Some(guard) = self.regs.access() else { return };
+        let bar = guard.io();
         let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else { return };
         let mut n = 0u32;
         while *head != tail {
@@ -393,12 +437,13 @@ fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
 impl PinnedDrop for Hw {
     fn drop(self: Pin<&mut Self>) {
         let dir = self.ddt.lock();
-        let Some(bar) = self.bar.try_access() else {
+        let Some(guard) = self.regs.access() else {
             // The registers are gone: the IOMMU may still walk the directory,
             // so it is leaked rather than freed under its feet.
             dev_warn!(self.dev, "registers revoked before teardown; leaking the directory\n");
             return;
         };
+        let bar = guard.io();
         // Off blocks all DMA; then nothing reads the directory or queues.
         let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
         let _ = bar.try_write_reg(regs::CQCSR::zeroed());

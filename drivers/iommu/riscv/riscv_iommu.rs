@@ -13,13 +13,38 @@ mod domain;
 // remapping domain and debugfs, which come next.
 #[allow(dead_code)]
 mod hw;
+mod instance;
 mod iommu;
 mod mem;
 mod pci;
+mod platform;
 mod regs;
 
-kernel::module_pci_driver! {
-    type: pci::RiscvIommuPci,
+use kernel::{
+    driver,
+    prelude::*, //
+};
+
+/// The module: one driver per bus an IOMMU can sit on.
+#[pin_data]
+struct RiscvIommuModule {
+    #[pin]
+    _pci: driver::Registration<kernel::pci::Adapter<pci::RiscvIommuPci>>,
+    #[pin]
+    _platform: driver::Registration<kernel::platform::Adapter<platform::RiscvIommuPlatform>>,
+}
+
+impl kernel::InPlaceModule for RiscvIommuModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _pci <- driver::Registration::new(c"riscv_iommu", module),
+            _platform <- driver::Registration::new(c"riscv_iommu_platform", module),
+        })
+    }
+}
+
+module! {
+    type: RiscvIommuModule,
     name: "riscv_iommu",
     authors: ["msiremap developers"],
     description: "RISC-V IOMMU driver",
