@@ -36,13 +36,14 @@ run_args = $(if $(PROFILE),--profile '$(PROFILE)',--arch $(ARCH)) \
 	--group '$(GROUP)' $(if $(GUEST_FILES),--extra '$(GUEST_FILES)') \
 	$(if $(QEMU_ARGS),--qemu-args '$(QEMU_ARGS)')
 
-.PHONY: help setup kernel modules run check profiles clean
+.PHONY: help setup kernel modules run check bench profiles clean
 help:
 	@echo 'make run      boot ARCH=riscv64|arm64 (or PROFILE=name) with our modules loaded:'
 	@echo '              a shell on a terminal; CMD=... runs a command and exits with its'
 	@echo '              status; GUEST_FILES=dir appears at /extra; QEMU_ARGS=... appended;'
 	@echo '              GROUP=name adds the devices of that test group (default: rig)'
 	@echo 'make check    host tests and every guest test group on every profile'
+	@echo 'make bench    dma_map_benchmark: our RISC-V IOMMU driver versus the C one'
 	@echo 'make profiles the QEMU profiles'
 	@echo 'make setup    install what the build needs (run by run and check too)'
 	@echo 'make kernel   build the kernel for ARCH;  make modules: our modules for ARCH'
@@ -68,6 +69,9 @@ run: setup
 
 check: setup
 	@scripts/check.sh
+
+bench: setup
+	@scripts/bench.sh
 
 profiles:
 	@awk '!/^#/ && NF >= 3 { d = $$3 == "yes" ? " (default for " $$2 ")" : ""; \

@@ -19,6 +19,10 @@ variant=${2:-}
 ka=$(karch "$arch")
 command -v bindgen >/dev/null || die "bindgen not found in $TOOLS/bin (run scripts/setup.sh)"
 layer=$("$TOP/scripts/layer.sh")
+# Keep the tree as laid while this build reads it (scripts/layer.sh waits).
+cache_lock source -s
+[ "$(cat "$KSRC/.msiremap-layer")" = "$layer" ] ||
+	die "the kernel source changed under this build (another clone's layer); run it again"
 read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
 
 frags=("$TOP/config/common.config" "$TOP/config/$arch.config")
@@ -44,7 +48,8 @@ say "$arch: configuring Linux $kver ($(basename -a "${frags[@]}" | tr '\n' ' '))
 "${kmake[@]}" -s KCONFIG_ALLCONFIG="$obj/.msiremap-fragment" allnoconfig >"$obj/config.log" 2>&1 ||
 	{ tail -n 20 "$obj/config.log" >&2; die "$arch: configuration failed (log: $obj/config.log)"; }
 
-# Every item of the fragments must have taken effect.
+# Every item of the fragments must have taken effect (for a symbol set
+# twice, as a variant may do, the last setting).
 bad=()
 while IFS= read -r line; do
 	case "$line" in
@@ -52,7 +57,7 @@ while IFS= read -r line; do
 		grep -qE "^$sym=[ym]\$" "$obj/.config" && bad+=("$line (is set)") ;;
 	CONFIG_*=*) grep -qxF "$line" "$obj/.config" || bad+=("$line") ;;
 	esac
-done < <(cat "${frags[@]}")
+done < <(cat "${frags[@]}" | grep '^CONFIG_' | tac | awk -F= '!seen[$1]++' | tac)
 [ ${#bad[@]} -eq 0 ] || die "$arch: config items not in effect (missing dependency or unknown symbol): ${bad[*]}"
 
 say "$arch: building Image, modules and uapi headers (log: $obj/build.log)"

@@ -30,6 +30,8 @@ if [ "$(cat "$KSRC/.msiremap-layer" 2>/dev/null)" = "$key" ]; then
 	exit 0
 fi
 
+# Builds read the tree under the shared lock; change it only when none runs.
+cache_lock source
 stage=$MSIREMAP_CACHE/linux.stage
 rm -rf "$stage"
 say "laying our kernel layer over Linux $kver (linux-source-7.3 $debver)"

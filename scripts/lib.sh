@@ -40,10 +40,14 @@ hash_files() {
 	done | sha256sum | cut -c1-16
 }
 
-# cache_lock NAME: serialise work on one part of the shared cache between
-# clones (held until the calling script exits).
+# cache_lock NAME [-s]: serialise work on one part of the shared cache
+# between clones and concurrent builds (held until the calling script
+# exits). `-s` takes it shared: kernel builds share the source tree, which
+# scripts/layer.sh changes only under the exclusive lock.
 cache_lock() {
+	local fd=9
+	[ "$1" = source ] && fd=8
 	mkdir -p "$MSIREMAP_CACHE"
-	exec 9>"$MSIREMAP_CACHE/.lock-$1"
-	flock 9
+	eval "exec $fd>\"\$MSIREMAP_CACHE/.lock-$1\""
+	flock ${2:-} $fd
 }

@@ -10,6 +10,12 @@ arch=${1:?usage: modules.sh <arch> <kernel-build-dir>}
 kobj=${2:?usage: modules.sh <arch> <kernel-build-dir>}
 ka=$(karch "$arch")
 out=$BUILD/$arch/modules
+# kbuild does not notice every kernel change from an external module's side
+# (a config change resizes struct module, say): build anew for a new kernel.
+key=$(cat "$kobj/.msiremap-key" 2>/dev/null || echo none)
+if [ "$(cat "$out/.kernel-key" 2>/dev/null)" != "$key" ]; then
+	rm -rf "$out"
+fi
 mkdir -p "$out"
 if ! make -C "$kobj" M="$TOP" MO="$out" ARCH="$ka" LLVM="$LLVM_SUFFIX" \
 	-j"$(($(nproc) + 1))" modules >"$out/build.log" 2>&1; then
@@ -17,3 +23,4 @@ if ! make -C "$kobj" M="$TOP" MO="$out" ARCH="$ka" LLVM="$LLVM_SUFFIX" \
 	die "$arch: module build failed (log: $out/build.log)"
 fi
 grep -E '^(warning|error)|: warning' "$out/build.log" >&2 || true
+echo "$key" >"$out/.kernel-key"

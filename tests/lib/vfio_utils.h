@@ -16,8 +16,11 @@
 
 #include "msiremap.h"
 
-/* Hands the PCI device `bdf` to vfio-pci (unbinding its current driver). */
-static inline int _vfio_pci_take(const char *bdf)
+/*
+ * Unbinds PCI device `bdf` from its driver, sets its driver_override
+ * (`override`, or "\n" to clear it) and lets the bus probe it again.
+ */
+static inline int _pci_rebind(const char *bdf, const char *override)
 {
 	char path[256];
 	int ret;
@@ -26,24 +29,21 @@ static inline int _vfio_pci_take(const char *bdf)
 	if (access(path, F_OK) == 0 && (ret = msr_write(path, bdf)))
 		return ret;
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
-	if ((ret = msr_write(path, "vfio-pci")))
+	if ((ret = msr_write(path, override)))
 		return ret;
 	return msr_write("/sys/bus/pci/drivers_probe", bdf);
+}
+
+/* Hands the PCI device `bdf` to vfio-pci. */
+static inline int _vfio_pci_take(const char *bdf)
+{
+	return _pci_rebind(bdf, "vfio-pci");
 }
 
 /* Gives `bdf` back to whichever driver matches it. */
 static inline int _vfio_pci_release(const char *bdf)
 {
-	char path[256];
-	int ret;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
-	if (access(path, F_OK) == 0 && (ret = msr_write(path, bdf)))
-		return ret;
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
-	if ((ret = msr_write(path, "\n")))
-		return ret;
-	return msr_write("/sys/bus/pci/drivers_probe", bdf);
+	return _pci_rebind(bdf, "\n");
 }
 
 /* Opens the VFIO character device of `bdf` (/dev/vfio/devices/vfioN). */

@@ -7,7 +7,11 @@ use kernel::{
     iommu::driver::{Capability, Driver, IotlbGather, PagingDomain, Prot},
     new_spinlock,
     prelude::*,
-    sync::{Arc, SpinLock},
+    sync::{
+        atomic::Relaxed,
+        Arc,
+        SpinLock, //
+    },
 };
 
 use crate::{
@@ -18,7 +22,7 @@ use crate::{
         pte::{self, Mode},
         PAGE_SIZE,
     },
-    iommu::Hw,
+    iommu::{DomainInfo, Hw},
     mem::{errno, KernelMem},
 };
 
@@ -111,20 +115,24 @@ pub(crate) struct Paging {
 impl Paging {
     fn new(hw: Arc<Hw>) -> Result<Self> {
         let mode = hw.paging_mode;
-        let table = PageTable::new(&mut KernelMem { atomic: false }, mode).map_err(errno)?;
-        let root = table.root();
-        let id = match hw.alloc_id() {
-            Ok(id) => id,
+        let pt = KBox::pin_init(new_spinlock!(None, "Paging::pt"), GFP_KERNEL)?;
+        let id = hw.alloc_id()?;
+        let table = match PageTable::new(&mut KernelMem { atomic: false }, mode) {
+            Ok(table) => table,
             Err(e) => {
-                table.destroy(&mut KernelMem { atomic: false });
-                return Err(e);
+                hw.free_id(id);
+                return Err(errno(e));
             }
         };
+        let root = table.root();
+        *pt.lock() = Some(table);
+        // INVARIANT: `id` was just allocated, `pt` holds the table. From here
+        // on, dropping `this` undoes everything.
+        let this = Self { hw, id, pt, mode, root };
         // The id may have served a freed domain: drop what the IOTLB holds.
-        hw.submit_sync(&[Self::inval_all(mode, id)])?;
-        let pt = KBox::pin_init(new_spinlock!(Some(table), "Paging::pt"), GFP_KERNEL)?;
-        // INVARIANT: `id` was just allocated, `pt` holds the table.
-        Ok(Self { hw, id, pt, mode, root })
+        this.hw.submit_sync(&[Self::inval_all(mode, id)])?;
+        this.hw.domains.lock().push(DomainInfo { id, mode, root }, GFP_KERNEL)?;
+        Ok(this)
     }
 
     fn inval_all(mode: Mode, id: u32) -> Command {
@@ -192,6 +200,7 @@ impl PagingDomain for Paging {
 
     fn iotlb_sync(&self, gather: &IotlbGather<'_>) {
         let Some((start, end)) = gather.range() else { return };
+        self.hw.stats.unmap_syncs.fetch_add(1, Relaxed);
         let pages = (end - start).div_ceil(PAGE_SIZE);
         let res = if pages <= INVAL_PAGES_MAX {
             let mut cmds = [Command::iofence(None); INVAL_PAGES_MAX as usize];
@@ -227,6 +236,10 @@ impl Drop for Paging {
         // No device uses the domain any more; drop its cached translations
         // before its id or its tables are reused.
         let _ = self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)]);
+        // Off the debugfs list before the tables go.
+        let mut domains = self.hw.domains.lock();
+        domains.retain(|d| d.id != self.id);
+        drop(domains);
         if let Some(pt) = self.pt.lock().take() {
             pt.destroy(&mut KernelMem { atomic: false });
         }

@@ -17,8 +17,9 @@ use crate::{
 };
 
 /// A bound IOMMU: its registration with the IOMMU core, and the debugfs
-/// directory `riscv_iommu/<device>/` (`stats`: counters; reading it also
-/// drains the fault queue into dmesg).
+/// directory `riscv_iommu/<device>/`: `stats` (counters; reading it also
+/// drains the fault queue into dmesg), `contexts` (every valid device
+/// context) and `domains` (every paging domain and its mappings).
 ///
 /// Dropping it unregisters first (the core releases every device behind
 /// the IOMMU and frees their domains), then the last reference to [`Hw`]
@@ -31,20 +32,23 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Brings up the IOMMU whose registers are `regs` and registers it.
-    pub(crate) fn new(dev: &device::Device<Bound>, regs: Regs) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(dev: &device::Device<Bound>, regs: Regs) -> Result<(Arc<Hw>, impl PinInit<Self, Error>)> {
         let hw = Arc::pin_init(Hw::new(dev, regs)?, GFP_KERNEL)?;
         let name = CString::try_from_fmt(fmt!("{}", dev.name()))?;
         let debugfs = KBox::pin_init(
             debugfs::Dir::new(c"riscv_iommu").scope(hw.clone(), &name, |hw, dir| {
                 dir.read_callback_file(c"stats", hw, &|hw: &Arc<Hw>, f| hw.show_stats(f));
+                dir.read_callback_file(c"contexts", hw, &|hw: &Arc<Hw>, f| hw.show_contexts(f));
+                dir.read_callback_file(c"domains", hw, &|hw: &Arc<Hw>, f| hw.show_domains(f));
             }),
             GFP_KERNEL,
         )?;
         let sysfs_name = CString::try_from_fmt(fmt!("riscv-iommu-{}", dev.name()))?;
+        let iommu_hw = hw.clone();
         let reg = KBox::pin_init(
-            Registration::new(dev, &sysfs_name, try_pin_init!(RiscvIommu { hw })),
+            Registration::new(dev, &sysfs_name, try_pin_init!(RiscvIommu { hw: iommu_hw })),
             GFP_KERNEL,
         )?;
-        Ok(try_pin_init!(Self { _reg: reg, _debugfs: debugfs }))
+        Ok((hw, try_pin_init!(Self { _reg: reg, _debugfs: debugfs })))
     }
 }

@@ -7,6 +7,7 @@ use kernel::{
     devres::DevresGuard,
     device::{self, Bound},
     dma::{Coherent, DmaAddress},
+    irq::IrqReturn,
     io::{
         io_read,
         io_write,
@@ -35,6 +36,7 @@ use crate::{
         cmd::Command,
         ddt::{self, DdtMode, DeviceContext, DDTP_BUSY},
         fault::FaultRecord,
+        pgtable::PageTable,
         pte::Mode,
         queue::Ring,
     },
@@ -118,11 +120,23 @@ pub(crate) struct Directory {
     pub(crate) mode: DdtMode,
 }
 
+/// A live paging domain as debugfs lists it.
+#[derive(Clone, Copy)]
+pub(crate) struct DomainInfo {
+    pub(crate) id: u32,
+    pub(crate) mode: Mode,
+    pub(crate) root: u64,
+}
+
 /// Counters for debugfs and the benchmark.
 pub(crate) struct Stats {
     pub(crate) commands: Atomic<u64>,
     pub(crate) syncs: Atomic<u64>,
     pub(crate) faults: Atomic<u64>,
+    /// IOTLB syncs after unmaps (one per DMA unmap through the DMA API).
+    pub(crate) unmap_syncs: Atomic<u64>,
+    /// Interrupts taken.
+    pub(crate) interrupts: Atomic<u64>,
 }
 
 /// One RISC-V IOMMU.
@@ -148,6 +162,11 @@ pub(crate) struct Hw {
     /// Serialises device-directory updates; only in process context.
     #[pin]
     pub(crate) ddt: Mutex<Directory>,
+    /// The live paging domains, for debugfs; a domain leaves the list
+    /// before its tables are freed, and the list lock is held while they
+    /// are read.
+    #[pin]
+    pub(crate) domains: Mutex<KVec<DomainInfo>>,
     /// Allocated context ids (GSCID or PSCID), one bit each.
     #[pin]
     ids: SpinLock<KVec<u64>>,
@@ -258,8 +277,15 @@ impl Hw {
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
             fq_head <- new_spinlock!(0, "Hw::fq_head"),
             ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
+            domains <- new_mutex!(KVec::new(), "Hw::domains"),
             ids <- new_spinlock!(ids, "Hw::ids"),
-            stats: Stats { commands: Atomic::new(0), syncs: Atomic::new(0), faults: Atomic::new(0) },
+            stats: Stats {
+                commands: Atomic::new(0),
+                syncs: Atomic::new(0),
+                faults: Atomic::new(0),
+                unmap_syncs: Atomic::new(0),
+                interrupts: Atomic::new(0),
+            },
         }))
     }
 
@@ -358,6 +384,37 @@ impl Hw {
         }
     }
 
+    /// Routes the fault-queue interrupt to vector 0 and enables it.
+    pub(crate) fn enable_fault_irq(&self) -> Result {
+        let guard = self.regs.access().ok_or(ENXIO)?;
+        let bar = guard.io();
+        bar.try_write_reg(regs::ICVEC::zeroed())?;
+        bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true).with_fie(true))?;
+        Ok(())
+    }
+
+    /// The interrupt's thread: drains the fault queue when it signalled.
+    pub(crate) fn handle_irq(&self) -> IrqReturn {
+        let pending = {
+            let Some(guard) = self.regs.access() else { return IrqReturn::None };
+            let bar = guard.io();
+            let Ok(ipsr) = bar.try_read(regs::IPSR) else { return IrqReturn::None };
+            // Acknowledge before draining, so a fault queued meanwhile
+            // raises the interrupt again.
+            let _ = bar.try_write_reg(ipsr);
+            ipsr
+        };
+        self.stats.interrupts.fetch_add(1, Relaxed);
+        if pending.fip() {
+            self.drain_faults();
+        }
+        if pending.into_raw() == 0 {
+            IrqReturn::None
+        } else {
+            IrqReturn::Handled
+        }
+    }
+
     /// Drains the fault queue, then writes the counters, one `key value` a
     /// line (debugfs `stats`).
     pub(crate) fn show_stats(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
@@ -369,7 +426,55 @@ impl Hw {
         f.write_fmt(fmt!("paging_mode {:?}\n", self.paging_mode))?;
         writeln!(f, "commands {}", self.stats.commands.load(Relaxed))?;
         writeln!(f, "syncs {}", self.stats.syncs.load(Relaxed))?;
+        writeln!(f, "unmap_syncs {}", self.stats.unmap_syncs.load(Relaxed))?;
+        writeln!(f, "interrupts {}", self.stats.interrupts.load(Relaxed))?;
         writeln!(f, "faults {}", self.stats.faults.load(Relaxed))
+    }
+
+    /// Writes every valid device context, one line each (debugfs
+    /// `contexts`).
+    pub(crate) fn show_contexts(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        let dir = self.ddt.lock();
+        let mem = KernelMem { atomic: false };
+        let mut res = Ok(());
+        ddt::for_each_context(&mem, dir.root, dir.mode, self.extended, &mut |id, dc| {
+            if res.is_ok() {
+                res = writeln!(
+                    f,
+                    "device {:#06x} tc {:#x} iohgatp {:#x} ta {:#x} fsc {:#x} msiptp {:#x} msi_mask {:#x} msi_pattern {:#x}",
+                    id, dc.tc, dc.iohgatp, dc.ta, dc.fsc, dc.msiptp, dc.msi_addr_mask, dc.msi_addr_pattern
+                );
+            }
+        });
+        res
+    }
+
+    /// Writes every paging domain and its mappings (debugfs `domains`).
+    pub(crate) fn show_domains(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        let domains = self.domains.lock();
+        let mem = KernelMem { atomic: false };
+        for d in domains.iter() {
+            f.write_fmt(fmt!("domain {} {:?} root {:#x}\n", d.id, d.mode, d.root))?;
+            // The tables stay allocated while the domain is listed; map and
+            // unmap may change words under us, each read is atomic.
+            let pt = PageTable::view(d.root, d.mode);
+            let mut res = Ok(());
+            pt.for_each_leaf(&mem, &mut |iova, pa, size, prot| {
+                if res.is_ok() {
+                    res = writeln!(
+                        f,
+                        "  iova {:#x} pa {:#x} size {:#x} {}{}",
+                        iova,
+                        pa,
+                        size,
+                        if prot.read { "r" } else { "-" },
+                        if prot.write { "w" } else { "-" }
+                    );
+                }
+            });
+            res?;
+        }
+        Ok(())
     }
 
     /// Allocates a context id (GSCID or PSCID).

@@ -4,13 +4,20 @@
 
 use kernel::{
     device::Core,
-    pci,
-    prelude::*, //
+    irq,
+    pci::{
+        self,
+        vectors::ThreadedVector,
+        IrqType,
+        IrqTypes, //
+    },
+    prelude::*,
+    sync::Arc, //
 };
 
 use crate::{
     instance::Instance,
-    iommu::Regs,
+    iommu::{Hw, Regs},
     regs::REGS_SIZE, //
 };
 
@@ -21,6 +28,27 @@ const IDS: [(u16, u16); 2] = [(0x1b36, 0x0014), (0x1efd, 0x0008)];
 
 pub(crate) struct RiscvIommuPci;
 
+/// The fault-queue interrupt's handler.
+#[pin_data]
+pub(crate) struct FaultIrq {
+    hw: Arc<Hw>,
+}
+
+impl irq::ThreadedHandler for FaultIrq {
+    fn handle_threaded(&self) -> irq::IrqReturn {
+        self.hw.handle_irq()
+    }
+}
+
+/// Per-device data: the interrupt (freed first), then the IOMMU.
+#[pin_data]
+pub(crate) struct PciData<'bound> {
+    #[pin]
+    irq: ThreadedVector<'bound, FaultIrq>,
+    #[pin]
+    instance: Instance,
+}
+
 kernel::pci_device_table!(
     PCI_TABLE,
     <RiscvIommuPci as pci::Driver>::IdInfo,
@@ -29,7 +57,7 @@ kernel::pci_device_table!(
 
 impl pci::Driver for RiscvIommuPci {
     type IdInfo = ();
-    type Data<'bound> = Instance;
+    type Data<'bound> = PciData<'bound>;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
     fn probe<'bound>(
@@ -45,7 +73,20 @@ impl pci::Driver for RiscvIommuPci {
             // The IOMMU reads its queues and tables from memory.
             pdev.set_master();
             let bar = pdev.iomap_region_sized::<REGS_SIZE>(0, c"riscv_iommu")?;
-            Instance::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))
+            let (hw, instance) = Instance::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
+            let types = IrqTypes::default().with(IrqType::MsiX).with(IrqType::Msi);
+            let irq_hw = hw.clone();
+            Ok(try_pin_init!(PciData {
+                instance <- instance,
+                // SAFETY: The vector is a pinned field of the driver data, which the
+                // driver core drops at unbind; it is never forgotten.
+                irq <- unsafe {
+                    ThreadedVector::new(pdev, types, irq::Flags::ONESHOT, c"riscv-iommu", try_pin_init!(FaultIrq { hw: irq_hw }))
+                },
+                _: {
+                    hw.enable_fault_irq()?;
+                },
+            }))
         })
     }
 }

@@ -41,7 +41,9 @@ impl platform::Driver for RiscvIommuPlatform {
                 .inspect_err(|_| dev_err!(dev, "no register region (reg)\n"))?
                 .iomap_sized::<REGS_SIZE>()
                 .inspect_err(|e| dev_err!(dev, "register region unusable: {:?}\n", e))?;
-            Instance::new(dev, Regs::Platform(regs.into_devres()?))
+            // Wired interrupts are not used yet: the fault queue is drained
+            // after every command and on debugfs reads.
+            Ok(Instance::new(dev, Regs::Platform(regs.into_devres()?))?.1)
         })
     }
 }

@@ -135,5 +135,31 @@ register! {
     }
 }
 
+register! {
+    /// Interrupt pending status (write 1 to clear).
+    pub(crate) IPSR(u32) @ 0x54 {
+        /// Page-request queue.
+        3:3 pip => bool;
+        /// Performance monitoring.
+        2:2 pmip => bool;
+        /// Fault queue.
+        1:1 fip => bool;
+        /// Command queue.
+        0:0 cip => bool;
+    }
+
+    /// Interrupt cause to vector.
+    pub(crate) ICVEC(u64) @ 0x2f8 {
+        /// Vector of the page-request queue.
+        15:12 piv;
+        /// Vector of performance monitoring.
+        11:8 pmiv;
+        /// Vector of the fault queue.
+        7:4 fiv;
+        /// Vector of the command queue.
+        3:0 civ;
+    }
+}
+
 /// Size of the register file.
 pub(crate) const REGS_SIZE: usize = 0x1000;

@@ -358,6 +358,14 @@ fn directory_in_every_mode_and_format() {
                 assert_eq!(walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read), Ok(0x1000));
                 assert_eq!(DeviceContext::read(&mem, pa, extended), DeviceContext::bare());
             }
+            // Every context written is found again, with its device id.
+            let mut found = Vec::new();
+            ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| found.push((id, dc)));
+            let mut want: Vec<u32> = ids.clone();
+            want.sort();
+            want.dedup();
+            assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), want);
+            assert!(found.iter().all(|f| f.1 == DeviceContext::bare()));
             let too_big = match mode {
                 DdtMode::Lvl1 => if extended { 64 } else { 128 },
                 DdtMode::Lvl2 => if extended { 1 << 15 } else { 1 << 16 },

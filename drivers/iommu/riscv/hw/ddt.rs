@@ -125,6 +125,46 @@ pub(crate) fn dc_address(
     Ok(Some(table + size * i[0]))
 }
 
+/// Calls `f(device_id, context)` for every valid device context in the
+/// directory at `root`, in device-id order.
+pub(crate) fn for_each_context(
+    mem: &impl PhysMem,
+    root: u64,
+    mode: DdtMode,
+    extended: bool,
+    f: &mut dyn FnMut(u32, DeviceContext),
+) {
+    fn walk(
+        mem: &impl PhysMem,
+        table: u64,
+        level: u32,
+        prefix: u64,
+        extended: bool,
+        f: &mut dyn FnMut(u32, DeviceContext),
+    ) {
+        let (leaf_bits, size) = if extended { (6, 64) } else { (7, 32) };
+        if level == 0 {
+            for i in 0..(1u64 << leaf_bits) {
+                let dc = DeviceContext::read(mem, table + size * i, extended);
+                if dc.tc & DeviceContext::TC_V != 0 {
+                    // CAST: device ids are 24 bits.
+                    f((prefix << leaf_bits | i) as u32, dc);
+                }
+            }
+            return;
+        }
+        for i in 0..512 {
+            let e = mem.read_u64(table + 8 * i);
+            if e & DDTE_V != 0 {
+                walk(mem, ((e >> 10) & PPN_MASK) << PAGE_SHIFT, level - 1, prefix << 9 | i, extended, f);
+            }
+        }
+    }
+    if mode.levels() > 0 {
+        walk(mem, root, mode.levels() - 1, 0, extended, f);
+    }
+}
+
 /// Frees the intermediate directories below `root` (not `root` itself).
 pub(crate) fn free_directories(mem: &mut impl PhysMem, root: u64, mode: DdtMode) {
     fn free(mem: &mut impl PhysMem, table: u64, level: u32) {

@@ -55,6 +55,13 @@ impl PageTable {
         Ok(Self { root, mode })
     }
 
+    /// Another handle on the live table rooted at `root`, for reading (debugfs).
+    /// Dropping it frees nothing; only the table's owner calls
+    /// [`Self::destroy`], and the caller keeps the owner alive meanwhile.
+    pub(crate) fn view(root: u64, mode: Mode) -> Self {
+        Self { root, mode }
+    }
+
     /// Physical address of the root table.
     pub(crate) fn root(&self) -> u64 {
         self.root

@@ -153,21 +153,10 @@ pub(crate) fn translate(mem: &impl PhysMem, ddtp: u64, msi_flat: bool, device_id
                 // a fault there is a guest-page fault of this access.
                 second_stage(mem, g_mode, g_root, gpa_of_pte, Access::Read).map_err(|_| guest_page_fault(access))?
             };
-            let pte = mem.read_u64(pa_of_pte);
-            let (v, r, w, x) = (pte & 1, pte >> 1 & 1, pte >> 2 & 1, pte >> 3 & 1);
-            if v == 0 || (r == 0 && w == 1) || pte >> 54 != 0 {
-                return Err(page_fault(access));
+            match step(mem.read_u64(pa_of_pte), level, iova, access).map_err(|_| page_fault(access))? {
+                Step::Next(next) => table = next,
+                Step::Leaf(gpa) => break gpa,
             }
-            if r == 0 && x == 0 {
-                if level == 0 {
-                    return Err(page_fault(access));
-                }
-                table = bits(pte, 53, 10) << 12;
-                continue;
-            }
-            leaf_ok(pte, level, access).map_err(|_| page_fault(access))?;
-            let off_bits = 12 + 9 * level;
-            break (bits(pte, 53, 10) << 12 & !((1u64 << off_bits) - 1)) | (iova & ((1u64 << off_bits) - 1));
         }
     };
 
@@ -175,6 +164,29 @@ pub(crate) fn translate(mem: &impl PhysMem, ddtp: u64, msi_flat: bool, device_id
         return Ok(gpa);
     }
     second_stage(mem, g_mode, g_root, gpa, access)
+}
+
+/// Where one level of a walk leads.
+enum Step {
+    /// The next-level table.
+    Next(u64),
+    /// The translated address.
+    Leaf(u64),
+}
+
+/// Interprets the entry met at `level` while translating `addr` (either
+/// stage); `Err` is a page fault of that stage.
+fn step(pte: u64, level: u32, addr: u64, access: Access) -> Result<Step, ()> {
+    let (v, r, w, x) = (pte & 1, pte >> 1 & 1, pte >> 2 & 1, pte >> 3 & 1);
+    if v == 0 || (r == 0 && w == 1) || pte >> 54 != 0 {
+        return Err(());
+    }
+    if r == 0 && x == 0 {
+        return if level == 0 { Err(()) } else { Ok(Step::Next(bits(pte, 53, 10) << 12)) };
+    }
+    leaf_ok(pte, level, access)?;
+    let off = (1u64 << (12 + 9 * level)) - 1;
+    Ok(Step::Leaf((bits(pte, 53, 10) << 12 & !off) | (addr & off)))
 }
 
 /// Checks a leaf: user-accessible, permitted, accessed (and dirty for
@@ -206,20 +218,9 @@ fn second_stage(mem: &impl PhysMem, mode: u64, root: u64, gpa: u64, access: Acce
         level -= 1;
         let width = if level == levels - 1 { 11 } else { 9 };
         let index = bits(gpa, 12 + 9 * level + width - 1, 12 + 9 * level);
-        let pte = mem.read_u64(table + index * 8);
-        let (v, r, w, x) = (pte & 1, pte >> 1 & 1, pte >> 2 & 1, pte >> 3 & 1);
-        if v == 0 || (r == 0 && w == 1) || pte >> 54 != 0 {
-            return Err(guest_page_fault(access));
+        match step(mem.read_u64(table + index * 8), level, gpa, access).map_err(|_| guest_page_fault(access))? {
+            Step::Next(next) => table = next,
+            Step::Leaf(pa) => return Ok(pa),
         }
-        if r == 0 && x == 0 {
-            if level == 0 {
-                return Err(guest_page_fault(access));
-            }
-            table = bits(pte, 53, 10) << 12;
-            continue;
-        }
-        leaf_ok(pte, level, access).map_err(|_| guest_page_fault(access))?;
-        let off_bits = 12 + 9 * level;
-        return Ok((bits(pte, 53, 10) << 12 & !((1u64 << off_bits) - 1)) | (gpa & ((1u64 << off_bits) - 1)));
     }
 }

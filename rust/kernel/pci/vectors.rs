@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A PCI interrupt vector allocated together with its threaded handler.
+//!
+//! [`IrqVectorRegistration`] owns a device's vectors, and an
+//! [`irq::ThreadedRegistration`] borrows the vector it is requested on, so a
+//! driver cannot keep both in its device data (the second would borrow the
+//! first). [`ThreadedVector`] owns both, in the order teardown needs: the
+//! handler is freed before the vector.
+//!
+//! C header: [`include/linux/pci.h`](srctree/include/linux/pci.h)
+
+use crate::{
+    bindings,
+    device::Bound,
+    irq::{self, IrqRequest, ThreadedHandler, ThreadedRegistration},
+    pci::{Device, IrqTypes, IrqVectorRegistration},
+    prelude::*,
+};
+
+/// One interrupt vector of a PCI device (MSI-X or MSI, per `types`) with a
+/// threaded handler on it.
+///
+/// # Invariants
+///
+/// `_vectors` holds the device's vector allocation; `registration` is the
+/// handler on its first vector and is dropped before `_vectors` (field order).
+#[pin_data]
+pub struct ThreadedVector<'a, T: ThreadedHandler + 'a> {
+    #[pin]
+    registration: ThreadedRegistration<'a, T>,
+    _vectors: IrqVectorRegistration<'a>,
+}
+
+impl<'a, T: ThreadedHandler + 'a> ThreadedVector<'a, T> {
+    /// Allocates one vector of `dev` and requests `handler` on it.
+    ///
+    /// # Safety
+    ///
+    /// Callers must not `mem::forget()` the result or otherwise prevent its
+    /// [`Drop`] implementation from running (as for [`ThreadedRegistration`]).
+    pub unsafe fn new(
+        dev: &'a Device<Bound>,
+        types: IrqTypes,
+        flags: irq::Flags,
+        name: &'static CStr,
+        handler: impl PinInit<T, Error> + 'a,
+    ) -> impl PinInit<Self, Error> + 'a {
+        try_pin_init!(Self {
+            _vectors: dev.alloc_irq_vectors(1, 1, types)?,
+            registration <- {
+                // SAFETY: `dev` is a bound PCI device that has just allocated a vector.
+                let irq = unsafe { bindings::pci_irq_vector(dev.as_raw(), 0) };
+                if irq < 0 {
+                    return Err(Error::from_errno(irq));
+                }
+                // SAFETY: `irq` is the first vector of `dev`, which `_vectors` keeps
+                // allocated for as long as the registration (dropped first) lives.
+                let request = unsafe { IrqRequest::new(dev.as_ref(), irq as u32) };
+                // SAFETY: The registration is a pinned field of `Self`, whose
+                // caller promises not to forget it.
+                unsafe { ThreadedRegistration::new(request, flags, name, handler) }
+            },
+        })
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &T {
+        self.registration.handler()
+    }
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Our RISC-V IOMMU driver as people see it: its debugfs directory shows
+ * edu's device context pointing at the domain that maps edu's DMA buffer.
+ */
+#include "kselftest_harness.h"
+#include "msiremap.h"
+
+/* The first file of our IOMMU's debugfs directory named `name`. */
+static int iommu_debugfs(const char *name, char *buf, size_t len)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *d = opendir("/sys/kernel/debug/riscv_iommu");
+	int ret = -ENOENT;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/%s", de->d_name, name);
+			ret = msr_read(path, buf, len);
+			break;
+		}
+	closedir(d);
+	return ret;
+}
+
+/* edu's stats value for `key` (qemu_edu debugfs). */
+static unsigned long edu_stat(const char *bdf, const char *key)
+{
+	char path[256], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/stats", bdf);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return 0;
+	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
+		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
+			return strtoul(p + strlen(key) + 1, NULL, 0);
+	return 0;
+}
+
+TEST(context_points_at_the_domain_that_maps_the_dma_buffer)
+{
+	static char contexts[1 << 16], domains[1 << 20];
+	char bdf[32], path[256], line[160], *p;
+	unsigned int bus, dev, fn, mode;
+	unsigned long long tc, iohgatp, ta, fsc, root_ppn;
+	unsigned long dma;
+	int found = 0;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
+	ASSERT_EQ(0, msr_write(path, "4096"));
+	dma = edu_stat(bdf, "last_dma");
+	ASSERT_NE(0, dma);
+
+	ASSERT_LT(0, iommu_debugfs("contexts", contexts, sizeof(contexts)));
+	ASSERT_EQ(3, sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn));
+	snprintf(line, sizeof(line), "device %#06x ", bus << 8 | dev << 3 | fn);
+	p = strstr(contexts, line);
+	ASSERT_NE(NULL, p) TH_LOG("no context for %s in:\n%s", line, contexts);
+	ASSERT_EQ(4, sscanf(p, "device %*x tc %llx iohgatp %llx ta %llx fsc %llx", &tc, &iohgatp, &ta, &fsc));
+	EXPECT_EQ(1, tc & 1);
+	/* Exactly one stage translates: second (iohgatp) or first (fsc). */
+	if (iohgatp >> 60) {
+		EXPECT_EQ(0, fsc);
+		mode = iohgatp >> 60;
+		EXPECT_NE(0, (iohgatp >> 44) & 0xffff) TH_LOG("no GSCID");
+		root_ppn = iohgatp & ((1ULL << 44) - 1);
+	} else {
+		mode = fsc >> 60;
+		EXPECT_NE(0, (ta >> 12) & 0xfffff) TH_LOG("no PSCID");
+		root_ppn = fsc & ((1ULL << 44) - 1);
+	}
+	EXPECT_TRUE(mode >= 8 && mode <= 10) TH_LOG("mode %u", mode);
+
+	ASSERT_LT(0, iommu_debugfs("domains", domains, sizeof(domains)));
+	snprintf(line, sizeof(line), " root %#llx\n", root_ppn << 12);
+	p = strstr(domains, line);
+	ASSERT_NE(NULL, p) TH_LOG("no domain with%s in:\n%s", line, domains);
+	/* Its mappings (up to the next domain) include edu's buffer, writable. */
+	snprintf(line, sizeof(line), "  iova %#lx pa ", dma);
+	for (char *l = strchr(p, '\n') + 1; *l && strncmp(l, "domain ", 7); l = strchr(l, '\n') + 1) {
+		if (!strncmp(l, line, strlen(line)) && strstr(l, " rw\n") == strchr(l, '\n') - 3)
+			found = 1;
+		if (!strchr(l, '\n'))
+			break;
+	}
+	EXPECT_TRUE(found) TH_LOG("no '%s... rw' in the domain", line);
+}
+
+TEST(stats_count_commands_and_syncs)
+{
+	char buf[1024];
+	unsigned long commands = 0, syncs = 0;
+
+	ASSERT_LT(0, iommu_debugfs("stats", buf, sizeof(buf)));
+	ASSERT_NE(NULL, strstr(buf, "commands "));
+	sscanf(strstr(buf, "commands "), "commands %lu", &commands);
+	sscanf(strstr(buf, "syncs "), "syncs %lu", &syncs);
+	/* Attaching edu's domain at least invalidated its context. */
+	EXPECT_LT(0, commands);
+	EXPECT_LT(0, syncs);
+	EXPECT_LE(syncs, commands + syncs);
+	EXPECT_NE(NULL, strstr(buf, "directory_levels 3"));
+}
+
+/*
+ * A fault raises the fault-queue interrupt, whose handler drains the queue
+ * into the kernel log: the line appears without anything reading debugfs.
+ */
+TEST(fault_interrupt_reports_faults)
+{
+	char bdf[32], iommu[32], path[256], want[200], stats[1024];
+	unsigned long irqs = 0;
+
+	if (msr_find_pci(RISCV_IOMMU_VENDOR, RISCV_IOMMU_DEVICE, 0, iommu, sizeof(iommu)))
+		SKIP(return, "platform IOMMU: its wired interrupts are not used yet (polled)");
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/write_to", bdf);
+	ASSERT_EQ(0, msr_write(path, "0x2000 16"));
+	/* No command runs and nothing reads debugfs: only the interrupt drains. */
+	for (int i = 0; i < 50 && !msr_fault_logged(bdf, 0x2000, want, sizeof(want)); i++)
+		usleep(20000);
+	EXPECT_TRUE(msr_fault_logged(bdf, 0x2000, want, sizeof(want))) {
+		TH_LOG("no fault line %s within a second", want);
+	}
+	ASSERT_LT(0, iommu_debugfs("stats", stats, sizeof(stats)));
+	ASSERT_NE(NULL, strstr(stats, "interrupts "));
+	sscanf(strstr(stats, "interrupts "), "interrupts %lu", &irqs);
+	EXPECT_LT(0, irqs);
+}
+
+TEST_HARNESS_MAIN
