@@ -32,6 +32,7 @@ stats() { cat /sys/kernel/debug/riscv_iommu/*/stats 2>/dev/null | sed "s/^/\$1 /
 [ -e /sys/bus/pci/devices/\$bdf/driver ] && echo \$bdf > /sys/bus/pci/devices/\$bdf/driver/unbind
 echo dma_map_benchmark > /sys/bus/pci/devices/\$bdf/driver_override
 echo \$bdf > /sys/bus/pci/drivers_probe
+echo "domain \$(cat /sys/bus/pci/devices/\$bdf/iommu_group/type) iommu \$(ls /sys/class/iommu)"
 stats before
 ./dma_map_benchmark -t 1 -s $secs -g 1 -b 28
 stats after
@@ -53,6 +54,10 @@ for side in rust c; do
 	unmap[$side]=$(sed -n 's/^average unmap latency(us):\([0-9.]*\).*/\1/p' "$out/$side.log")
 	[ -n "${map[$side]}" ] && [ -n "${unmap[$side]}" ] ||
 		die "no benchmark figures from the $side run (log: $out/$side.log)"
+	# Both sides must have measured a translated (DMA) domain.
+	grep -qE '^domain DMA(-FQ)? iommu riscv-iommu' "$out/$side.log" ||
+		die "the $side run did not measure a translated domain (log: $out/$side.log)"
+	say "$side: $(grep -E '^domain ' "$out/$side.log")"
 done
 
 delta() { # delta KEY: after - before of our driver's counter KEY

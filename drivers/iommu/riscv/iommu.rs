@@ -7,7 +7,7 @@ use kernel::{
     devres::DevresGuard,
     device::{self, Bound},
     dma::{Coherent, DmaAddress},
-    irq::IrqReturn,
+    irq::{IrqReturn, ThreadedHandler},
     io::{
         io_read,
         io_write,
@@ -25,6 +25,7 @@ use kernel::{
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        Arc,
         Mutex,
         SpinLock, //
     },
@@ -54,6 +55,18 @@ const FQ_LOG2: u32 = 10;
 const POLL_STEP: Delta = Delta::from_micros(1);
 /// Polls before a command (or a register change) is declared stuck: a second.
 const POLL_TRIES: usize = 1_000_000;
+
+/// The fault-queue interrupt's handler.
+#[pin_data]
+pub(crate) struct FaultIrq {
+    pub(crate) hw: Arc<Hw>,
+}
+
+impl ThreadedHandler for FaultIrq {
+    fn handle_threaded(&self) -> IrqReturn {
+        self.hw.handle_irq()
+    }
+}
 
 /// The IOMMU's register block, behind whichever bus found it.
 pub(crate) enum Regs {
@@ -384,11 +397,18 @@ impl Hw {
         }
     }
 
-    /// Routes the fault-queue interrupt to vector 0 and enables it.
-    pub(crate) fn enable_fault_irq(&self) -> Result {
+    /// Enables the fault-queue interrupt: as an MSI on vector 0 (every
+    /// cause shares it), or `wired`, on the line listed second (the
+    /// device-tree binding lists the lines by cause: cq, fq, pm, pq).
+    pub(crate) fn enable_fault_irq(&self, wired: bool) -> Result {
         let guard = self.regs.access().ok_or(ENXIO)?;
         let bar = guard.io();
-        bar.try_write_reg(regs::ICVEC::zeroed())?;
+        if wired {
+            bar.try_write_reg(regs::FCTL::zeroed().with_wsi(true))?;
+            bar.try_write_reg(regs::ICVEC::from_raw(0x3210))?;
+        } else {
+            bar.try_write_reg(regs::ICVEC::zeroed())?;
+        }
         bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true).with_fie(true))?;
         Ok(())
     }

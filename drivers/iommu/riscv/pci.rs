@@ -11,13 +11,12 @@ use kernel::{
         IrqType,
         IrqTypes, //
     },
-    prelude::*,
-    sync::Arc, //
+    prelude::*, //
 };
 
 use crate::{
     instance::Instance,
-    iommu::{Hw, Regs},
+    iommu::{FaultIrq, Regs},
     regs::REGS_SIZE, //
 };
 
@@ -27,18 +26,6 @@ const CLASS_IOMMU: u32 = 0x080600;
 const IDS: [(u16, u16); 2] = [(0x1b36, 0x0014), (0x1efd, 0x0008)];
 
 pub(crate) struct RiscvIommuPci;
-
-/// The fault-queue interrupt's handler.
-#[pin_data]
-pub(crate) struct FaultIrq {
-    hw: Arc<Hw>,
-}
-
-impl irq::ThreadedHandler for FaultIrq {
-    fn handle_threaded(&self) -> irq::IrqReturn {
-        self.hw.handle_irq()
-    }
-}
 
 /// Per-device data: the interrupt (freed first), then the IOMMU.
 #[pin_data]
@@ -84,7 +71,8 @@ impl pci::Driver for RiscvIommuPci {
                     ThreadedVector::new(pdev, types, irq::Flags::ONESHOT, c"riscv-iommu", try_pin_init!(FaultIrq { hw: irq_hw }))
                 },
                 _: {
-                    hw.enable_fault_irq()?;
+                    // One vector for every cause.
+                    hw.enable_fault_irq(false)?;
                 },
             }))
         })

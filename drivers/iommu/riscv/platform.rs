@@ -5,6 +5,7 @@
 
 use kernel::{
     device::Core,
+    irq,
     of,
     platform,
     prelude::*, //
@@ -12,11 +13,23 @@ use kernel::{
 
 use crate::{
     instance::Instance,
-    iommu::Regs,
+    iommu::{FaultIrq, Regs},
     regs::REGS_SIZE, //
 };
 
 pub(crate) struct RiscvIommuPlatform;
+
+/// The fault queue's line among the node's `interrupts` (cq, fq, pm, pq).
+const FQ_IRQ_INDEX: u32 = 1;
+
+/// Per-device data: the interrupt (freed first), then the IOMMU.
+#[pin_data]
+pub(crate) struct PlatformData<'bound> {
+    #[pin]
+    irq: irq::ThreadedRegistration<'bound, FaultIrq>,
+    #[pin]
+    instance: Instance,
+}
 
 kernel::of_device_table!(
     OF_TABLE,
@@ -26,7 +39,7 @@ kernel::of_device_table!(
 
 impl platform::Driver for RiscvIommuPlatform {
     type IdInfo = ();
-    type Data<'bound> = Instance;
+    type Data<'bound> = PlatformData<'bound>;
     const OF_ID_TABLE: Option<of::IdTable<Self::IdInfo>> = Some(&OF_TABLE);
 
     fn probe<'bound>(
@@ -41,9 +54,24 @@ impl platform::Driver for RiscvIommuPlatform {
                 .inspect_err(|_| dev_err!(dev, "no register region (reg)\n"))?
                 .iomap_sized::<REGS_SIZE>()
                 .inspect_err(|e| dev_err!(dev, "register region unusable: {:?}\n", e))?;
-            // Wired interrupts are not used yet: the fault queue is drained
-            // after every command and on debugfs reads.
-            Ok(Instance::new(dev, Regs::Platform(regs.into_devres()?))?.1)
+            let (hw, instance) = Instance::new(dev, Regs::Platform(regs.into_devres()?))?;
+            let irq_hw = hw.clone();
+            Ok(try_pin_init!(PlatformData {
+                instance <- instance,
+                // SAFETY: The registration is a pinned field of the driver data,
+                // which the driver core drops at unbind; it is never forgotten.
+                irq <- unsafe {
+                    pdev.request_threaded_irq_by_index(
+                        irq::Flags::ONESHOT,
+                        FQ_IRQ_INDEX,
+                        c"riscv-iommu",
+                        try_pin_init!(FaultIrq { hw: irq_hw }),
+                    )
+                },
+                _: {
+                    hw.enable_fault_irq(true)?;
+                },
+            }))
         })
     }
 }
