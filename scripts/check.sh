@@ -61,7 +61,7 @@ for group in "${groups[@]}"; do
 		log=$out/logs/$profile-$group.log
 		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
 		qemu_cmd "$profile" "${built[$arch]}" "$BUILD/$arch/initramfs-check.cpio" \
-			"$append" "$(group_var "$group" "QEMU_$arch")"
+			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile")"
 		t0=$SECONDS
 		status=0
 		timeout=$(group_var "$group" TIMEOUT)

@@ -34,3 +34,19 @@ group_var() {
 		eval "printf '%s' \"\${$2:-}\""
 	)
 }
+
+# group_qemu_args GROUP ARCH DIR: the QEMU options a group adds on ARCH; a
+# group with DISK_MB gets a fresh zeroed raw disk of that size in DIR, as
+# the drive `disk0` its devices can use (drive=disk0).
+group_qemu_args() {
+	local disk_mb img
+	disk_mb=$(group_var "$1" DISK_MB)
+	if [ -n "$disk_mb" ]; then
+		img=$3/disk-$1.img
+		mkdir -p "$3"
+		rm -f "$img"
+		truncate -s "${disk_mb}M" "$img" || die "cannot create $img"
+		printf '%s ' "-drive if=none,id=disk0,format=raw,file=$img"
+	fi
+	group_var "$1" "QEMU_$2"
+}

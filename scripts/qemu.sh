@@ -7,11 +7,10 @@ qemu_cmd() {
 	pargs=$(profile_field "$profile" args)
 	case "$arch" in
 	riscv64)
+		# QEMU gives every PCI device an iommu-map to the RISC-V IOMMU:
+		# built-in drivers of those devices defer their probe until our
+		# IOMMU module (loaded first by the guest's init) registers.
 		qemu=qemu-system-riscv64 image=$kobj/arch/riscv/boot/Image console=ttyS0
-		# QEMU gives every PCI device an iommu-map to the RISC-V IOMMU. With
-		# no driver for that IOMMU registered, their probes defer until the
-		# deferred-probe timeout; 0 lets them probe untranslated at once.
-		append="deferred_probe_timeout=0 $append"
 		;;
 	arm64) qemu=qemu-system-aarch64 image=$kobj/arch/arm64/boot/Image console=ttyAMA0 ;;
 	esac

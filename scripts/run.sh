@@ -69,7 +69,7 @@ fi
 
 if [ -n "$group" ]; then
 	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $append"
-	qargs="$(group_var "$group" "QEMU_$arch") $qargs"
+	qargs="$(group_qemu_args "$group" "$arch" "$BUILD/$arch") $qargs"
 fi
 qemu_cmd "$profile" "$kobj" "$initrd" "msiremap.mode=$mode $append" "$qargs"
 

@@ -322,6 +322,23 @@ fn pte_encoding() {
 }
 
 #[test]
+fn write_only_mappings_become_read_write() {
+    // The DMA API maps DMA_FROM_DEVICE buffers with IOMMU_WRITE alone; W
+    // without R is reserved in RISC-V PTEs and faults every access.
+    let p = Pte::leaf(0x4000, Prot { read: false, write: true });
+    assert_eq!(p.0 & (Pte::R | Pte::W), Pte::R | Pte::W);
+    for mode in [Mode::Sv39, Mode::Sv48x4] {
+        let mut mem = FakeMem::new();
+        let t = PageTable::new(&mut mem, mode).unwrap();
+        let wo = Prot { read: false, write: true };
+        assert_eq!(t.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, wo).1, Ok(()));
+        let ddtp = device_for(&mut mem, &t, None);
+        assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Write { len: 8 }), Ok(0x9000_0008));
+        assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Read), Ok(0x9000_0008));
+    }
+}
+
+#[test]
 fn mode_geometry() {
     assert_eq!(Mode::Sv39.aperture_end(), 1 << 38);
     assert_eq!(Mode::Sv39x4.aperture_end(), 1 << 41);

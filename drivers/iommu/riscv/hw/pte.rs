@@ -30,10 +30,12 @@ impl Pte {
     pub(crate) const NONE: Self = Self(0);
 
     /// A leaf mapping `pa` with `prot`. A and D are set up front, so the
-    /// IOMMU never needs to update them.
+    /// IOMMU never needs to update them. RISC-V has no write-only pages
+    /// (W without R is a reserved encoding), so write implies read: the DMA
+    /// API maps `DMA_FROM_DEVICE` buffers write-only.
     pub(crate) const fn leaf(pa: u64, prot: Prot) -> Self {
         let mut bits = Self::V | Self::U | Self::A;
-        if prot.read {
+        if prot.read || prot.write {
             bits |= Self::R;
         }
         if prot.write {
