@@ -351,9 +351,6 @@ impl Hw {
             );
             return Err(e);
         }
-        drop(guard);
-        drop(st);
-        self.drain_faults();
         Ok(())
     }
 
