@@ -3,12 +3,21 @@
 # Paths (all overridable from the environment):
 #   MSIREMAP_CACHE  kernel source and kernel builds, shared by every clone on
 #                   the machine and keyed by the content of their inputs
-#                   (default: ~/.cache/msiremap)
+#                   (default: ~/.cache/msiremap; <build>/cache without HOME)
 #   BUILD           this clone's build directory (default: <top>/build)
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
-MSIREMAP_CACHE=${MSIREMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/msiremap}
+# Without HOME (some CI environments), the cache lives in the clone.
+if [ -z "${MSIREMAP_CACHE:-}" ]; then
+	if [ -n "${XDG_CACHE_HOME:-}" ]; then
+		MSIREMAP_CACHE=$XDG_CACHE_HOME/msiremap
+	elif [ -n "${HOME:-}" ]; then
+		MSIREMAP_CACHE=$HOME/.cache/msiremap
+	else
+		MSIREMAP_CACHE=$BUILD/cache
+	fi
+fi
 KSRC_PRISTINE=$MSIREMAP_CACHE/linux-pristine
 KSRC=$MSIREMAP_CACHE/linux
 TOOLS=$MSIREMAP_CACHE/tools
