@@ -93,7 +93,8 @@ for f in "${rustfiles[@]}"; do
 		add_line "$stage/rust/helpers/helpers.c" "#include \"$(basename "$f")\"" '^#include "'
 		;;
 	rust/bindings/msiremap_helper.h)
-		add_line "$stage/rust/bindings/bindings_helper.h" '#include "msiremap_helper.h"' '^#include '
+		# At the very end: the last #include may sit in an #if block.
+		add_line "$stage/rust/bindings/bindings_helper.h" '#include "msiremap_helper.h"' '^\b$'
 		;;
 	esac
 done

@@ -156,7 +156,13 @@ impl Paging {
     fn context(&self) -> DeviceContext {
         if self.mode.is_second_stage() {
             // CAST: as in `inval_all`.
-            DeviceContext::second_stage(self.mode, self.root, self.id as u16)
+            let dc = DeviceContext::second_stage(self.mode, self.root, self.id as u16);
+            // The IOMMU consults MSI page tables for guest-physical
+            // addresses only, so only second-stage domains carry one.
+            match &self.hw.msi {
+                Some(t) => dc.with_msi(t.pa, t.geometry.mask(), t.geometry.pattern()),
+                None => dc,
+            }
         } else {
             DeviceContext::first_stage(self.mode, self.root, self.id)
         }

@@ -7,7 +7,7 @@ use kernel::{
     devres::DevresGuard,
     device::{self, Bound},
     dma::{Coherent, DmaAddress},
-    irq::{IrqReturn, ThreadedHandler},
+    irq::{imsic, IrqReturn, ThreadedHandler},
     io::{
         io_read,
         io_write,
@@ -37,6 +37,8 @@ use crate::{
         cmd::Command,
         ddt::{self, DdtMode, DeviceContext, DDTP_BUSY},
         fault::FaultRecord,
+        mem::PhysMem,
+        msi::{self, MsiGeometry},
         pgtable::PageTable,
         pte::Mode,
         queue::Ring,
@@ -133,6 +135,42 @@ pub(crate) struct Directory {
     pub(crate) mode: DdtMode,
 }
 
+/// A flat MSI page table redirecting every hart's supervisor interrupt file
+/// to itself: MSIs of devices in second-stage domains reach the IMSIC
+/// without the domain mapping it. Every device may reach every supervisor
+/// file: no isolation is claimed (the remapping domain narrows this).
+pub(crate) struct MsiTable {
+    pub(crate) pa: u64,
+    pub(crate) order: u32,
+    pub(crate) geometry: MsiGeometry,
+}
+
+impl MsiTable {
+    fn new(layout: &imsic::Layout) -> Result<Self> {
+        let mut files = KVec::new();
+        let mut res = Ok(());
+        layout.for_each_supervisor_file(&mut |f| {
+            if res.is_ok() {
+                res = files.push(f, GFP_KERNEL);
+            }
+        });
+        res?;
+        let geometry = MsiGeometry::from_files(&files).map_err(errno)?;
+        let order = geometry.table_order();
+        let mut mem = KernelMem { atomic: false };
+        let pa = PhysMem::alloc_pages(&mut mem, order).map_err(errno)?;
+        for &f in files.iter() {
+            // PANIC: every file matches the geometry built from them.
+            let i = geometry.index(f).expect("file within its own geometry");
+            let pte = msi::flat_pte(f);
+            PhysMem::write_u64(&mut mem, pa + 16 * i, pte[1]);
+            PhysMem::write_u64(&mut mem, pa + 16 * i + 8, 0);
+            PhysMem::write_u64(&mut mem, pa + 16 * i, pte[0]);
+        }
+        Ok(Self { pa, order, geometry })
+    }
+}
+
 /// A live paging domain as debugfs lists it.
 #[derive(Clone, Copy)]
 pub(crate) struct DomainInfo {
@@ -163,6 +201,9 @@ pub(crate) struct Hw {
     pub(crate) extended: bool,
     /// Mode of paging domains: second stage when offered, else first.
     pub(crate) paging_mode: Mode,
+    /// The MSI page table second-stage domains share, when the IOMMU has
+    /// MSI page tables and the system an IMSIC.
+    pub(crate) msi: Option<MsiTable>,
     cmdq: CmdQueue,
     /// Serialises producers of the command queue; taken in atomic context
     /// (DMA unmaps), so a spinlock.
@@ -215,6 +256,10 @@ impl Hw {
             return Err(ENODEV);
         };
         let extended = caps.msi_flat();
+        let msi = match (extended, imsic::layout()) {
+            (true, Some(layout)) => Some(MsiTable::new(&layout)?),
+            _ => None,
+        };
 
         // Start from a known state: translation off, queues off.
         bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)))?;
@@ -284,6 +329,7 @@ impl Hw {
             caps: caps.into_raw(),
             extended,
             paging_mode,
+            msi,
             // INVARIANT: `cq_buf` has two words per entry.
             cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
             cmd_state <- new_spinlock!(CmdState { tail: 0, seq: 0 }, "Hw::cmd_state"),
@@ -441,6 +487,17 @@ impl Hw {
         writeln!(f, "directory_levels {}", dir.mode.levels())?;
         writeln!(f, "contexts {}", if self.extended { "extended" } else { "base" })?;
         f.write_fmt(fmt!("paging_mode {:?}\n", self.paging_mode))?;
+        match &self.msi {
+            Some(t) => writeln!(
+                f,
+                "msi_table {:#x} entries {} mask {:#x} pattern {:#x}",
+                t.pa,
+                t.geometry.entries(),
+                t.geometry.mask(),
+                t.geometry.pattern()
+            )?,
+            None => writeln!(f, "msi_table none")?,
+        }
         writeln!(f, "commands {}", self.stats.commands.load(Relaxed))?;
         writeln!(f, "syncs {}", self.stats.syncs.load(Relaxed))?;
         writeln!(f, "unmap_syncs {}", self.stats.unmap_syncs.load(Relaxed))?;
@@ -573,6 +630,9 @@ impl PinnedDrop for Hw {
         let mut mem = KernelMem { atomic: false };
         ddt::free_directories(&mut mem, dir.root, dir.mode);
         crate::hw::mem::PhysMem::free_pages(&mut mem, dir.root, 0);
+        if let Some(t) = &self.msi {
+            crate::hw::mem::PhysMem::free_pages(&mut mem, t.pa, t.order);
+        }
         dev_info!(self.dev, "IOMMU off, tables freed\n");
     }
 }

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * MSIs of a device behind a translating IOMMU: a virtio-blk disk with MSI-X
+ * does I/O, and its interrupts arrive. riscv64: the MSI writes go to IMSIC
+ * addresses the DMA domain does not map; the IOMMU's MSI page table
+ * redirects them (second-stage domains, MSI_FLAT). arm64: SMMUv3 + ITS.
+ */
+#include <sys/ioctl.h>
+
+#include "kselftest_harness.h"
+#include "msiremap.h"
+
+#define VIRTIO_VENDOR	0x1af4
+#define VIRTIO_BLK	0x1042
+
+/* Sum of the interrupt counts of the device's MSI vectors; -1 if none. */
+static long msi_count(const char *bdf)
+{
+	static char procint[1 << 16];
+	char path[256];
+	int irqs[64], n = 0;
+	struct dirent *de;
+	long total = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)) && n < 64)
+		if (de->d_name[0] != '.')
+			irqs[n++] = atoi(de->d_name);
+	closedir(d);
+	if (!n || msr_read("/proc/interrupts", procint, sizeof(procint)) < 0)
+		return -1;
+	for (char *line = procint; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		char *t = line, *end;
+		long irq = strtol(t, &end, 10);
+
+		if (end == t || *end != ':')
+			continue;
+		for (int i = 0; i < n; i++) {
+			if (irqs[i] != irq)
+				continue;
+			for (t = end + 1;;) {
+				long v = strtol(t, &end, 10);
+
+				if (end == t)
+					break;
+				total += v;
+				t = end;
+			}
+		}
+	}
+	return total;
+}
+
+TEST(disk_msis_arrive_through_the_iommu)
+{
+	char bdf[32], path[256], type[64];
+	long before, after, faults_before = 0;
+	void *buf;
+	int fd;
+
+	ASSERT_EQ(0, msr_find_pci(VIRTIO_VENDOR, VIRTIO_BLK, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", bdf);
+	ASSERT_LT(0, msr_read(path, type, sizeof(type)));
+	msr_chomp(type);
+	EXPECT_TRUE(!strcmp(type, "DMA") || !strcmp(type, "DMA-FQ")) TH_LOG("domain %s", type);
+
+	before = msi_count(bdf);
+	ASSERT_LE(0, before) TH_LOG("%s has no MSI vectors", bdf);
+	if (!strcmp(msr_arch(), "riscv64"))
+		faults_before = msr_riscv_iommu_stat("faults");
+
+	fd = open("/dev/vda", O_RDWR | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign(&buf, 4096, 65536));
+	for (int i = 0; i < 64; i++) {
+		memset(buf, i, 65536);
+		ASSERT_EQ(65536, pwrite(fd, buf, 65536, (off_t)i * 65536));
+	}
+	for (int i = 0; i < 64; i++) {
+		memset(buf, 0xee, 65536);
+		ASSERT_EQ(65536, pread(fd, buf, 65536, (off_t)i * 65536));
+		ASSERT_EQ(i, ((unsigned char *)buf)[65535]);
+	}
+	free(buf);
+	close(fd);
+
+	after = msi_count(bdf);
+	/* Each request completes with an interrupt (some may coalesce). */
+	EXPECT_LE(before + 32, after) TH_LOG("MSIs before %ld after %ld", before, after);
+	if (!strcmp(msr_arch(), "riscv64")) {
+		/* No MSI write faulted in the IOMMU. */
+		EXPECT_EQ(faults_before, msr_riscv_iommu_stat("faults"));
+	}
+}
+
+TEST_HARNESS_MAIN
