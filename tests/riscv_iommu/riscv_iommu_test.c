@@ -131,4 +131,35 @@ TEST(fault_interrupt_reports_faults)
 	EXPECT_LT(0, irqs);
 }
 
+/*
+ * Where the MSI page table handles the IMSIC's addresses (second-stage
+ * domains on an IOMMU with MSI page tables), edu's group reserves them as an
+ * MSI region and the table is reported; first-stage domains reserve nothing,
+ * and an IOMMU without MSI page tables has no table.
+ */
+TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
+{
+	const char *p = msr_profile();
+	int table = strcmp(p, "riscv64-nointremap") && strcmp(p, "riscv64-s-stage");
+	char bdf[32], path[256], regions[1024], stats[1024];
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/reserved_regions", bdf);
+	ASSERT_LE(0, msr_read(path, regions, sizeof(regions)));
+	ASSERT_LT(0, iommu_debugfs("stats", stats, sizeof(stats)));
+	if (table) {
+		/* QEMU virt's IMSIC: the supervisor files of 2 harts. */
+		EXPECT_NE(NULL, strstr(regions, "0x0000000028000000 0x0000000028001fff msi\n")) {
+			TH_LOG("reserved regions:\n%s", regions);
+		}
+		EXPECT_NE(NULL, strstr(stats, "entries 2 mask 0x1 pattern 0x28000\n"));
+	} else {
+		EXPECT_EQ(NULL, strstr(regions, " msi\n"));
+		/* Without MSI page tables there is no table at all. */
+		if (!strcmp(p, "riscv64-nointremap")) {
+			EXPECT_NE(NULL, strstr(stats, "msi_table none\n"));
+		}
+	}
+}
+
 TEST_HARNESS_MAIN

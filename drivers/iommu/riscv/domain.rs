@@ -4,7 +4,16 @@
 
 use kernel::{
     device::Device,
-    iommu::driver::{Capability, Driver, IotlbGather, PagingDomain, Prot},
+    iommu::driver::{
+        Capability,
+        Driver,
+        IotlbGather,
+        PagingDomain,
+        Prot,
+        ResvRegions,
+        ResvType,
+        PROT_MSI, //
+    },
     new_spinlock,
     prelude::*,
     sync::{
@@ -89,6 +98,17 @@ impl Driver for RiscvIommu {
     fn attach_identity(&self, dev: &Device, master: &Master) -> Result {
         dev_dbg!(dev, "attach identity\n");
         self.set_contexts(master, &DeviceContext::bare())
+    }
+
+    fn get_resv_regions(&self, dev: &Device, _master: &Master, regions: &mut ResvRegions<'_>) {
+        // The MSI page table handles the IMSIC's addresses in second-stage
+        // domains: no IOVA there may be handed out.
+        if let (Some(t), true) = (&self.hw.msi, self.hw.paging_mode.is_second_stage()) {
+            let (lo, hi) = t.span;
+            if let Err(e) = regions.add(lo, hi - lo, PROT_MSI, ResvType::Msi) {
+                dev_err!(dev, "reserved MSI region: {:?}\n", e);
+            }
+        }
     }
 
     fn capable(&self, _master: &Master, cap: Capability) -> bool {

@@ -143,6 +143,8 @@ pub(crate) struct MsiTable {
     pub(crate) pa: u64,
     pub(crate) order: u32,
     pub(crate) geometry: MsiGeometry,
+    /// The lowest and the end of the highest redirected file.
+    pub(crate) span: (u64, u64),
 }
 
 impl MsiTable {
@@ -167,7 +169,9 @@ impl MsiTable {
             PhysMem::write_u64(&mut mem, pa + 16 * i + 8, 0);
             PhysMem::write_u64(&mut mem, pa + 16 * i, pte[0]);
         }
-        Ok(Self { pa, order, geometry })
+        let lo = files.iter().copied().min().unwrap_or(0);
+        let hi = files.iter().copied().max().unwrap_or(0) + crate::hw::PAGE_SIZE;
+        Ok(Self { pa, order, geometry, span: (lo, hi) })
     }
 }
 

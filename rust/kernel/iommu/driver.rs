@@ -70,6 +70,57 @@ impl Capability {
     }
 }
 
+/// The kind of a reserved IOVA region (`enum iommu_resv_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResvType {
+    /// Must be identity-mapped in every domain.
+    Direct,
+    /// Must never be mapped.
+    Reserved,
+    /// Hardware MSI doorbells the IOMMU handles itself (not mapped).
+    Msi,
+    /// A window where the kernel maps MSI doorbells in software.
+    SwMsi,
+}
+
+/// The reserved regions of a device, as the core collects them
+/// (`get_resv_regions`).
+pub struct ResvRegions<'a> {
+    list: *mut bindings::list_head,
+    _p: core::marker::PhantomData<&'a mut bindings::list_head>,
+}
+
+impl ResvRegions<'_> {
+    /// Adds `[start, start + len)` of `kind`, with `prot` (`IOMMU_*` bits).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when the region cannot be allocated.
+    pub fn add(&mut self, start: u64, len: u64, prot: u32, kind: ResvType) -> Result {
+        let kind = match kind {
+            ResvType::Direct => bindings::iommu_resv_type_IOMMU_RESV_DIRECT,
+            ResvType::Reserved => bindings::iommu_resv_type_IOMMU_RESV_RESERVED,
+            ResvType::Msi => bindings::iommu_resv_type_IOMMU_RESV_MSI,
+            ResvType::SwMsi => bindings::iommu_resv_type_IOMMU_RESV_SW_MSI,
+        };
+        // SAFETY: Plain allocation; any arguments are accepted.
+        // CAST: `IOMMU_*` bits fit an `int`; lengths are 64 bits here.
+        let region = unsafe {
+            bindings::iommu_alloc_resv_region(start, len as usize, prot as i32, kind, GFP_KERNEL.as_raw())
+        };
+        if region.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `region` is a fresh region, `self.list` the core's list head,
+        // which owns (and later frees) what is added to it.
+        unsafe { bindings::list_add_tail(&raw mut (*region).list, self.list) };
+        Ok(())
+    }
+}
+
+/// `IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO`: the protection of an MSI region.
+pub const PROT_MSI: u32 = bindings::IOMMU_WRITE | bindings::IOMMU_NOEXEC | bindings::IOMMU_MMIO;
+
 /// The IOVA range a flush must cover, collected while unmapping
 /// (`struct iommu_iotlb_gather`).
 pub struct IotlbGather<'a>(&'a mut bindings::iommu_iotlb_gather);
@@ -120,6 +171,9 @@ pub trait Driver: Send + Sync + Sized + 'static {
     fn capable(&self, _master: &Self::Master, _cap: Capability) -> bool {
         false
     }
+
+    /// Adds the device's reserved IOVA regions.
+    fn get_resv_regions(&self, _dev: &Device, _master: &Self::Master, _regions: &mut ResvRegions<'_>) {}
 }
 
 /// A domain that translates IOVAs with page tables.
@@ -240,6 +294,7 @@ impl<T: Driver> Registration<T> {
         release_device: Some(Self::release_device_callback),
         device_group: Some(Self::device_group_callback),
         of_xlate: Some(Self::of_xlate_callback),
+        get_resv_regions: if T::HAS_GET_RESV_REGIONS { Some(Self::resv_regions_callback) } else { None },
         default_domain_ops: &Self::PAGING_OPS,
         owner: crate::module::this_module::<T::OwnerModule>().as_ptr(),
         // SAFETY: All-zero is a valid `iommu_ops` (no callbacks, no domains).
@@ -339,6 +394,14 @@ impl<T: Driver> Registration<T> {
         }
         // SAFETY: `dev` is valid and `args.args` holds at least one id.
         unsafe { bindings::iommu_fwspec_add_ids(dev, args.args.as_ptr(), 1) }
+    }
+
+    extern "C" fn resv_regions_callback(dev: *mut bindings::device, list: *mut bindings::list_head) {
+        // SAFETY: The core asks only about devices we probed.
+        let m = unsafe { Self::master(dev) };
+        let mut regions = ResvRegions { list, _p: core::marker::PhantomData };
+        // SAFETY: `m.reg` is valid; `dev` is valid for the call.
+        unsafe { &*m.reg }.data.get_resv_regions(unsafe { Device::from_raw(dev) }, &m.master, &mut regions);
     }
 
     extern "C" fn capable_callback(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
