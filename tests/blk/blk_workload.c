@@ -13,9 +13,6 @@
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
-#define VIRTIO_VENDOR	0x1af4
-#define VIRTIO_BLK	0x1042
-
 /* The expected content of the 8 bytes at `off` for `seed`. */
 static uint64_t pattern(uint64_t seed, uint64_t off)
 {

@@ -20,6 +20,8 @@
 #define EDU_DEVICE	0x11e8
 #define RISCV_IOMMU_VENDOR	0x1b36
 #define RISCV_IOMMU_DEVICE	0x0014
+#define VIRTIO_VENDOR	0x1af4
+#define VIRTIO_BLK	0x1042	/* modern virtio-blk */
 
 /* Read a whole (small) file into buf, NUL-terminated; bytes read or -errno. */
 static inline int msr_read(const char *path, char *buf, size_t len)
@@ -162,25 +164,37 @@ static inline const char *msr_kernel_log(void)
 }
 
 /*
- * Counter `key` of our RISC-V IOMMU's debugfs stats (the first IOMMU;
- * reading the file drains the fault queue); -1 when absent.
+ * Reads file `name` of our RISC-V IOMMU's debugfs directory (the first
+ * IOMMU); bytes read or -errno.
  */
-static inline long msr_riscv_iommu_stat(const char *key)
+static inline int msr_riscv_iommu_file(const char *name, char *buf, size_t len)
 {
-	char path[512], buf[1024], *p;
+	char path[512];
 	struct dirent *de;
 	DIR *d = opendir("/sys/kernel/debug/riscv_iommu");
+	int ret = -ENOENT;
 
 	if (!d)
-		return -1;
-	path[0] = '\0';
+		return -errno;
 	while ((de = readdir(d)))
 		if (de->d_name[0] != '.') {
-			snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/stats", de->d_name);
+			snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/%s", de->d_name, name);
+			ret = msr_read(path, buf, len);
 			break;
 		}
 	closedir(d);
-	if (!path[0] || msr_read(path, buf, sizeof(buf)) < 0)
+	return ret;
+}
+
+/*
+ * Counter `key` of our RISC-V IOMMU's debugfs stats (reading the file drains
+ * the fault queue); -1 when absent.
+ */
+static inline long msr_riscv_iommu_stat(const char *key)
+{
+	char buf[1024], *p;
+
+	if (msr_riscv_iommu_file("stats", buf, sizeof(buf)) < 0)
 		return -1;
 	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
 		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')

@@ -10,9 +10,6 @@
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
-#define VIRTIO_VENDOR	0x1af4
-#define VIRTIO_BLK	0x1042
-
 /* Sum of the interrupt counts of the device's MSI vectors; -1 if none. */
 static long msi_count(const char *bdf)
 {

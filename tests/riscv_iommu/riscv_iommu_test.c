@@ -6,26 +6,6 @@
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
-/* The first file of our IOMMU's debugfs directory named `name`. */
-static int iommu_debugfs(const char *name, char *buf, size_t len)
-{
-	char path[512];
-	struct dirent *de;
-	DIR *d = opendir("/sys/kernel/debug/riscv_iommu");
-	int ret = -ENOENT;
-
-	if (!d)
-		return -errno;
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.') {
-			snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/%s", de->d_name, name);
-			ret = msr_read(path, buf, len);
-			break;
-		}
-	closedir(d);
-	return ret;
-}
-
 /* edu's stats value for `key` (qemu_edu debugfs). */
 static unsigned long edu_stat(const char *bdf, const char *key)
 {
@@ -55,7 +35,7 @@ TEST(context_points_at_the_domain_that_maps_the_dma_buffer)
 	dma = edu_stat(bdf, "last_dma");
 	ASSERT_NE(0, dma);
 
-	ASSERT_LT(0, iommu_debugfs("contexts", contexts, sizeof(contexts)));
+	ASSERT_LT(0, msr_riscv_iommu_file("contexts", contexts, sizeof(contexts)));
 	ASSERT_EQ(3, sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn));
 	snprintf(line, sizeof(line), "device %#06x ", bus << 8 | dev << 3 | fn);
 	p = strstr(contexts, line);
@@ -75,7 +55,7 @@ TEST(context_points_at_the_domain_that_maps_the_dma_buffer)
 	}
 	EXPECT_TRUE(mode >= 8 && mode <= 10) TH_LOG("mode %u", mode);
 
-	ASSERT_LT(0, iommu_debugfs("domains", domains, sizeof(domains)));
+	ASSERT_LT(0, msr_riscv_iommu_file("domains", domains, sizeof(domains)));
 	snprintf(line, sizeof(line), " root %#llx\n", root_ppn << 12);
 	p = strstr(domains, line);
 	ASSERT_NE(NULL, p) TH_LOG("no domain with%s in:\n%s", line, domains);
@@ -95,7 +75,7 @@ TEST(stats_count_commands_and_syncs)
 	char buf[1024];
 	unsigned long commands = 0, syncs = 0;
 
-	ASSERT_LT(0, iommu_debugfs("stats", buf, sizeof(buf)));
+	ASSERT_LT(0, msr_riscv_iommu_file("stats", buf, sizeof(buf)));
 	ASSERT_NE(NULL, strstr(buf, "commands "));
 	sscanf(strstr(buf, "commands "), "commands %lu", &commands);
 	sscanf(strstr(buf, "syncs "), "syncs %lu", &syncs);
@@ -125,7 +105,7 @@ TEST(fault_interrupt_reports_faults)
 	EXPECT_TRUE(msr_fault_logged(bdf, 0x2000, want, sizeof(want))) {
 		TH_LOG("no fault line %s within a second", want);
 	}
-	ASSERT_LT(0, iommu_debugfs("stats", stats, sizeof(stats)));
+	ASSERT_LT(0, msr_riscv_iommu_file("stats", stats, sizeof(stats)));
 	ASSERT_NE(NULL, strstr(stats, "interrupts "));
 	sscanf(strstr(stats, "interrupts "), "interrupts %lu", &irqs);
 	EXPECT_LT(0, irqs);
@@ -146,7 +126,7 @@ TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/reserved_regions", bdf);
 	ASSERT_LE(0, msr_read(path, regions, sizeof(regions)));
-	ASSERT_LT(0, iommu_debugfs("stats", stats, sizeof(stats)));
+	ASSERT_LT(0, msr_riscv_iommu_file("stats", stats, sizeof(stats)));
 	if (table) {
 		/* QEMU virt's IMSIC: the supervisor files of 2 harts. */
 		EXPECT_NE(NULL, strstr(regions, "0x0000000028000000 0x0000000028001fff msi\n")) {

@@ -44,11 +44,6 @@ pub(crate) enum HwError {
     Exists,
 }
 
-/// `x` rounded down to a multiple of the power of two `align`.
-pub(crate) const fn align_down(x: u64, align: u64) -> u64 {
-    x & !(align - 1)
-}
-
 /// Whether `x` is a multiple of the power of two `align`.
 pub(crate) const fn is_aligned(x: u64, align: u64) -> bool {
     x & (align - 1) == 0

@@ -35,7 +35,7 @@ use kernel::{
 use crate::{
     hw::{
         cmd::Command,
-        ddt::{self, DdtMode, DeviceContext, DDTP_BUSY},
+        ddt::{self, DdtMode, DeviceContext},
         fault::FaultRecord,
         mem::PhysMem,
         msi::{self, MsiGeometry},
@@ -120,6 +120,9 @@ struct CmdQueue {
 /// Producer state of the command queue.
 struct CmdState {
     tail: u32,
+    /// The IOMMU's head as last known: every fence that completed consumed
+    /// all commands before it, so `CQH` is read only when the ring looks full.
+    head: u32,
     seq: u32,
 }
 
@@ -293,11 +296,11 @@ impl Hw {
 
         // The largest directory the IOMMU accepts.
         let mut mem = KernelMem { atomic: false };
-        let root = crate::hw::mem::PhysMem::alloc_pages(&mut mem, 0).map_err(errno)?;
+        let root = PhysMem::alloc_pages(&mut mem, 0).map_err(errno)?;
         let mut mode = DdtMode::Lvl3;
         loop {
             bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, root)))?;
-            wait_reg(|| bar.try_read(regs::DDTP).map(|r| r.into_raw() & DDTP_BUSY == 0))?;
+            wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
             let got = bar.try_read(regs::DDTP)?.mode().get();
             if got == mode as u64 {
                 break;
@@ -306,7 +309,7 @@ impl Hw {
                 Some(m) => m,
                 None => {
                     dev_err!(dev, "no device-directory mode accepted\n");
-                    crate::hw::mem::PhysMem::free_pages(&mut mem, root, 0);
+                    PhysMem::free_pages(&mut mem, root, 0);
                     return Err(ENODEV);
                 }
             };
@@ -336,7 +339,7 @@ impl Hw {
             msi,
             // INVARIANT: `cq_buf` has two words per entry.
             cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
-            cmd_state <- new_spinlock!(CmdState { tail: 0, seq: 0 }, "Hw::cmd_state"),
+            cmd_state <- new_spinlock!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
             fq_head <- new_spinlock!(0, "Hw::fq_head"),
             ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
@@ -364,11 +367,12 @@ impl Hw {
         let guard = self.regs.access().ok_or(ENXIO)?;
         let bar = guard.io();
         for cmd in Iterator::chain(cmds.iter().copied(), [fence]) {
-            if q.ring.free(bar.try_read(regs::CQH)?.index().get(), st.tail) == 0 {
+            if q.ring.free(st.head, st.tail) == 0 {
                 bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
-                read_poll_timeout_atomic(
+                let tail = st.tail;
+                st.head = read_poll_timeout_atomic(
                     || bar.try_read(regs::CQH).map(|h| h.index().get()),
-                    |h| q.ring.free(*h, st.tail) > 0,
+                    |h| q.ring.free(*h, tail) > 0,
                     POLL_STEP,
                     POLL_TRIES,
                 )?;
@@ -401,6 +405,8 @@ impl Hw {
             );
             return Err(e);
         }
+        // The fence completed: the IOMMU consumed everything queued.
+        st.head = st.tail;
         Ok(())
     }
 
@@ -633,9 +639,9 @@ impl PinnedDrop for Hw {
         let _ = bar.try_write_reg(regs::FQCSR::zeroed());
         let mut mem = KernelMem { atomic: false };
         ddt::free_directories(&mut mem, dir.root, dir.mode);
-        crate::hw::mem::PhysMem::free_pages(&mut mem, dir.root, 0);
+        PhysMem::free_pages(&mut mem, dir.root, 0);
         if let Some(t) = &self.msi {
-            crate::hw::mem::PhysMem::free_pages(&mut mem, t.pa, t.order);
+            PhysMem::free_pages(&mut mem, t.pa, t.order);
         }
         dev_info!(self.dev, "IOMMU off, tables freed\n");
     }

@@ -135,9 +135,7 @@ impl Edu {
     /// `ENXIO` once the device is unbound, `ETIMEDOUT` when a transfer does
     /// not complete, `EIO` when the data read back differs.
     pub(crate) fn round_trip(&self, len: usize, seed: u32) -> Result {
-        if len == 0 || len > EDU_BUF_SIZE || len % 4 != 0 {
-            return Err(EINVAL);
-        }
+        check_len(len)?;
         let words = len / 4;
         let guard = self.buf.lock();
         let buf: &Coherent<[u32]> = &guard;
@@ -193,9 +191,7 @@ impl Edu {
         if !self.domain.is_some_and(|d| d.is_paging()) {
             return Err(EPERM);
         }
-        if len == 0 || len > EDU_BUF_SIZE || len % 4 != 0 {
-            return Err(EINVAL);
-        }
+        check_len(len)?;
         let dst = u32::try_from(iova).map_err(|_| EINVAL)?;
         let _guard = self.buf.lock();
         // CAST: `len` is at most `EDU_BUF_SIZE`.
@@ -251,6 +247,14 @@ impl Edu {
         writeln!(f, "timeouts {}", s.timeouts.load(Relaxed))?;
         writeln!(f, "last_dma {:#x}", s.last_dma.load(Relaxed))
     }
+}
+
+/// A DMA length edu takes: 4 to 4096 bytes, whole words.
+fn check_len(len: usize) -> Result {
+    if len == 0 || len > EDU_BUF_SIZE || len % 4 != 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
 }
 
 /// The word at index `i` of a round trip seeded with `seed`.

@@ -58,9 +58,6 @@ pub(crate) const fn ddtp(mode: DdtMode, root: u64) -> u64 {
     mode as u64 | ((root >> PAGE_SHIFT) & PPN_MASK) << 10
 }
 
-/// `ddtp.busy`.
-pub(crate) const DDTP_BUSY: u64 = 1 << 4;
-
 /// Device-directory indexes of `device_id`: `[DDI0, DDI1, DDI2]`. Extended
 /// device contexts (64 bytes, when the IOMMU has MSI page tables) leave 6 bits
 /// to the leaf level, base ones (32 bytes) 7.
