@@ -4,3 +4,5 @@
  * included from it by scripts/layer.sh.
  */
 #include <linux/irqchip/riscv-imsic.h>
+#include <linux/iommu.h>
+#include <trace/events/iommu.h>

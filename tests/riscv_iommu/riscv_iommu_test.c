@@ -142,4 +142,106 @@ TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 	}
 }
 
+/* Enables or disables an iommu trace event; 0 or -errno. */
+static int iommu_event(const char *event, const char *on)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/iommu/%s/enable", event);
+	return msr_write(path, on);
+}
+
+/* The trace buffer's text, cleared afterwards. */
+static const char *take_trace(void)
+{
+	static char trace[1 << 18];
+
+	if (msr_read("/sys/kernel/tracing/trace", trace, sizeof(trace)) < 0)
+		trace[0] = 0;
+	msr_write("/sys/kernel/tracing/trace", "");
+	return trace;
+}
+
+/* Whether the core's unmap events in `trace` cover the page at `iova`. */
+static int unmap_traced(const char *trace, unsigned long long iova)
+{
+	unsigned long long lo, hi;
+
+	for (const char *p = trace; (p = strstr(p, " unmap: IOMMU: iova=")); p++)
+		if (sscanf(p, " unmap: IOMMU: iova=%llx - %llx", &lo, &hi) == 2 && lo <= iova && iova + 4096 <= hi)
+			return 1;
+	return 0;
+}
+
+/*
+ * Our driver's own trace events: every invalidation an unmap turns into is
+ * traced with the domain's context id, and each page invalidated lies in a
+ * range the core's unmap event reported (or it is a whole-context flush).
+ */
+TEST(invalidations_are_traced)
+{
+	unsigned long long iova, size;
+	const char *trace, *p;
+	unsigned int tag;
+	char bdf[32];
+	int pages = 0;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	take_trace();
+	ASSERT_EQ(0, iommu_event("iotlb_inv", "1"));
+	ASSERT_EQ(0, iommu_event("unmap", "1"));
+	/* Rebinding frees the driver's DMA buffer: its pages are unmapped. */
+	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", bdf));
+	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", bdf));
+	iommu_event("iotlb_inv", "0");
+	iommu_event("unmap", "0");
+	trace = take_trace();
+	for (p = trace; (p = strstr(p, " iotlb_inv: IOMMU:")); p++) {
+		ASSERT_EQ(3, sscanf(strstr(p, "tag="), "tag=%u iova=%llx size=%llx", &tag, &iova, &size))
+			TH_LOG("bad line in:\n%s", trace);
+		if (size) {
+			EXPECT_EQ(4096, size);
+			EXPECT_TRUE(unmap_traced(trace, iova)) TH_LOG("no unmap at %#llx:\n%s", iova, trace);
+			pages++;
+		}
+	}
+	EXPECT_LT(0, pages) TH_LOG("trace:\n%s", trace);
+}
+
+/*
+ * Removing the device from the bus releases it from the IOMMU: the driver
+ * traces the detach. A rescan probes it again behind the IOMMU, with a new
+ * DMA domain, and its DMA works.
+ */
+TEST(remove_detaches_and_rescan_probes_again)
+{
+	char bdf[32], path[256], want[96], again[32];
+	const char *trace;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	take_trace();
+	ASSERT_EQ(0, iommu_event("detach_device_from_domain", "1"));
+	ASSERT_EQ(0, iommu_event("attach_device_to_domain", "1"));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
+	ASSERT_EQ(0, msr_write(path, "1"));
+	trace = take_trace();
+	snprintf(want, sizeof(want), " detach_device_from_domain: IOMMU: device=%s\n", bdf);
+	EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("trace:\n%s", trace);
+	EXPECT_NE(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, again, sizeof(again)));
+
+	ASSERT_EQ(0, msr_write("/sys/bus/pci/rescan", "1"));
+	iommu_event("detach_device_from_domain", "0");
+	iommu_event("attach_device_to_domain", "0");
+	trace = take_trace();
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, again, sizeof(again)));
+	EXPECT_STREQ(bdf, again);
+	snprintf(want, sizeof(want), " attach_device_to_domain: IOMMU: device=%s\n", bdf);
+	EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("trace:\n%s", trace);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", bdf);
+	ASSERT_LT(0, msr_read(path, want, sizeof(want)));
+	EXPECT_STREQ("DMA\n", want);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
+	EXPECT_EQ(0, msr_write(path, "4096 9"));
+}
+
 TEST_HARNESS_MAIN

@@ -174,4 +174,49 @@ TEST_F(vfio_edu, detach_and_attach_to_a_second_ioas)
 	munmap(buf2, 2 * PAGE);
 }
 
+/*
+ * IOMMU_GET_HW_INFO: riscv64 reports our driver's raw capabilities (the
+ * same value its debugfs shows, with the stages and MSI modes QEMU was
+ * configured with) and its features control (wired interrupts on the
+ * platform IOMMU); arm64 reports SMMUv3's registers. Asking for another
+ * IOMMU's type fails.
+ */
+TEST_F(vfio_edu, hw_info_reports_the_iommu)
+{
+	struct iommu_hw_info_riscv_iommu rv = {};
+	struct iommu_hw_info_arm_smmuv3 smmu = {};
+	int riscv = !strcmp(msr_arch(), "riscv64");
+	struct iommu_hw_info cmd = {
+		.size = sizeof(cmd),
+		.dev_id = self->devid,
+		.data_len = riscv ? sizeof(rv) : sizeof(smmu),
+		.data_uptr = riscv ? (uintptr_t)&rv : (uintptr_t)&smmu,
+	};
+
+	ASSERT_EQ(0, _ioctl(self->iommufd, IOMMU_GET_HW_INFO, &cmd));
+	if (!riscv) {
+		EXPECT_EQ(IOMMU_HW_INFO_TYPE_ARM_SMMUV3, cmd.out_data_type);
+		EXPECT_EQ(sizeof(smmu), cmd.data_len);
+		EXPECT_NE(0, smmu.idr[0]);
+	} else {
+		const char *p = msr_profile();
+		unsigned long long sv_g = (rv.capability >> 16) & 0xf, sv_s = (rv.capability >> 8) & 0xf;
+
+		EXPECT_EQ(IOMMU_HW_INFO_TYPE_RISCV_IOMMU, cmd.out_data_type);
+		EXPECT_EQ(sizeof(rv), cmd.data_len);
+		EXPECT_EQ(0, rv.__reserved);
+		EXPECT_EQ((unsigned long long)msr_riscv_iommu_stat("caps"), rv.capability);
+		EXPECT_EQ(0x10, rv.capability & 0xff);			/* version 1.0 */
+		EXPECT_EQ(!!strcmp(p, "riscv64-nointremap"), !!(rv.capability & (1ULL << 22))); /* MSI_FLAT */
+		EXPECT_EQ(!!strcmp(p, "riscv64-s-stage"), sv_g != 0);	/* Sv39x4..Sv57x4 */
+		EXPECT_EQ(!!strcmp(p, "riscv64-g-stage"), sv_s != 0);	/* Sv39..Sv57 */
+		EXPECT_EQ(!strcmp(p, "riscv64-sys"), !!(rv.fctl & 2));	/* WSI */
+	}
+
+	/* Another IOMMU's type is refused. */
+	cmd.flags = IOMMU_HW_INFO_FLAG_INPUT_TYPE;
+	cmd.in_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD;
+	EXPECT_EQ(-EOPNOTSUPP, _ioctl(self->iommufd, IOMMU_GET_HW_INFO, &cmd));
+}
+
 TEST_HARNESS_MAIN

@@ -4,15 +4,19 @@
 
 use kernel::{
     device::Device,
-    iommu::driver::{
-        Capability,
-        Driver,
-        IotlbGather,
-        PagingDomain,
-        Prot,
-        ResvRegions,
-        ResvType,
-        PROT_MSI, //
+    iommu::{
+        driver::{
+            Capability,
+            Driver,
+            HwInfo,
+            IotlbGather,
+            PagingDomain,
+            Prot,
+            ResvRegions,
+            ResvType,
+            PROT_MSI, //
+        },
+        trace, //
     },
     new_spinlock,
     prelude::*,
@@ -83,8 +87,9 @@ impl Driver for RiscvIommu {
     fn release_device(&self, dev: &Device, master: &Master) {
         // Back to blocked: an invalid context makes the IOMMU refuse the
         // device's DMA.
-        if let Err(e) = self.set_contexts(master, &DeviceContext::default()) {
-            dev_err!(dev, "release: {:?}\n", e);
+        match self.set_contexts(master, &DeviceContext::default()) {
+            Ok(()) => trace::detach(dev),
+            Err(e) => dev_err!(dev, "release: {:?}\n", e),
         }
     }
 
@@ -114,6 +119,14 @@ impl Driver for RiscvIommu {
     fn capable(&self, _master: &Master, cap: Capability) -> bool {
         // The IOMMU's own table walks and the DMA it forwards are coherent.
         cap == Capability::CacheCoherency
+    }
+
+    fn hw_info(&self, _master: &Master) -> HwInfo {
+        HwInfo::RiscvIommu {
+            capability: self.hw.caps,
+            // A removed IOMMU reports no features.
+            fctl: self.hw.fctl().unwrap_or(0),
+        }
     }
 }
 
@@ -165,12 +178,19 @@ impl Paging {
     }
 
     fn inval_page(&self, iova: u64) -> Command {
+        trace::iotlb_inv(&self.hw.dev, self.id, iova, PAGE_SIZE);
         if self.mode.is_second_stage() {
             // CAST: as in `inval_all`.
             Command::iotinval_gvma(Some(self.id as u16), Some(iova))
         } else {
             Command::iotinval_vma(None, Some(self.id), Some(iova))
         }
+    }
+
+    /// Invalidates every cached translation of the domain and waits.
+    fn flush_all(&self) -> Result {
+        trace::iotlb_inv(&self.hw.dev, self.id, 0, 0);
+        self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)])
     }
 
     fn context(&self) -> DeviceContext {
@@ -235,7 +255,7 @@ impl PagingDomain for Paging {
             }
             self.hw.submit_sync(&cmds[..pages as usize])
         } else {
-            self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)])
+            self.flush_all()
         };
         if let Err(e) = res {
             dev_err!(self.hw.dev, "IOTLB invalidation failed: {:?}\n", e);
@@ -243,7 +263,7 @@ impl PagingDomain for Paging {
     }
 
     fn flush_iotlb_all(&self) {
-        if let Err(e) = self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)]) {
+        if let Err(e) = self.flush_all() {
             dev_err!(self.hw.dev, "IOTLB flush failed: {:?}\n", e);
         }
     }
@@ -261,7 +281,7 @@ impl Drop for Paging {
     fn drop(&mut self) {
         // No device uses the domain any more; drop its cached translations
         // before its id or its tables are reused.
-        let _ = self.hw.submit_sync(&[Self::inval_all(self.mode, self.id)]);
+        let _ = self.flush_all();
         // Off the debugfs list before the tables go.
         let mut domains = self.hw.domains.lock();
         domains.retain(|d| d.id != self.id);

@@ -466,6 +466,12 @@ impl Hw {
         Ok(())
     }
 
+    /// The features-control register as programmed.
+    pub(crate) fn fctl(&self) -> Result<u32> {
+        let guard = self.regs.access().ok_or(ENXIO)?;
+        Ok(guard.io().try_read(regs::FCTL)?.into_raw())
+    }
+
     /// The interrupt's thread: drains the fault queue when it signalled.
     pub(crate) fn handle_irq(&self) -> IrqReturn {
         let pending = {

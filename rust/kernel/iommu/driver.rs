@@ -20,7 +20,7 @@ use crate::{
     alloc::flags::*,
     bindings,
     device::{Bound, Device},
-    error::{to_result, Error, Result},
+    error::{to_result, Error, Result, VTABLE_DEFAULT_ERROR},
     prelude::*,
     str::CStr,
     types::Opaque,
@@ -66,6 +66,43 @@ impl Capability {
             bindings::iommu_cap_IOMMU_CAP_NOEXEC => Self::NoExec,
             // CAST: `enum iommu_cap` values are small.
             other => Self::Other(other as u32),
+        }
+    }
+}
+
+/// What an IOMMU tells user space about itself (`IOMMU_GET_HW_INFO`): one
+/// variant per `enum iommu_hw_info_type`, holding that type's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwInfo {
+    /// `IOMMU_HW_INFO_TYPE_RISCV_IOMMU`: the raw `capabilities` and `fctl`
+    /// registers.
+    RiscvIommu {
+        /// The capabilities register.
+        capability: u64,
+        /// The features-control register.
+        fctl: u32,
+    },
+}
+
+impl HwInfo {
+    /// The uapi type this information is reported as.
+    fn kind(&self) -> bindings::iommu_hw_info_type {
+        match self {
+            Self::RiscvIommu { .. } => bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_RISCV_IOMMU,
+        }
+    }
+
+    /// The uapi structure, in a `kmalloc` buffer the caller frees with
+    /// `kfree`; returns the buffer and its length.
+    fn into_raw(self) -> Result<(*mut core::ffi::c_void, u32)> {
+        match self {
+            Self::RiscvIommu { capability, fctl } => {
+                let data = bindings::iommu_hw_info_riscv_iommu { capability, fctl, __reserved: 0 };
+                let b = KBox::new(data, GFP_KERNEL)?;
+                // CAST: the structure is 16 bytes.
+                let len = core::mem::size_of_val(&*b) as u32;
+                Ok((KBox::into_raw(b).cast(), len))
+            }
         }
     }
 }
@@ -174,6 +211,11 @@ pub trait Driver: Send + Sync + Sized + 'static {
 
     /// Adds the device's reserved IOVA regions.
     fn get_resv_regions(&self, _dev: &Device, _master: &Self::Master, _regions: &mut ResvRegions<'_>) {}
+
+    /// What the IOMMU behind `master` reports to user space.
+    fn hw_info(&self, _master: &Self::Master) -> HwInfo {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// A domain that translates IOVAs with page tables.
@@ -295,6 +337,7 @@ impl<T: Driver> Registration<T> {
         device_group: Some(Self::device_group_callback),
         of_xlate: Some(Self::of_xlate_callback),
         get_resv_regions: if T::HAS_GET_RESV_REGIONS { Some(Self::resv_regions_callback) } else { None },
+        hw_info: if T::HAS_HW_INFO { Some(Self::hw_info_callback) } else { None },
         default_domain_ops: &Self::PAGING_OPS,
         owner: crate::module::this_module::<T::OwnerModule>().as_ptr(),
         // SAFETY: All-zero is a valid `iommu_ops` (no callbacks, no domains).
@@ -409,6 +452,33 @@ impl<T: Driver> Registration<T> {
         let m = unsafe { Self::master(dev) };
         // SAFETY: `m.reg` is valid by the type invariant of `MasterData`.
         unsafe { &*m.reg }.data.capable(&m.master, Capability::from_raw(cap))
+    }
+
+    extern "C" fn hw_info_callback(
+        dev: *mut bindings::device,
+        length: *mut u32,
+        kind: *mut bindings::iommu_hw_info_type,
+    ) -> *mut core::ffi::c_void {
+        // SAFETY: The core asks only about devices we probed.
+        let m = unsafe { Self::master(dev) };
+        // SAFETY: `m.reg` is valid by the type invariant of `MasterData`.
+        let info = unsafe { &*m.reg }.data.hw_info(&m.master);
+        // SAFETY: `kind` is valid for reads and writes: it holds the requested type.
+        let wanted = unsafe { *kind };
+        if wanted != bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_DEFAULT && wanted != info.kind() {
+            return EOPNOTSUPP.to_ptr();
+        }
+        match info.into_raw() {
+            Ok((data, len)) => {
+                // SAFETY: `length` and `kind` are valid for writes.
+                unsafe {
+                    *length = len;
+                    *kind = info.kind();
+                }
+                data
+            }
+            Err(e) => e.to_ptr(),
+        }
     }
 
     extern "C" fn alloc_identity_callback(_dev: *mut bindings::device) -> *mut bindings::iommu_domain {
