@@ -5,4 +5,8 @@
  */
 #include <linux/irqchip/riscv-imsic.h>
 #include <linux/iommu.h>
+#include <linux/irq.h>
+#include <linux/irqdomain.h>
+#include <linux/msi.h>
+#include <linux/of.h>
 #include <trace/events/iommu.h>

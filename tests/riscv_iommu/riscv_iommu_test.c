@@ -112,10 +112,10 @@ TEST(fault_interrupt_reports_faults)
 }
 
 /*
- * Where the MSI page table handles the IMSIC's addresses (second-stage
+ * Where edu's MSI page table handles the IMSIC's addresses (second-stage
  * domains on an IOMMU with MSI page tables), edu's group reserves them as an
- * MSI region and the table is reported; first-stage domains reserve nothing,
- * and an IOMMU without MSI page tables has no table.
+ * MSI region and the tables' geometry is reported; first-stage domains
+ * reserve nothing, and an IOMMU without MSI page tables has no tables.
  */
 TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 {
@@ -132,12 +132,12 @@ TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 		EXPECT_NE(NULL, strstr(regions, "0x0000000028000000 0x0000000028001fff msi\n")) {
 			TH_LOG("reserved regions:\n%s", regions);
 		}
-		EXPECT_NE(NULL, strstr(stats, "entries 2 mask 0x1 pattern 0x28000\n"));
+		EXPECT_NE(NULL, strstr(stats, "msi_tables per-device entries 2 mask 0x1 pattern 0x28000\n"));
 	} else {
 		EXPECT_EQ(NULL, strstr(regions, " msi\n"));
 		/* Without MSI page tables there is no table at all. */
 		if (!strcmp(p, "riscv64-nointremap")) {
-			EXPECT_NE(NULL, strstr(stats, "msi_table none\n"));
+			EXPECT_NE(NULL, strstr(stats, "msi_tables none\n"));
 		}
 	}
 }

@@ -18,6 +18,7 @@ use kernel::{
         },
         trace, //
     },
+    irq::remap::RemapDomain,
     new_spinlock,
     prelude::*,
     sync::{
@@ -37,6 +38,7 @@ use crate::{
     },
     iommu::{DomainInfo, Hw},
     mem::{errno, KernelMem},
+    remap::{DeviceMsi, Remapper},
 };
 
 /// Above this many pages an unmap invalidates the whole context rather
@@ -44,24 +46,50 @@ use crate::{
 const INVAL_PAGES_MAX: u64 = 32;
 
 /// The driver's IOMMU instance.
+///
+/// `remap` is the MSI remapping IRQ domain, created with the instance when
+/// the IOMMU has MSI page tables and the system an IMSIC; it outlives every
+/// device behind the IOMMU (the registration releases them first).
 #[pin_data]
 pub(crate) struct RiscvIommu {
     pub(crate) hw: Arc<Hw>,
+    pub(crate) remap: Option<RemapDomain<Remapper>>,
 }
 
-/// A device behind the IOMMU: its requester ids.
+/// A device behind the IOMMU: its requester ids, and its MSI page table
+/// when its MSIs are remapped.
 pub(crate) struct Master {
     ids: KVec<u32>,
+    msi: Option<Arc<DeviceMsi>>,
 }
 
 impl RiscvIommu {
-    /// Points every context of `master` at `dc`.
+    /// Points every context of `master` at `dc`, with the master's MSI page
+    /// table beside whatever translates its DMA.
     fn set_contexts(&self, master: &Master, dc: &DeviceContext) -> Result {
+        let dc = match &master.msi {
+            Some(t) if dc.tc != 0 => dc.with_msi(t.pa, t.geometry.mask(), t.geometry.pattern()),
+            _ => *dc,
+        };
         let dir = self.hw.ddt.lock();
         for &id in master.ids.iter() {
-            self.hw.set_context(&dir, id, dc)?;
+            self.hw.set_context(&dir, id, &dc)?;
         }
         Ok(())
+    }
+
+    /// Moves `dev`'s MSIs under the remapping domain with a table of their
+    /// own, if they were to go to the IMSIC.
+    fn remap_msis(&self, dev: &Device) -> Result<Option<Arc<DeviceMsi>>> {
+        let Some(r) = &self.remap else { return Ok(None) };
+        let table = DeviceMsi::new(&self.hw, dev)?;
+        r.data().add(dev, table.clone())?;
+        if !r.adopt(dev) {
+            r.data().remove(dev);
+            return Ok(None);
+        }
+        dev_dbg!(dev, "MSIs remapped through table {:#x}\n", table.pa);
+        Ok(Some(table))
     }
 }
 
@@ -80,8 +108,10 @@ impl Driver for RiscvIommu {
             }
             v.push(id, GFP_KERNEL)?;
         }
+        drop(dir);
+        let msi = self.remap_msis(dev)?;
         dev_dbg!(dev, "probed behind the IOMMU, ids {:?}\n", ids);
-        Ok(Master { ids: v })
+        Ok(Master { ids: v, msi })
     }
 
     fn release_device(&self, dev: &Device, master: &Master) {
@@ -90,6 +120,15 @@ impl Driver for RiscvIommu {
         match self.set_contexts(master, &DeviceContext::default()) {
             Ok(()) => trace::detach(dev),
             Err(e) => dev_err!(dev, "release: {:?}\n", e),
+        }
+        if let (Some(r), Some(_)) = (&self.remap, &master.msi) {
+            // With MSIs still allocated (a driver bound while the IOMMU
+            // goes away) the device keeps the domain, and the vectors keep
+            // the table alive.
+            if !r.release(dev) {
+                dev_warn!(dev, "MSIs still allocated through the remapping domain\n");
+            }
+            r.data().remove(dev);
         }
     }
 
@@ -105,10 +144,10 @@ impl Driver for RiscvIommu {
         self.set_contexts(master, &DeviceContext::bare())
     }
 
-    fn get_resv_regions(&self, dev: &Device, _master: &Master, regions: &mut ResvRegions<'_>) {
-        // The MSI page table handles the IMSIC's addresses in second-stage
-        // domains: no IOVA there may be handed out.
-        if let (Some(t), true) = (&self.hw.msi, self.hw.paging_mode.is_second_stage()) {
+    fn get_resv_regions(&self, dev: &Device, master: &Master, regions: &mut ResvRegions<'_>) {
+        // The device's MSI page table handles the IMSIC's addresses in
+        // second-stage domains: no IOVA there may be handed out.
+        if let (Some(t), Some(_), true) = (&self.hw.msi, &master.msi, self.hw.paging_mode.is_second_stage()) {
             let (lo, hi) = t.span;
             if let Err(e) = regions.add(lo, hi - lo, PROT_MSI, ResvType::Msi) {
                 dev_err!(dev, "reserved MSI region: {:?}\n", e);
@@ -196,13 +235,7 @@ impl Paging {
     fn context(&self) -> DeviceContext {
         if self.mode.is_second_stage() {
             // CAST: as in `inval_all`.
-            let dc = DeviceContext::second_stage(self.mode, self.root, self.id as u16);
-            // The IOMMU consults MSI page tables for guest-physical
-            // addresses only, so only second-stage domains carry one.
-            match &self.hw.msi {
-                Some(t) => dc.with_msi(t.pa, t.geometry.mask(), t.geometry.pattern()),
-                None => dc,
-            }
+            DeviceContext::second_stage(self.mode, self.root, self.id as u16)
         } else {
             DeviceContext::first_stage(self.mode, self.root, self.id)
         }

@@ -6,6 +6,7 @@ use kernel::{
     debugfs,
     device::{self, Bound},
     iommu::driver::Registration,
+    irq::{imsic, remap::RemapDomain},
     prelude::*,
     str::CString,
     sync::Arc, //
@@ -13,13 +14,21 @@ use kernel::{
 
 use crate::{
     domain::RiscvIommu,
-    iommu::{Hw, Regs}, //
+    iommu::{Hw, Regs},
+    remap::Remapper, //
 };
+
+/// What the debugfs files read.
+struct DebugData {
+    hw: Arc<Hw>,
+    remap: Option<Arc<Remapper>>,
+}
 
 /// A bound IOMMU: its registration with the IOMMU core, and the debugfs
 /// directory `riscv_iommu/<device>/`: `stats` (counters; reading it also
 /// drains the fault queue into dmesg), `contexts` (every valid device
-/// context) and `domains` (every paging domain and its mappings).
+/// context), `domains` (every paging domain and its mappings) and `msi`
+/// (each remapped device's valid MSI page-table entries).
 ///
 /// Dropping it unregisters first (the core releases every device behind
 /// the IOMMU and frees their domains), then the last reference to [`Hw`]
@@ -27,7 +36,7 @@ use crate::{
 #[pin_data]
 pub(crate) struct Instance {
     _reg: Pin<KBox<Registration<RiscvIommu>>>,
-    _debugfs: Pin<KBox<debugfs::Scope<Arc<Hw>>>>,
+    _debugfs: Pin<KBox<debugfs::Scope<DebugData>>>,
 }
 
 impl Instance {
@@ -35,18 +44,34 @@ impl Instance {
     pub(crate) fn new(dev: &device::Device<Bound>, regs: Regs) -> Result<(Arc<Hw>, impl PinInit<Self, Error>)> {
         let hw = Arc::pin_init(Hw::new(dev, regs)?, GFP_KERNEL)?;
         let name = CString::try_from_fmt(fmt!("{}", dev.name()))?;
+        // The MSI remapping domain exists from probe on, before any device
+        // behind the IOMMU is probed, and never changes.
+        let remap = match (&hw.msi, imsic::msi_parent()) {
+            (Some(_), Some(parent)) => {
+                let ir_name = CString::try_from_fmt(fmt!("riscv-iommu-ir-{}", dev.name()))?;
+                let d = RemapDomain::new(&ir_name, parent, Remapper::new()?)?;
+                dev_info!(dev, "MSI remapping domain {} on {}\n", d.domain().name(), parent.name());
+                Some(d)
+            }
+            _ => None,
+        };
+        let data = DebugData { hw: hw.clone(), remap: remap.as_ref().map(|r| r.data().clone()) };
         let debugfs = KBox::pin_init(
-            debugfs::Dir::new(c"riscv_iommu").scope(hw.clone(), &name, |hw, dir| {
-                dir.read_callback_file(c"stats", hw, &|hw: &Arc<Hw>, f| hw.show_stats(f));
-                dir.read_callback_file(c"contexts", hw, &|hw: &Arc<Hw>, f| hw.show_contexts(f));
-                dir.read_callback_file(c"domains", hw, &|hw: &Arc<Hw>, f| hw.show_domains(f));
+            debugfs::Dir::new(c"riscv_iommu").scope(data, &name, |d, dir| {
+                dir.read_callback_file(c"stats", d, &|d: &DebugData, f| d.hw.show_stats(f));
+                dir.read_callback_file(c"contexts", d, &|d: &DebugData, f| d.hw.show_contexts(f));
+                dir.read_callback_file(c"domains", d, &|d: &DebugData, f| d.hw.show_domains(f));
+                dir.read_callback_file(c"msi", d, &|d: &DebugData, f| match &d.remap {
+                    Some(r) => r.show(f),
+                    None => writeln!(f, "no remapping"),
+                });
             }),
             GFP_KERNEL,
         )?;
         let sysfs_name = CString::try_from_fmt(fmt!("riscv-iommu-{}", dev.name()))?;
         let iommu_hw = hw.clone();
         let reg = KBox::pin_init(
-            Registration::new(dev, &sysfs_name, try_pin_init!(RiscvIommu { hw: iommu_hw })),
+            Registration::new(dev, &sysfs_name, try_pin_init!(RiscvIommu { hw: iommu_hw, remap })),
             GFP_KERNEL,
         )?;
         Ok((hw, try_pin_init!(Self { _reg: reg, _debugfs: debugfs })))

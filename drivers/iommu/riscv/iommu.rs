@@ -20,6 +20,7 @@ use kernel::{
     },
     new_mutex,
     new_spinlock,
+    new_spinlock_irq,
     pci,
     prelude::*,
     sync::{
@@ -27,7 +28,8 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc,
         Mutex,
-        SpinLock, //
+        SpinLock,
+        SpinLockIrq, //
     },
     time::Delta,
 };
@@ -38,7 +40,7 @@ use crate::{
         ddt::{self, DdtMode, DeviceContext},
         fault::FaultRecord,
         mem::PhysMem,
-        msi::{self, MsiGeometry},
+        msi::MsiGeometry,
         pgtable::PageTable,
         pte::Mode,
         queue::Ring,
@@ -138,43 +140,30 @@ pub(crate) struct Directory {
     pub(crate) mode: DdtMode,
 }
 
-/// A flat MSI page table redirecting every hart's supervisor interrupt file
-/// to itself: MSIs of devices in second-stage domains reach the IMSIC
-/// without the domain mapping it. Every device may reach every supervisor
-/// file: no isolation is claimed (the remapping domain narrows this).
-pub(crate) struct MsiTable {
-    pub(crate) pa: u64,
-    pub(crate) order: u32,
+/// Where the IMSIC's interrupt files are, as MSI page tables see them: the
+/// geometry (address mask and pattern) covering every hart's supervisor and
+/// guest files. Each device behind the IOMMU gets its own table of this
+/// geometry (`crate::remap`).
+pub(crate) struct MsiLayout {
     pub(crate) geometry: MsiGeometry,
-    /// The lowest and the end of the highest redirected file.
+    /// The lowest and the end of the highest interrupt file.
     pub(crate) span: (u64, u64),
 }
 
-impl MsiTable {
+impl MsiLayout {
     fn new(layout: &imsic::Layout) -> Result<Self> {
         let mut files = KVec::new();
         let mut res = Ok(());
-        layout.for_each_supervisor_file(&mut |f| {
+        layout.for_each_file(&mut |f| {
             if res.is_ok() {
                 res = files.push(f, GFP_KERNEL);
             }
         });
         res?;
         let geometry = MsiGeometry::from_files(&files).map_err(errno)?;
-        let order = geometry.table_order();
-        let mut mem = KernelMem { atomic: false };
-        let pa = PhysMem::alloc_pages(&mut mem, order).map_err(errno)?;
-        for &f in files.iter() {
-            // PANIC: every file matches the geometry built from them.
-            let i = geometry.index(f).expect("file within its own geometry");
-            let pte = msi::flat_pte(f);
-            PhysMem::write_u64(&mut mem, pa + 16 * i, pte[1]);
-            PhysMem::write_u64(&mut mem, pa + 16 * i + 8, 0);
-            PhysMem::write_u64(&mut mem, pa + 16 * i, pte[0]);
-        }
         let lo = files.iter().copied().min().unwrap_or(0);
         let hi = files.iter().copied().max().unwrap_or(0) + crate::hw::PAGE_SIZE;
-        Ok(Self { pa, order, geometry, span: (lo, hi) })
+        Ok(Self { geometry, span: (lo, hi) })
     }
 }
 
@@ -208,14 +197,15 @@ pub(crate) struct Hw {
     pub(crate) extended: bool,
     /// Mode of paging domains: second stage when offered, else first.
     pub(crate) paging_mode: Mode,
-    /// The MSI page table second-stage domains share, when the IOMMU has
-    /// MSI page tables and the system an IMSIC.
-    pub(crate) msi: Option<MsiTable>,
+    /// The geometry of MSI page tables, when the IOMMU has them and the
+    /// system an IMSIC.
+    pub(crate) msi: Option<MsiLayout>,
     cmdq: CmdQueue,
     /// Serialises producers of the command queue; taken in atomic context
-    /// (DMA unmaps), so a spinlock.
+    /// (DMA unmaps) and in hard interrupts (MSI moves), so with interrupts
+    /// off.
     #[pin]
-    cmd_state: SpinLock<CmdState>,
+    cmd_state: SpinLockIrq<CmdState>,
     fq: FaultQueue,
     /// Serialises the fault-queue consumer.
     #[pin]
@@ -264,7 +254,7 @@ impl Hw {
         };
         let extended = caps.msi_flat();
         let msi = match (extended, imsic::layout()) {
-            (true, Some(layout)) => Some(MsiTable::new(&layout)?),
+            (true, Some(layout)) => Some(MsiLayout::new(&layout)?),
             _ => None,
         };
 
@@ -339,7 +329,7 @@ impl Hw {
             msi,
             // INVARIANT: `cq_buf` has two words per entry.
             cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
-            cmd_state <- new_spinlock!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
+            cmd_state <- new_spinlock_irq!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
             fq_head <- new_spinlock!(0, "Hw::fq_head"),
             ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
@@ -506,13 +496,12 @@ impl Hw {
         match &self.msi {
             Some(t) => writeln!(
                 f,
-                "msi_table {:#x} entries {} mask {:#x} pattern {:#x}",
-                t.pa,
+                "msi_tables per-device entries {} mask {:#x} pattern {:#x}",
                 t.geometry.entries(),
                 t.geometry.mask(),
                 t.geometry.pattern()
             )?,
-            None => writeln!(f, "msi_table none")?,
+            None => writeln!(f, "msi_tables none")?,
         }
         writeln!(f, "commands {}", self.stats.commands.load(Relaxed))?;
         writeln!(f, "syncs {}", self.stats.syncs.load(Relaxed))?;
@@ -646,9 +635,6 @@ impl PinnedDrop for Hw {
         let mut mem = KernelMem { atomic: false };
         ddt::free_directories(&mut mem, dir.root, dir.mode);
         PhysMem::free_pages(&mut mem, dir.root, 0);
-        if let Some(t) = &self.msi {
-            PhysMem::free_pages(&mut mem, t.pa, t.order);
-        }
         dev_info!(self.dev, "IOMMU off, tables freed\n");
     }
 }

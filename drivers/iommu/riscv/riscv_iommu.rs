@@ -19,6 +19,7 @@ mod mem;
 mod pci;
 mod platform;
 mod regs;
+mod remap;
 
 use kernel::{
     driver,

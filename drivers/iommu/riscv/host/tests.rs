@@ -422,12 +422,21 @@ fn msi_geometry_covers_the_imsic_layout() {
         assert!(idx.iter().all(|&i| i < g.entries()));
         assert_eq!(g.index(0x3000_0000), None);
         assert_eq!(g.pattern() & g.mask(), 0);
+        // Every entry's doorbell indexes that entry again.
+        for &f in &files {
+            assert_eq!(g.address(g.index(f).unwrap()), f);
+        }
+        for i in 0..g.entries() {
+            assert_eq!(g.index(g.address(i)), Some(i));
+        }
     }
     assert_eq!(MsiGeometry::from_files(&[]), Err(HwError::Invalid));
     assert_eq!(MsiGeometry::from_files(&[0x1000, 0x1004]), Err(HwError::Invalid));
     assert_eq!(MsiGeometry::from_files(&[0, 1 << 30]).unwrap().entries(), 2);
     assert_eq!(MsiGeometry::from_files(&[0, 0x1fff_f000]), Err(HwError::Range));
     assert_eq!(msi::extract(0b1010_0110, 0b1100_1010), 0b1001);
+    assert_eq!(msi::deposit(0b1001, 0b1100_1010), 0b1000_0010);
+    assert_eq!(msi::extract(msi::deposit(0b1011, 0b1100_1010), 0b1100_1010), 0b1011);
 }
 
 #[test]

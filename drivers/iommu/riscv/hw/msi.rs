@@ -45,6 +45,22 @@ pub(crate) const fn extract(x: u64, mask: u64) -> u64 {
     out
 }
 
+/// Scatters the low bits of `x` to the positions of `mask`'s bits, in
+/// order (the inverse of [`extract`]).
+pub(crate) const fn deposit(x: u64, mask: u64) -> u64 {
+    let mut out = 0;
+    let mut j = 0;
+    let mut i = 0;
+    while i < 64 {
+        if mask & (1 << i) != 0 {
+            out |= ((x >> j) & 1) << i;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Which page numbers are MSI doorbells and how they index the table:
 /// `msi_addr_mask` and `msi_addr_pattern` of a device context.
 ///
@@ -105,6 +121,11 @@ impl MsiGeometry {
         } else {
             0
         }
+    }
+
+    /// The doorbell page of table entry `index`.
+    pub(crate) const fn address(&self, index: u64) -> u64 {
+        (self.pattern | deposit(index, self.mask)) << PAGE_SHIFT
     }
 
     /// The table index of the doorbell page at `addr`, `None` when `addr`

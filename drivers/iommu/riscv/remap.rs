@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! MSI remapping: each device behind the IOMMU whose MSIs go to the IMSIC
+//! gets its own flat MSI page table, and the IOMMU's remapping IRQ domain
+//! (`kernel::irq::remap`) keeps a table entry valid exactly for the
+//! interrupt files that device's vectors target, counted per file.
+//!
+//! The table belongs to the device, not to the IOMMU domain it is attached
+//! to: every valid device context of the device carries it (identity,
+//! second-stage paging, blocking), so changing domains never touches the
+//! interrupt path.
+
+use kernel::{
+    cpu::CpuId,
+    cpumask::Cpumask,
+    device::Device,
+    iommu::trace,
+    irq::{
+        imsic,
+        remap::{MsiMsg, Remap, VcpuTarget},
+    },
+    new_mutex,
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc,
+        Mutex,
+        SpinLockIrq, //
+    },
+};
+
+use crate::{
+    hw::{cmd::Command, mem::PhysMem, msi, msi::MsiGeometry, PAGE_SIZE},
+    iommu::Hw,
+    mem::{errno, KernelMem},
+};
+
+/// What a table entry does besides its reference count.
+struct Entries {
+    /// Vectors of the device that target each entry's file.
+    refs: KVec<u32>,
+    /// A guest interrupt file an entry is redirected to (vCPU affinity), 0
+    /// for none.
+    vcpu: KVec<u64>,
+}
+
+/// A device's MSI page table.
+///
+/// # Invariants
+///
+/// `pa` is a table of `geometry.entries()` entries, `order` pages, owned by
+/// this object; entry `i` is valid exactly when `vcpu[i] != 0` (pointing
+/// there) or `refs[i] > 0` (pointing at the file entry `i` names).
+#[pin_data(PinnedDrop)]
+pub(crate) struct DeviceMsi {
+    pub(crate) pa: u64,
+    order: u32,
+    pub(crate) geometry: MsiGeometry,
+    dev: ARef<Device>,
+    hw: Arc<Hw>,
+    /// Changed when vectors are allocated, freed or moved, in hard
+    /// interrupts too.
+    #[pin]
+    entries: SpinLockIrq<Entries>,
+}
+
+impl DeviceMsi {
+    /// An empty table (every entry invalid) for `dev`.
+    pub(crate) fn new(hw: &Arc<Hw>, dev: &Device) -> Result<Arc<Self>> {
+        let geometry = hw.msi.as_ref().ok_or(ENODEV)?.geometry;
+        // CAST: at most 2^12 entries.
+        let n = geometry.entries() as usize;
+        let mut refs = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut vcpu = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            refs.push(0, GFP_KERNEL)?;
+            vcpu.push(0, GFP_KERNEL)?;
+        }
+        let order = geometry.table_order();
+        let pa = PhysMem::alloc_pages(&mut KernelMem { atomic: false }, order).map_err(errno)?;
+        let init = try_pin_init!(Self {
+            pa,
+            order,
+            geometry,
+            dev: dev.into(),
+            hw: hw.clone(),
+            entries <- new_spinlock_irq!(Entries { refs, vcpu }, "DeviceMsi::entries"),
+        });
+        Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
+            PhysMem::free_pages(&mut KernelMem { atomic: false }, pa, order);
+        })
+    }
+
+    /// Writes entry `i` from `e` and makes the IOMMU see it (the spec
+    /// allows entries to be cached: `IOTINVAL.GVMA` of the doorbell for
+    /// every GSCID, then a fence). Never sleeps.
+    fn update(&self, e: &Entries, i: usize) {
+        // CAST: `i` is below the entry count, at most 2^12.
+        let addr = self.geometry.address(i as u64);
+        let target = if e.vcpu[i] != 0 {
+            e.vcpu[i]
+        } else if e.refs[i] > 0 {
+            addr
+        } else {
+            0
+        };
+        let mut mem = KernelMem { atomic: true };
+        let slot = self.pa + msi::MSI_PTE_SIZE * i as u64;
+        if target == 0 {
+            PhysMem::write_u64(&mut mem, slot, 0);
+        } else {
+            let pte = msi::flat_pte(target);
+            PhysMem::write_u64(&mut mem, slot + 8, pte[1]);
+            PhysMem::write_u64(&mut mem, slot, pte[0]);
+        }
+        trace::msi_remap(&self.dev, addr, target, e.refs[i]);
+        if let Err(err) = self.hw.submit_sync(&[Command::iotinval_gvma(None, Some(addr))]) {
+            dev_err!(self.dev, "MSI table invalidation: {:?}\n", err);
+        }
+    }
+
+    /// The entry of the interrupt file at `addr`.
+    fn entry(&self, addr: u64) -> Result<usize> {
+        // CAST: entries are at most 2^12.
+        Ok(self.geometry.index(addr & !(PAGE_SIZE - 1)).ok_or(EINVAL)? as usize)
+    }
+
+    /// One more vector targets entry `i`.
+    fn hold(&self, i: usize) {
+        let mut e = self.entries.lock();
+        e.refs[i] += 1;
+        if e.refs[i] == 1 && e.vcpu[i] == 0 {
+            self.update(&e, i);
+        }
+    }
+
+    /// One more vector targets the file at `addr`; returns its entry.
+    fn get(&self, addr: u64) -> Result<usize> {
+        let i = self.entry(addr)?;
+        self.hold(i);
+        Ok(i)
+    }
+
+    /// One vector less targets entry `i`.
+    fn put(&self, i: usize) {
+        let mut e = self.entries.lock();
+        e.refs[i] -= 1;
+        if e.refs[i] == 0 && e.vcpu[i] == 0 {
+            self.update(&e, i);
+        }
+    }
+
+    /// Redirects the entry of the doorbell `addr` to `target`, or back to
+    /// the host (`None`).
+    fn redirect(&self, addr: u64, target: Option<u64>) -> Result {
+        let i = self.entry(addr)?;
+        let mut e = self.entries.lock();
+        e.vcpu[i] = target.unwrap_or(0);
+        self.update(&e, i);
+        Ok(())
+    }
+
+    /// Lists the valid entries (debugfs).
+    pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        let e = self.entries.lock();
+        f.write_fmt(fmt!("device {} table {:#x}\n", self.dev.name(), self.pa))?;
+        for i in 0..e.refs.len() {
+            if e.refs[i] == 0 && e.vcpu[i] == 0 {
+                continue;
+            }
+            let addr = self.geometry.address(i as u64);
+            let target = if e.vcpu[i] != 0 { e.vcpu[i] } else { addr };
+            writeln!(f, "  {:#x} -> {:#x} refs {}{}", addr, target, e.refs[i], if e.vcpu[i] != 0 { " vcpu" } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for DeviceMsi {
+    fn drop(self: Pin<&mut Self>) {
+        // No context points here any more (the device was released) and no
+        // vector uses it (each holds a reference).
+        PhysMem::free_pages(&mut KernelMem { atomic: false }, self.pa, self.order);
+    }
+}
+
+/// A remapped vector: the entries it holds.
+pub(crate) struct RemapIrq {
+    table: Arc<DeviceMsi>,
+    /// The entry of the file the vector targets.
+    cur: Atomic<u64>,
+    /// The entry it targeted before its last move, kept until the next
+    /// move or the end, for MSIs still in flight; `NONE` if none.
+    prev: Atomic<u64>,
+    /// The doorbell redirected to a vCPU, `NONE` if none.
+    vcpu: Atomic<u64>,
+}
+
+const NONE: u64 = u64::MAX;
+
+/// The IOMMU's remapping IRQ domain data: the tables of the devices it
+/// adopted.
+#[pin_data]
+pub(crate) struct Remapper {
+    /// Device (by address) and its table; changed at device probe and
+    /// release, read at vector allocation and by debugfs.
+    #[pin]
+    tables: Mutex<KVec<(usize, Arc<DeviceMsi>)>>,
+}
+
+impl Remapper {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(try_pin_init!(Self { tables <- new_mutex!(KVec::new(), "Remapper::tables") }), GFP_KERNEL)
+    }
+
+    fn key(dev: &Device) -> usize {
+        core::ptr::from_ref(dev) as usize
+    }
+
+    /// `dev`'s MSIs will be remapped through `table`.
+    pub(crate) fn add(&self, dev: &Device, table: Arc<DeviceMsi>) -> Result {
+        Ok(self.tables.lock().push((Self::key(dev), table), GFP_KERNEL)?)
+    }
+
+    /// `dev` left the IOMMU.
+    pub(crate) fn remove(&self, dev: &Device) {
+        self.tables.lock().retain(|(k, _)| *k != Self::key(dev));
+    }
+
+    /// Lists every device's valid entries (debugfs).
+    pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        for (_, t) in self.tables.lock().iter() {
+            t.show(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Remap for Remapper {
+    type Irq = RemapIrq;
+
+    fn alloc(&self, dev: &Device, msg: MsiMsg) -> Result<RemapIrq> {
+        let table = self
+            .tables
+            .lock()
+            .iter()
+            .find(|(k, _)| *k == Self::key(dev))
+            .map(|(_, t)| t.clone())
+            .ok_or(ENODEV)?;
+        let i = table.get(msg.address)?;
+        Ok(RemapIrq { table, cur: Atomic::new(i as u64), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
+    }
+
+    fn free(&self, irq: RemapIrq) {
+        if irq.vcpu.load(Relaxed) != NONE {
+            let _ = irq.table.redirect(irq.vcpu.load(Relaxed), None);
+        }
+        for i in [irq.cur.load(Relaxed), irq.prev.load(Relaxed)] {
+            if i != NONE {
+                // CAST: entry indices are small.
+                irq.table.put(i as usize);
+            }
+        }
+    }
+
+    fn set_affinity(&self, irq: &RemapIrq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result {
+        let t = &irq.table;
+        // Every file the parent may pick is valid before the device can be
+        // told to write to it.
+        let candidates = || {
+            (0..kernel::cpu::nr_cpu_ids())
+                .filter_map(CpuId::from_u32)
+                .filter(|&c| mask.test(c))
+                .filter_map(|c| imsic::cpu_file(c).and_then(|f| t.entry(f).ok()))
+        };
+        candidates().for_each(|i| t.hold(i));
+        let res = parent().and_then(|msg| t.get(msg.address));
+        candidates().for_each(|i| t.put(i));
+        let new = res? as u64;
+        let cur = irq.cur.load(Relaxed);
+        if new == cur {
+            // CAST: as above.
+            t.put(new as usize);
+            return Ok(());
+        }
+        // The old file stays reachable until the next move.
+        let prev = irq.prev.xchg(cur, Relaxed);
+        irq.cur.store(new, Relaxed);
+        if prev != NONE {
+            // CAST: as above.
+            t.put(prev as usize);
+        }
+        Ok(())
+    }
+
+    fn set_vcpu_affinity(&self, irq: &RemapIrq, vcpu: Option<VcpuTarget>) -> Result {
+        match vcpu {
+            Some(v) => {
+                // Only an interrupt file may become a target, and only a
+                // guest file: never memory, never a host file.
+                let geometry = irq.table.geometry;
+                if geometry.index(v.target).is_none() || v.target & (PAGE_SIZE - 1) != 0 || is_host_file(v.target) {
+                    return Err(EINVAL);
+                }
+                let old = irq.vcpu.xchg(v.msi_addr & !(PAGE_SIZE - 1), Relaxed);
+                if old != NONE && old != v.msi_addr & !(PAGE_SIZE - 1) {
+                    irq.table.redirect(old, None)?;
+                }
+                irq.table.redirect(v.msi_addr & !(PAGE_SIZE - 1), Some(v.target))
+            }
+            None => {
+                let old = irq.vcpu.xchg(NONE, Relaxed);
+                if old == NONE {
+                    return Ok(());
+                }
+                irq.table.redirect(old, None)
+            }
+        }
+    }
+}
+
+/// Whether `addr` is some CPU's supervisor interrupt file.
+fn is_host_file(addr: u64) -> bool {
+    (0..kernel::cpu::nr_cpu_ids())
+        .filter_map(CpuId::from_u32)
+        .any(|c| imsic::cpu_file(c) == Some(addr))
+}

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! MSI remapping domains: the IRQ domain an IOMMU driver puts between the
+//! devices behind the IOMMU and their MSI parent (the RISC-V IMSIC), so that
+//! it sees every MSI of those devices being allocated, moved, handed to a
+//! vCPU and freed, and can steer the IOMMU accordingly.
+//!
+//! A [`RemapDomain`] is an MSI parent domain stacked on the parent: the
+//! PCI/MSI core creates each device's MSI and MSI-X domains under it as it
+//! would under the parent. It is created once per IOMMU when the IOMMU is
+//! probed, and the IOMMU moves a device under it ([`RemapDomain::adopt`])
+//! when it probes the device, before any driver can allocate MSIs; nothing
+//! changes it afterwards, whatever IOMMU domain the device is attached to.
+//!
+//! The per-device domains are set up by the parent's own
+//! `init_dev_msi_info`, called with the parent as the real parent: the
+//! device domains get exactly the flags and chip callbacks (deferred moves,
+//! ack, parent masking) they would get without remapping, and msi-lib
+//! needs no knowledge of stacked parents. The messages are the parent's:
+//! an IOMMU that remaps through tables indexed by the doorbell address
+//! keeps addresses unchanged and redirects in the table.
+//!
+//! C headers: [`include/linux/irqdomain.h`](srctree/include/linux/irqdomain.h),
+//! [`include/linux/msi.h`](srctree/include/linux/msi.h)
+
+use crate::{
+    alloc::flags::GFP_KERNEL,
+    bindings,
+    cpumask::Cpumask,
+    device::Device,
+    error::{Error, Result},
+    prelude::*,
+    str::CStr,
+    sync::Arc,
+};
+use core::{ffi::c_void, ptr, ptr::NonNull};
+
+/// An MSI message: the doorbell address a device writes and the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsiMsg {
+    /// The doorbell address.
+    pub address: u64,
+    /// The data written.
+    pub data: u32,
+}
+
+/// Where a vCPU-affine interrupt goes (`struct imsic_vcpu_info`, the
+/// argument of `irq_set_vcpu_affinity()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuTarget {
+    /// The doorbell the device writes (the guest's interrupt-file address).
+    pub msi_addr: u64,
+    /// The guest interrupt file the write must reach.
+    pub target: u64,
+}
+
+/// What an IOMMU driver does for the interrupts of its remapping domain.
+///
+/// Allocation and freeing run in process context; affinity changes may run
+/// in hard interrupt context (deferred moves happen when the interrupt
+/// fires), so [`Remap::set_affinity`] and [`Remap::set_vcpu_affinity`]
+/// must not sleep.
+pub trait Remap: Send + Sync + 'static {
+    /// What the driver keeps per interrupt.
+    type Irq: Send + Sync;
+
+    /// An interrupt of `dev` was allocated by the parent, which made it
+    /// send `msg`: make `msg` reach its target.
+    fn alloc(&self, dev: &Device, msg: MsiMsg) -> Result<Self::Irq>;
+
+    /// The interrupt is freed: undo [`Remap::alloc`] and what followed.
+    fn free(&self, irq: Self::Irq);
+
+    /// The interrupt is to move to a CPU of `mask`. `parent` moves it in the
+    /// parent domain, writes the new message to the device and returns it;
+    /// the driver must make every target the device might write reachable
+    /// before calling it, and must not stop the old one from being reached
+    /// while MSIs sent to it may still be in flight.
+    fn set_affinity(&self, irq: &Self::Irq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result;
+
+    /// Sends the interrupt to a vCPU's interrupt file (`Some`), or back to
+    /// the host (`None`).
+    fn set_vcpu_affinity(&self, _irq: &Self::Irq, _vcpu: Option<VcpuTarget>) -> Result {
+        Err(ENOSYS)
+    }
+}
+
+/// A reference to an IRQ domain that lives as long as the kernel (an
+/// interrupt controller's, such as the IMSIC's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IrqDomainRef(NonNull<bindings::irq_domain>);
+
+// SAFETY: Interrupt-controller domains are never freed and the kernel
+// serialises changes to them.
+unsafe impl Send for IrqDomainRef {}
+// SAFETY: As above.
+unsafe impl Sync for IrqDomainRef {}
+
+impl IrqDomainRef {
+    /// # Safety
+    ///
+    /// `d` points to an IRQ domain that is never removed.
+    pub unsafe fn from_raw(d: *mut bindings::irq_domain) -> Option<Self> {
+        NonNull::new(d).map(Self)
+    }
+
+    /// The raw pointer.
+    pub fn as_ptr(&self) -> *mut bindings::irq_domain {
+        self.0.as_ptr()
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &CStr {
+        // SAFETY: A live domain has a NUL-terminated name that lives as long.
+        unsafe { CStr::from_char_ptr((*self.as_ptr()).name) }
+    }
+}
+
+/// An MSI remapping domain (see the module documentation).
+///
+/// # Invariants
+///
+/// `domain` was created by [`RemapDomain::new`] with `parent` as its parent,
+/// `pops` as its MSI parent operations, `fwnode` as its firmware node and
+/// `Arc::as_ptr(&data)` as its host data; each interrupt of it carries a
+/// `KBox<T::Irq>` as chip data.
+pub struct RemapDomain<T: Remap> {
+    domain: NonNull<bindings::irq_domain>,
+    parent: IrqDomainRef,
+    fwnode: NonNull<bindings::fwnode_handle>,
+    /// From `KBox::into_raw`; freed after the domain is removed.
+    pops: NonNull<bindings::msi_parent_ops>,
+    data: Arc<T>,
+}
+
+// SAFETY: The C domain is used under the IRQ core's locking; `T` is
+// `Send + Sync`.
+unsafe impl<T: Remap> Send for RemapDomain<T> {}
+// SAFETY: As above.
+unsafe impl<T: Remap> Sync for RemapDomain<T> {}
+
+impl<T: Remap> RemapDomain<T> {
+    /// Creates the domain, named `name`, on `parent`, which must be an MSI
+    /// parent domain.
+    pub fn new(name: &CStr, parent: IrqDomainRef, data: Arc<T>) -> Result<Self> {
+        // SAFETY: `parent` is a live domain.
+        let ppops = unsafe { (*parent.as_ptr()).msi_parent_ops };
+        if ppops.is_null() {
+            return Err(EINVAL);
+        }
+        // SAFETY: Non-NULL MSI parent operations are static.
+        let ppops = unsafe { &*ppops };
+        let pops = KBox::new(
+            bindings::msi_parent_ops {
+                supported_flags: ppops.supported_flags,
+                required_flags: ppops.required_flags,
+                chip_flags: ppops.chip_flags,
+                bus_select_token: bindings::irq_domain_bus_token_DOMAIN_BUS_NEXUS,
+                bus_select_mask: 0,
+                prefix: c"IR-".as_ptr(),
+                init_dev_msi_info: Some(Self::init_dev_msi_info_callback),
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `name` is NUL-terminated; the function copies it.
+        let fwnode = unsafe {
+            bindings::__irq_domain_alloc_fwnode(
+                bindings::IRQCHIP_FWNODE_NAMED,
+                0,
+                name.as_char_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        let fwnode = NonNull::new(fwnode).ok_or(ENOMEM)?;
+        let pops = NonNull::from(KBox::leak(pops));
+        // SAFETY: All-zero is a valid `irq_domain_info`.
+        let mut info: bindings::irq_domain_info = unsafe { core::mem::zeroed() };
+        info.fwnode = fwnode.as_ptr();
+        info.ops = &Self::DOMAIN_OPS;
+        info.host_data = Arc::as_ptr(&data).cast_mut().cast();
+        info.parent = parent.as_ptr();
+        // SAFETY: `info` is complete; `pops` and the operations outlive the
+        // domain (dropped after it is removed).
+        let domain = unsafe { bindings::msi_create_parent_irq_domain(&mut info, pops.as_ptr()) };
+        let Some(domain) = NonNull::new(domain) else {
+            // SAFETY: Both allocated above, unused.
+            unsafe {
+                bindings::irq_domain_free_fwnode(fwnode.as_ptr());
+                drop(KBox::from_raw(pops.as_ptr()));
+            }
+            return Err(ENOMEM);
+        };
+        // INVARIANT: created as described.
+        Ok(Self { domain, parent, fwnode, pops, data })
+    }
+
+    /// The driver's data.
+    pub fn data(&self) -> &Arc<T> {
+        &self.data
+    }
+
+    /// This domain.
+    pub fn domain(&self) -> IrqDomainRef {
+        IrqDomainRef(self.domain)
+    }
+
+    /// The domain under it.
+    pub fn parent(&self) -> IrqDomainRef {
+        self.parent
+    }
+
+    /// Moves `dev`'s MSIs under this domain, if they were to go to its
+    /// parent and `dev` has none allocated yet; returns whether it did.
+    /// Called by the IOMMU driver when it probes the device.
+    pub fn adopt(&self, dev: &Device) -> bool {
+        let raw = dev.as_raw();
+        // SAFETY: `raw` is valid; the IOMMU core probes a device before a
+        // driver binds to it, so nothing allocates its MSIs concurrently.
+        unsafe {
+            if (*raw).msi.domain != self.parent.as_ptr() || !(*raw).msi.data.is_null() {
+                return false;
+            }
+            (*raw).msi.domain = self.domain.as_ptr();
+        }
+        true
+    }
+
+    /// Gives `dev`'s MSIs back to the parent, unless some are allocated;
+    /// returns whether it did. Called when the IOMMU releases the device.
+    pub fn release(&self, dev: &Device) -> bool {
+        let raw = dev.as_raw();
+        // SAFETY: As in `adopt`: the IOMMU core releases a device without a
+        // driver (or tears the IOMMU down), under its own locking.
+        unsafe {
+            if (*raw).msi.domain != self.domain.as_ptr() || !(*raw).msi.data.is_null() {
+                return false;
+            }
+            (*raw).msi.domain = self.parent.as_ptr();
+        }
+        true
+    }
+
+    /// Whether `dev`'s MSIs go through this domain.
+    pub fn owns(&self, dev: &Device) -> bool {
+        // SAFETY: Reading a pointer field of a valid device.
+        unsafe { (*dev.as_raw()).msi.domain == self.domain.as_ptr() }
+    }
+
+    const DOMAIN_OPS: bindings::irq_domain_ops = bindings::irq_domain_ops {
+        alloc: Some(Self::alloc_callback),
+        free: Some(Self::free_callback),
+        // SAFETY: All-zero is a valid `irq_domain_ops`.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const CHIP: bindings::irq_chip = bindings::irq_chip {
+        name: c"IOMMU-IR".as_ptr(),
+        irq_ack: Some(bindings::irq_chip_ack_parent),
+        irq_mask: Some(bindings::irq_chip_mask_parent),
+        irq_unmask: Some(bindings::irq_chip_unmask_parent),
+        irq_retrigger: Some(bindings::irq_chip_retrigger_hierarchy),
+        irq_set_affinity: Some(Self::set_affinity_callback),
+        irq_set_vcpu_affinity: Some(Self::set_vcpu_affinity_callback),
+        // SAFETY: All-zero is a valid `irq_chip`.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// The driver data of the domain `d`.
+    ///
+    /// # Safety
+    ///
+    /// `d` is a domain created by [`RemapDomain::new`] for this `T`, not yet
+    /// removed.
+    unsafe fn remap<'a>(d: *mut bindings::irq_domain) -> &'a T {
+        // SAFETY: By the type invariant the host data is the `Arc<T>`, which
+        // the `RemapDomain` holds until after the domain is removed.
+        unsafe { &*(*d).host_data.cast::<T>() }
+    }
+
+    /// The message the parent makes the interrupt `d` (our level) send.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the `irq_data` of an interrupt of this domain, allocated in
+    /// the parent.
+    unsafe fn parent_msg(d: *mut bindings::irq_data) -> MsiMsg {
+        // SAFETY: All-zero is a valid message.
+        let mut m: bindings::msi_msg = unsafe { core::mem::zeroed() };
+        // SAFETY: The parent level exists and has a chip; MSI parents compose.
+        unsafe {
+            let pd = (*d).parent_data;
+            if let Some(compose) = (*(*pd).chip).irq_compose_msi_msg {
+                compose(pd, &mut m);
+            }
+            let lo = m.__bindgen_anon_1.address_lo;
+            let hi = m.__bindgen_anon_2.address_hi;
+            MsiMsg { address: u64::from(hi) << 32 | u64::from(lo), data: m.__bindgen_anon_3.data }
+        }
+    }
+
+    extern "C" fn init_dev_msi_info_callback(
+        dev: *mut bindings::device,
+        domain: *mut bindings::irq_domain,
+        _msi_parent: *mut bindings::irq_domain,
+        info: *mut bindings::msi_domain_info,
+    ) -> bool {
+        // SAFETY: `domain` is ours; its parent is an MSI parent (checked at
+        // creation) whose operations are static.
+        unsafe {
+            let p = (*domain).parent;
+            match (*(*p).msi_parent_ops).init_dev_msi_info {
+                // The parent sets the device domain up as its own child.
+                Some(init) => init(dev, p, p, info),
+                None => false,
+            }
+        }
+    }
+
+    extern "C" fn alloc_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32, arg: *mut c_void) -> i32 {
+        // SAFETY: The IRQ core passes our domain and the MSI allocation
+        // info of the device domain above.
+        let ret = unsafe { bindings::irq_domain_alloc_irqs_parent(d, virq, nr, arg) };
+        if ret != 0 {
+            return ret;
+        }
+        // SAFETY: MSI device domains allocate with `msi_alloc_info_t`, whose
+        // descriptor names the device.
+        let dev = unsafe { Device::from_raw((*(*arg.cast::<bindings::msi_alloc_info_t>()).desc).dev) };
+        // SAFETY: `d` is ours.
+        let this = unsafe { Self::remap(d) };
+        for i in 0..nr {
+            let res: Result = (|| {
+                // CAST: `irq_hw_number_t` is at least 32 bits wide.
+                let hwirq = (virq + i) as bindings::irq_hw_number_t;
+                // SAFETY: `virq + i` was allocated in the parent above; the
+                // chip is static; hwirq = virq keeps hwirqs unique.
+                to_result(unsafe { bindings::irq_domain_set_hwirq_and_chip(d, virq + i, hwirq, &Self::CHIP, ptr::null_mut()) })?;
+                // SAFETY: Set just above.
+                let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
+                // SAFETY: `data` is ours, allocated in the parent.
+                let msg = unsafe { Self::parent_msg(data) };
+                let irq = KBox::new(this.alloc(dev, msg)?, GFP_KERNEL)?;
+                // SAFETY: `data` is valid; INVARIANT: the chip data is a `KBox<T::Irq>`.
+                unsafe { (*data).chip_data = KBox::into_raw(irq).cast() };
+                Ok(())
+            })();
+            if let Err(e) = res {
+                Self::free_callback(d, virq, i);
+                // SAFETY: The interrupts at and after `virq + i` have no
+                // chip data of ours; reset them and free them in the parent.
+                unsafe {
+                    for j in i..nr {
+                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(d, virq + j));
+                    }
+                    bindings::irq_domain_free_irqs_parent(d, virq + i, nr - i);
+                }
+                return e.to_errno();
+            }
+        }
+        0
+    }
+
+    extern "C" fn free_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32) {
+        // SAFETY: `d` is ours.
+        let this = unsafe { Self::remap(d) };
+        for i in 0..nr {
+            // SAFETY: `virq + i` is an interrupt of ours.
+            let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
+            // SAFETY: `data` is valid for the call.
+            let cd = unsafe { (*data).chip_data };
+            if !cd.is_null() {
+                // SAFETY: By the type invariant a non-NULL chip data is our box.
+                let irq = unsafe { KBox::from_raw(cd.cast::<T::Irq>()) };
+                this.free(KBox::into_inner(irq));
+            }
+        }
+        // SAFETY: Resets our level and frees the parent's.
+        unsafe { bindings::irq_domain_free_irqs_common(d, virq, nr) };
+    }
+
+    extern "C" fn set_affinity_callback(d: *mut bindings::irq_data, mask: *const bindings::cpumask, force: bool) -> i32 {
+        // SAFETY: The IRQ core calls this for interrupts of ours, whose chip
+        // data is our box, with a valid mask.
+        let (this, irq, cpus) =
+            unsafe { (Self::remap((*d).domain), &*(*d).chip_data.cast::<T::Irq>(), Cpumask::from_raw(mask)) };
+        let mut ret = 0;
+        let mut parent = || {
+            // SAFETY: `d` has a parent level; `mask` is valid.
+            let r = unsafe { bindings::irq_chip_set_affinity_parent(d, mask, force) };
+            if r < 0 {
+                return Err(Error::from_errno(r));
+            }
+            ret = r;
+            // SAFETY: `d` is ours.
+            Ok(unsafe { Self::parent_msg(d) })
+        };
+        match this.set_affinity(irq, cpus, &mut parent) {
+            Ok(()) => ret,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
+        // SAFETY: As in `set_affinity_callback`.
+        let (this, irq) = unsafe { (Self::remap((*d).domain), &*(*d).chip_data.cast::<T::Irq>()) };
+        let vcpu = if info.is_null() {
+            None
+        } else {
+            // SAFETY: Callers pass a `struct imsic_vcpu_info` (see its
+            // documentation) or NULL.
+            let i = unsafe { &*info.cast::<bindings::imsic_vcpu_info>() };
+            Some(VcpuTarget { msi_addr: i.msi_addr, target: i.target })
+        };
+        match this.set_vcpu_affinity(irq, vcpu) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+}
+
+impl<T: Remap> Drop for RemapDomain<T> {
+    fn drop(&mut self) {
+        // SAFETY: Our domain is live until removed here.
+        let mapped = unsafe { (*self.domain.as_ptr()).mapcount };
+        if mapped != 0 {
+            // Interrupts of devices still bound to drivers use it: removing
+            // it would free what they use. Leak it and what it points to.
+            pr_err!("{}: {} interrupts still allocated, domain leaked\n", self.domain().name(), mapped);
+            core::mem::forget(self.data.clone());
+            return;
+        }
+        // SAFETY: No interrupt uses the domain; after removal nothing refers
+        // to `fwnode`, `pops` or the data.
+        unsafe {
+            bindings::irq_domain_remove(self.domain.as_ptr());
+            bindings::irq_domain_free_fwnode(self.fwnode.as_ptr());
+            drop(KBox::from_raw(self.pops.as_ptr()));
+        }
+    }
+}
+
+fn to_result(ret: i32) -> Result {
+    crate::error::to_result(ret)
+}
