@@ -9,14 +9,16 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
-    pci,
+    irq::Flags,
+    pci::{self, vectors::ThreadedVector, IrqTypes},
     prelude::*,
     str::CString,
+    sync::{atomic::Atomic, Arc},
     uaccess::UserSliceReader, //
 };
 
 use crate::{
-    edu::Edu,
+    edu::{Edu, EduIrq},
     regs::BAR0_SIZE, //
 };
 
@@ -30,10 +32,12 @@ const EDU_CLASS: u32 = 0x00ff00;
 pub(crate) struct EduDriver;
 
 /// Per-device data: the device, owned by its debugfs directory
-/// `qemu_edu/<BDF>/` so the files can reach it.
+/// `qemu_edu/<BDF>/` so the files can reach it, and its MSI with the handler
+/// that counts it (dropped after the files are gone).
 #[pin_data]
-pub(crate) struct EduData {
+pub(crate) struct EduData<'bound> {
     _edu: Pin<KBox<debugfs::Scope<Edu>>>,
+    _irq: Pin<KBox<ThreadedVector<'bound, EduIrq>>>,
 }
 
 kernel::pci_device_table!(
@@ -44,7 +48,7 @@ kernel::pci_device_table!(
 
 impl pci::Driver for EduDriver {
     type IdInfo = ();
-    type Data<'bound> = EduData;
+    type Data<'bound> = EduData<'bound>;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
     fn probe<'bound>(
@@ -66,7 +70,16 @@ impl pci::Driver for EduDriver {
             // SAFETY: Nothing else allocates or maps DMA for this device while it probes.
             unsafe { pdev.dma_set_mask_and_coherent(mask)? };
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"qemu_edu")?;
-            let edu = Edu::new(pdev, bar)?;
+            let count = Arc::new(Atomic::new(0u64), GFP_KERNEL)?;
+            // SAFETY: The vector is kept in the driver data, which the driver
+            // core drops at unbind; it is never forgotten.
+            let irq = KBox::pin_init(
+                unsafe {
+                    ThreadedVector::new(pdev, IrqTypes::default().with(pci::IrqType::Msi), Flags::TRIGGER_NONE, c"qemu_edu", EduIrq::new(count.clone()))
+                },
+                GFP_KERNEL,
+            )?;
+            let edu = Edu::new(pdev, bar, count, irq.irq())?;
             let name = CString::try_from_fmt(fmt!("{}", pdev.as_ref().name()))?;
             // The scope's directory keeps its parent alive; with a second edu
             // device `qemu_edu` exists already and only the first gets files.
@@ -76,11 +89,14 @@ impl pci::Driver for EduDriver {
                     dir.write_only_callback_file(c"dma", edu, &dma_write);
                     dir.write_only_callback_file(c"write_to", edu, &write_to_write);
                     dir.read_callback_file(c"stats", edu, &Edu::show);
+                    dir.write_only_callback_file(c"irq", edu, &irq_write);
+                    #[cfg(CONFIG_RISCV)]
+                    dir.write_only_callback_file(c"vcpu", edu, &vcpu_write);
                 }),
                 GFP_KERNEL,
             )?;
             dev_info!(pdev, "edu ready: {bits}-bit DMA, debugfs qemu_edu/{}\n", name.to_str()?);
-            Ok(try_pin_init!(EduData { _edu: edu }))
+            Ok(try_pin_init!(EduData { _edu: edu, _irq: irq }))
         })
     }
 }
@@ -100,12 +116,7 @@ fn read_request<'a>(reader: &mut UserSliceReader, buf: &'a mut [u8; 48]) -> Resu
 fn write_to_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     let mut buf = [0u8; 48];
     let mut words = read_request(reader, &mut buf)?.split_whitespace();
-    let iova = words.next().ok_or(EINVAL)?;
-    let iova = match iova.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => iova.parse(),
-    }
-    .map_err(|_| EINVAL)?;
+    let iova = parse_u64(words.next().ok_or(EINVAL)?)?;
     let len = words.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
     if words.next().is_some() {
         return Err(EINVAL);
@@ -126,4 +137,47 @@ fn dma_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
         return Err(EINVAL);
     }
     edu.round_trip(len, seed)
+}
+
+/// Parses a number, hexadecimal with 0x or decimal.
+fn parse_u64(w: &str) -> Result<u64> {
+    match w.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => w.parse(),
+    }
+    .map_err(|_| EINVAL)
+}
+
+/// `echo N > irq`: edu raises its MSI N times, each waited for.
+fn irq_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let mut words = read_request(reader, &mut buf)?.split_whitespace();
+    let n = parse_u64(words.next().ok_or(EINVAL)?)?;
+    if words.next().is_some() || n == 0 || n > 1_000_000 {
+        return Err(EINVAL);
+    }
+    edu.raise(n)
+}
+
+/// `echo MSI_ADDR TARGET > vcpu`: the MSI's doorbell `MSI_ADDR` is sent to
+/// the guest interrupt file `TARGET`, as KVM would for an assigned device;
+/// `echo off > vcpu` brings it back to the host.
+#[cfg(CONFIG_RISCV)]
+fn vcpu_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
+    use kernel::irq::remap::VcpuTarget;
+
+    let mut buf = [0u8; 48];
+    let mut words = read_request(reader, &mut buf)?.split_whitespace();
+    let first = words.next().ok_or(EINVAL)?;
+    let target = if first == "off" {
+        None
+    } else {
+        let msi_addr = parse_u64(first)?;
+        let target = parse_u64(words.next().ok_or(EINVAL)?)?;
+        Some(VcpuTarget { msi_addr, target })
+    };
+    if words.next().is_some() {
+        return Err(EINVAL);
+    }
+    edu.set_vcpu_affinity(target)
 }

@@ -13,6 +13,7 @@ use kernel::{
     },
     fmt,
     iommu::domain::DomainType,
+    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
     io::{
         io_read,
         io_write,
@@ -28,9 +29,10 @@ use kernel::{
             Relaxed, //
         },
         aref::ARef,
+        Arc,
         Mutex, //
     },
-    time::Delta,
+    time::{Delta, Instant, Monotonic},
 };
 
 use crate::regs::{
@@ -67,6 +69,30 @@ impl DmaStats {
     }
 }
 
+/// Counts edu's MSIs, in the hard interrupt handler (edu sends one per
+/// raise and needs no acknowledgement for MSIs).
+#[pin_data]
+pub(crate) struct EduIrq {
+    count: Arc<Atomic<u64>>,
+}
+
+impl EduIrq {
+    pub(crate) fn new(count: Arc<Atomic<u64>>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self { count })
+    }
+}
+
+impl ThreadedHandler for EduIrq {
+    fn handle(&self) -> ThreadedIrqReturn {
+        self.count.fetch_add(1, Relaxed);
+        ThreadedIrqReturn::Handled
+    }
+
+    fn handle_threaded(&self) -> IrqReturn {
+        IrqReturn::Handled
+    }
+}
+
 /// One edu device, shared by the driver and its debugfs files.
 ///
 /// # Invariants
@@ -85,6 +111,16 @@ pub(crate) struct Edu {
     version: (u32, u32),
     /// The IOMMU domain the DMA API maps through, as found at probe.
     domain: Option<DomainType>,
+    /// MSIs handled, and the Linux interrupt number of the MSI.
+    irqs: Arc<Atomic<u64>>,
+    irq: u32,
+    /// Raises that timed out, and how long the last batch of raises took.
+    lost: Atomic<u64>,
+    raise_ns: Atomic<u64>,
+    raised: Atomic<u64>,
+    /// Serialises batches of raises.
+    #[pin]
+    raising: Mutex<()>,
 }
 
 impl Edu {
@@ -98,6 +134,8 @@ impl Edu {
     pub(crate) fn new<'a>(
         pdev: &'a pci::Device<Bound>,
         bar: pci::Bar<'a, BAR0_SIZE>,
+        irqs: Arc<Atomic<u64>>,
+        irq: u32,
     ) -> Result<impl PinInit<Self, Error> + 'a> {
         let ident = bar.read(regs::IDENT);
         if ident.magic().get() != u32::from(EDU_MAGIC) {
@@ -123,7 +161,51 @@ impl Edu {
             stats: DmaStats::new(),
             version,
             domain: dev.iommu_domain_type(),
+            irqs,
+            irq,
+            lost: Atomic::new(0),
+            raise_ns: Atomic::new(0),
+            raised: Atomic::new(0),
+            raising <- new_mutex!((), "Edu::raising"),
         }))
+    }
+
+    /// Raises edu's MSI `n` times, each time waiting up to a second for
+    /// the handler to count it; records the time the batch took.
+    ///
+    /// # Errors
+    ///
+    /// `ETIMEDOUT` when an MSI was not handled in time (counted in `lost`),
+    /// `ENXIO` once the device is unbound.
+    pub(crate) fn raise(&self, n: u64) -> Result {
+        let _batch = self.raising.lock();
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..n {
+            let before = self.irqs.load(Relaxed);
+            self.bar.try_access().ok_or(ENXIO)?.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
+            let seen = read_poll_timeout(
+                || Ok(self.irqs.load(Relaxed)),
+                |c| *c != before,
+                Delta::from_micros(1),
+                Delta::from_millis(1000),
+            );
+            if seen.is_err() {
+                self.lost.fetch_add(1, Relaxed);
+                return Err(ETIMEDOUT);
+            }
+        }
+        // CAST: a batch takes far less than 2^63 ns.
+        self.raise_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.raised.store(n, Relaxed);
+        Ok(())
+    }
+
+    /// Sends the MSI to a vCPU's guest interrupt file, or back to the host.
+    #[cfg(CONFIG_RISCV)]
+    pub(crate) fn set_vcpu_affinity(&self, target: Option<kernel::irq::remap::VcpuTarget>) -> Result {
+        // SAFETY: On RISC-V only MSI remapping domains implement vCPU
+        // affinity, and they take a `struct imsic_vcpu_info`.
+        unsafe { kernel::irq::remap::set_vcpu_affinity(self.irq, target) }
     }
 
     /// Copies `len` bytes from RAM to edu's buffer and back to another place
@@ -245,7 +327,11 @@ impl Edu {
         writeln!(f, "bytes {}", s.bytes.load(Relaxed))?;
         writeln!(f, "mismatches {}", s.mismatches.load(Relaxed))?;
         writeln!(f, "timeouts {}", s.timeouts.load(Relaxed))?;
-        writeln!(f, "last_dma {:#x}", s.last_dma.load(Relaxed))
+        writeln!(f, "last_dma {:#x}", s.last_dma.load(Relaxed))?;
+        writeln!(f, "irq {}", self.irq)?;
+        writeln!(f, "interrupts {}", self.irqs.load(Relaxed))?;
+        writeln!(f, "lost {}", self.lost.load(Relaxed))?;
+        writeln!(f, "last_raise {} {}", self.raised.load(Relaxed), self.raise_ns.load(Relaxed))
     }
 }
 

@@ -37,6 +37,13 @@ register! {
         31:0 addr;
     }
 
+    /// Interrupt raise: the value is ORed into the status and an interrupt
+    /// (an MSI, when enabled) is sent, one per write.
+    pub(crate) INTR_RAISE(u32) @ 0x60 {
+        /// Status bits to set.
+        31:0 value;
+    }
+
     /// DMA transfer length in bytes.
     pub(crate) DMA_COUNT(u32) @ 0x90 {
         /// Byte count, at most [`EDU_BUF_SIZE`].

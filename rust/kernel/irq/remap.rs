@@ -85,6 +85,30 @@ pub trait Remap: Send + Sync + 'static {
     }
 }
 
+/// Sends interrupt `irq` to a vCPU's interrupt file (`Some`), or back to
+/// the host (`None`): `irq_set_vcpu_affinity()` with a `struct
+/// imsic_vcpu_info`, as KVM would call it for an assigned device.
+///
+/// # Safety
+///
+/// Every chip in `irq`'s hierarchy that implements `irq_set_vcpu_affinity`
+/// takes a `struct imsic_vcpu_info` (true on RISC-V, where only MSI
+/// remapping domains implement it).
+pub unsafe fn set_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
+    let mut info = bindings::imsic_vcpu_info { msi_addr: 0, target: 0 };
+    let arg = match vcpu {
+        Some(v) => {
+            info.msi_addr = v.msi_addr;
+            info.target = v.target;
+            ptr::addr_of_mut!(info).cast()
+        }
+        None => ptr::null_mut(),
+    };
+    // SAFETY: `arg` is NULL or a valid `imsic_vcpu_info` for the call; the
+    // callee's type is the caller's promise.
+    crate::error::to_result(unsafe { bindings::irq_set_vcpu_affinity(irq, arg) })
+}
+
 /// A reference to an IRQ domain that lives as long as the kernel (an
 /// interrupt controller's, such as the IMSIC's).
 #[derive(Clone, Copy, PartialEq, Eq)]

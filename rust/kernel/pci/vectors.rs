@@ -30,6 +30,7 @@ pub struct ThreadedVector<'a, T: ThreadedHandler + 'a> {
     #[pin]
     registration: ThreadedRegistration<'a, T>,
     _vectors: IrqVectorRegistration<'a>,
+    irq: u32,
 }
 
 impl<'a, T: ThreadedHandler + 'a> ThreadedVector<'a, T> {
@@ -46,26 +47,37 @@ impl<'a, T: ThreadedHandler + 'a> ThreadedVector<'a, T> {
         name: &'static CStr,
         handler: impl PinInit<T, Error> + 'a,
     ) -> impl PinInit<Self, Error> + 'a {
-        try_pin_init!(Self {
-            _vectors: dev.alloc_irq_vectors(1, 1, types)?,
-            registration <- {
-                // SAFETY: `dev` is a bound PCI device that has just allocated a vector.
-                let irq = unsafe { bindings::pci_irq_vector(dev.as_raw(), 0) };
-                if irq < 0 {
-                    return Err(Error::from_errno(irq));
-                }
-                // SAFETY: `irq` is the first vector of `dev`, which `_vectors` keeps
-                // allocated for as long as the registration (dropped first) lives.
-                let request = unsafe { IrqRequest::new(dev.as_ref(), irq as u32) };
-                // SAFETY: The registration is a pinned field of `Self`, whose
-                // caller promises not to forget it.
-                unsafe { ThreadedRegistration::new(request, flags, name, handler) }
-            },
+        pin_init::pin_init_scope(move || {
+            let vectors = dev.alloc_irq_vectors(1, 1, types)?;
+            // SAFETY: `dev` is a bound PCI device that has just allocated a vector.
+            let irq = unsafe { bindings::pci_irq_vector(dev.as_raw(), 0) };
+            if irq < 0 {
+                return Err(Error::from_errno(irq));
+            }
+            // CAST: non-negative, checked above.
+            let irq_no = irq as u32;
+            Ok(try_pin_init!(Self {
+                _vectors: vectors,
+                irq: irq_no,
+                registration <- {
+                    // SAFETY: `irq` is the first vector of `dev`, which `_vectors` keeps
+                    // allocated for as long as the registration (dropped first) lives.
+                    let request = unsafe { IrqRequest::new(dev.as_ref(), irq_no) };
+                    // SAFETY: The registration is a pinned field of `Self`, whose
+                    // caller promises not to forget it.
+                    unsafe { ThreadedRegistration::new(request, flags, name, handler) }
+                },
+            }))
         })
     }
 
     /// The handler.
     pub fn handler(&self) -> &T {
         self.registration.handler()
+    }
+
+    /// The Linux interrupt number of the vector.
+    pub fn irq(&self) -> u32 {
+        self.irq
     }
 }
