@@ -203,6 +203,122 @@ static inline long msr_riscv_iommu_stat(const char *key)
 }
 
 /*
+ * The MSI capability of PCI device `bdf`, from its config space: the
+ * message address and data, and the config offsets of the address (low
+ * word) and data fields. 0 or -errno (-ENOENT without the capability).
+ */
+static inline int msr_pci_msi(const char *bdf, unsigned long long *addr, unsigned int *data,
+			      int *addr_off, int *data_off)
+{
+	unsigned char cfg[256];
+	char path[256];
+	int fd, n, pos;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, cfg, sizeof(cfg), 0);
+	close(fd);
+	if (n < 64)
+		return -EIO;
+	for (pos = cfg[0x34] & ~3; pos && pos < n - 16; pos = cfg[pos + 1] & ~3) {
+		unsigned int ctrl = cfg[pos + 2] | cfg[pos + 3] << 8;
+		int is64 = ctrl & 0x80;
+
+		if (cfg[pos] != 0x05)
+			continue;
+		*addr_off = pos + 4;
+		*data_off = pos + (is64 ? 12 : 8);
+		*addr = (unsigned long long)(cfg[pos + 4] | cfg[pos + 5] << 8 | cfg[pos + 6] << 16 |
+					     (unsigned int)cfg[pos + 7] << 24);
+		if (is64)
+			*addr |= (unsigned long long)(cfg[pos + 8] | cfg[pos + 9] << 8 | cfg[pos + 10] << 16 |
+						      (unsigned int)cfg[pos + 11] << 24) << 32;
+		*data = cfg[*data_off] | cfg[*data_off + 1] << 8;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* Writes a 32-bit word of PCI device `bdf`'s config space; 0 or -errno. */
+static inline int msr_pci_config_write32(const char *bdf, int off, unsigned int val)
+{
+	unsigned char b[4] = { val, val >> 8, val >> 16, val >> 24 };
+	char path[256];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pwrite(fd, b, 4, off);
+	close(fd);
+	return n == 4 ? 0 : -EIO;
+}
+
+/*
+ * The supervisor interrupt file of `cpu`'s hart on QEMU virt's IMSIC
+ * (0x28000000, one page per file, 2^guest-index-bits files per hart).
+ */
+static inline unsigned long long msr_imsic_file(int cpu)
+{
+	unsigned char bits[8] = { 0 };
+	char path[256];
+	struct dirent *de;
+	int guest_bits = 0;
+	DIR *d = opendir("/proc/device-tree/soc");
+
+	while (d && (de = readdir(d)))
+		if (!strncmp(de->d_name, "interrupt-controller@28", 23)) {
+			snprintf(path, sizeof(path), "/proc/device-tree/soc/%s/riscv,guest-index-bits", de->d_name);
+			if (msr_read(path, (char *)bits, sizeof(bits)) >= 4)
+				guest_bits = bits[3];
+		}
+	if (d)
+		closedir(d);
+	return 0x28000000ULL + ((unsigned long long)cpu << (12 + guest_bits));
+}
+
+/*
+ * Our RISC-V IOMMU's MSI page-table entry of device `bdf` for doorbell
+ * `addr` (debugfs `msi`): the target and reference count, and whether it is
+ * a vCPU redirection. Returns the number of valid entries of the device,
+ * -ENOENT when the device has no table; *refs is -1 when `addr` has no
+ * valid entry.
+ */
+static inline int msr_riscv_msi_entry(const char *bdf, unsigned long long addr,
+				      unsigned long long *target, int *refs, int *vcpu)
+{
+	static char buf[1 << 16];
+	char want[64], *p, *end;
+	int n = 0;
+
+	*refs = -1;
+	if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
+		return -ENOENT;
+	snprintf(want, sizeof(want), "device %s ", bdf);
+	p = strstr(buf, want);
+	if (!p)
+		return -ENOENT;
+	end = strstr(p + 1, "device ");
+	for (p = strchr(p, '\n'); p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
+		unsigned long long a, t;
+		int r, len = 0;
+
+		if (sscanf(p, "\n  %llx -> %llx refs %d%n", &a, &t, &r, &len) != 3)
+			continue;
+		n++;
+		if (a == addr) {
+			*target = t;
+			*refs = r;
+			*vcpu = !strncmp(p + len, " vcpu", 5);
+		}
+	}
+	return n;
+}
+
+/*
  * Whether the kernel log has a translation-fault line for a write to `iova`
  * by PCI device `bdf`: from our RISC-V IOMMU (either stage's write fault) or
  * from arm64's SMMUv3. `what` receives the expectation, for messages.

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The MSI remapping IRQ domain of our RISC-V IOMMU, seen through edu's MSI
+ * (qemu_edu raises it and counts it in its handler): the interrupt goes
+ * through the domain the IOMMU created at probe, the device's MSI page table
+ * holds a valid entry exactly for the interrupt file it targets, the entry
+ * follows affinity changes, a write to a file the device was not given is
+ * blocked and reported, and vCPU affinity points the entry at a guest
+ * interrupt file and back.
+ */
+#include <sched.h>
+
+#include "kselftest_harness.h"
+#include "msiremap.h"
+
+FIXTURE(remap)
+{
+	char bdf[32], dir[128];
+	int irq;
+	unsigned long long addr;	/* the MSI address edu writes */
+	unsigned int data;
+	int addr_off, data_off;
+};
+
+/* qemu_edu's stats value for `key`. */
+static long edu_stat(const char *dir, const char *key)
+{
+	char path[256], buf[1024], *p;
+
+	snprintf(path, sizeof(path), "%s/stats", dir);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -1;
+	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
+		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
+			return strtol(p + strlen(key) + 1, NULL, 0);
+	return -1;
+}
+
+/* Raises edu's MSI `n` times, each waited for; 0 or -errno. */
+static int edu_raise(const char *dir, int n)
+{
+	char path[256], req[16];
+
+	snprintf(path, sizeof(path), "%s/irq", dir);
+	snprintf(req, sizeof(req), "%d", n);
+	return msr_write(path, req);
+}
+
+/* The CPU the interrupt is delivered to, -1 if unknown. */
+static int effective_cpu(int irq)
+{
+	char path[128], buf[32];
+
+	snprintf(path, sizeof(path), "/proc/irq/%d/effective_affinity_list", irq);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -1;
+	return atoi(buf);
+}
+
+/* This interrupt's count on `cpu` in /proc/interrupts, -1 if not found. */
+static long irq_count_on(int irq, int cpu)
+{
+	static char buf[1 << 16];
+	char *line, *save, *end;
+
+	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
+		return -1;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long v = -1;
+
+		if (strtol(line, &end, 10) != irq || *end != ':')
+			continue;
+		for (int c = 0; c <= cpu; c++)
+			v = strtol(end + 1, &end, 10);
+		return v;
+	}
+	return -1;
+}
+
+FIXTURE_SETUP(remap)
+{
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
+	snprintf(self->dir, sizeof(self->dir), "/sys/kernel/debug/qemu_edu/%s", self->bdf);
+	self->irq = edu_stat(self->dir, "irq");
+	ASSERT_LT(0, self->irq);
+	ASSERT_EQ(0, msr_pci_msi(self->bdf, &self->addr, &self->data, &self->addr_off, &self->data_off));
+}
+
+FIXTURE_TEARDOWN(remap)
+{
+}
+
+/*
+ * edu's MSI goes through the IOMMU's remapping domain, between its PCI/MSI
+ * domain and the IMSIC, and arrives; its table has one valid entry, for the
+ * file the message targets, held by its one vector.
+ */
+TEST_F(remap, msi_goes_through_the_remapping_domain)
+{
+	char path[128], buf[4096];
+	unsigned long long target = 0;
+	int refs, vcpu = 0;
+	long before = edu_stat(self->dir, "interrupts");
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", self->irq);
+	ASSERT_LT(0, msr_read(path, buf, sizeof(buf)));
+	EXPECT_NE(NULL, strstr(buf, "domain:  IR-PCI-MSI-")) TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, "domain:  riscv-iommu-ir-")) TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, "chip:    IOMMU-IR")) TH_LOG("%s", buf);
+
+	ASSERT_EQ(0, edu_raise(self->dir, 50));
+	EXPECT_EQ(before + 50, edu_stat(self->dir, "interrupts"));
+	EXPECT_EQ(msr_imsic_file(effective_cpu(self->irq)), self->addr);
+
+	EXPECT_EQ(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
+	EXPECT_EQ(1, refs);
+	EXPECT_EQ(self->addr, target);
+	EXPECT_EQ(0, vcpu);
+}
+
+/*
+ * A device (or whoever programs it) sending its MSI to an interrupt file it
+ * was not given: edu's message address is rewritten in its config space to
+ * the other hart's file (and, with guest files, to a guest file). The
+ * IOMMU finds no valid entry: the write is dropped, a fault (cause 262, MSI
+ * PTE invalid) is reported and no interrupt is taken. Restored, it works.
+ */
+TEST_F(remap, msi_to_a_file_not_given_is_blocked)
+{
+	int cpu = effective_cpu(self->irq);
+	unsigned long long victims[2] = { msr_imsic_file(!cpu), 0 };
+	int nvictims = 1;
+
+	if (msr_imsic_file(1) - msr_imsic_file(0) > 0x1000)
+		victims[nvictims++] = msr_imsic_file(cpu) + 0x1000;	/* a guest file */
+	for (int v = 0; v < nvictims; v++) {
+		long faults = msr_riscv_iommu_stat("faults"), count = edu_stat(self->dir, "interrupts");
+		char want[96];
+
+		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)victims[v]));
+		EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
+		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)self->addr));
+
+		EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
+		EXPECT_LT(faults, msr_riscv_iommu_stat("faults"));
+		snprintf(want, sizeof(want), "cause 262 (");
+		EXPECT_NE(NULL, strstr(msr_kernel_log(), want)) TH_LOG("no MSI PTE fault logged");
+		EXPECT_EQ(0, edu_raise(self->dir, 3));
+		EXPECT_EQ(count + 3, edu_stat(self->dir, "interrupts"));
+	}
+}
+
+/*
+ * Moving the interrupt to the other hart moves it in the IMSIC and in the
+ * table: the message targets the new hart's file, whose entry is valid, and
+ * the count rises there. The previous file stays valid until the next move
+ * (MSIs sent before the move may still be in flight), never longer.
+ */
+TEST_F(remap, smp_affinity_moves_the_interrupt_and_its_entry)
+{
+	char path[128], mask[16];
+	int from = effective_cpu(self->irq);
+	unsigned long long target, addr;
+	unsigned int data;
+	int refs, vcpu, n;
+
+	ASSERT_LE(0, from);
+	for (int round = 0; round < 3; round++) {
+		int to = round % 2 ? from : !from;
+		long on_to;
+
+		snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", self->irq);
+		snprintf(mask, sizeof(mask), "%d", to);
+		ASSERT_EQ(0, msr_write(path, mask));
+		/* The move is deferred to the next interrupt, which it follows. */
+		ASSERT_EQ(0, edu_raise(self->dir, 2));
+		on_to = irq_count_on(self->irq, to);
+		ASSERT_EQ(0, edu_raise(self->dir, 10));
+		EXPECT_EQ(to, effective_cpu(self->irq));
+		EXPECT_EQ(on_to + 10, irq_count_on(self->irq, to));
+
+		ASSERT_EQ(0, msr_pci_msi(self->bdf, &addr, &data, &self->addr_off, &self->data_off));
+		EXPECT_EQ(msr_imsic_file(to), addr);
+		n = msr_riscv_msi_entry(self->bdf, addr, &target, &refs, &vcpu);
+		EXPECT_EQ(1, refs);
+		EXPECT_EQ(addr, target);
+		/* The new file, and the previous one until the next move. */
+		EXPECT_EQ(2, n);
+		n = msr_riscv_msi_entry(self->bdf, msr_imsic_file(!to), &target, &refs, &vcpu);
+		EXPECT_EQ(1, refs);
+	}
+}
+
+/*
+ * vCPU affinity (irq_set_vcpu_affinity with a struct imsic_vcpu_info, as
+ * KVM would call it): the entry of edu's doorbell points at guest
+ * interrupt file 1 of the same hart, so its MSI no longer reaches the host
+ * (no handler runs) and nothing faults; "off" brings it back. Only guest
+ * interrupt files are accepted as targets: a supervisor file or memory is
+ * refused, and without guest files (no aia-guests) nothing is.
+ */
+TEST_F(remap, vcpu_affinity_redirects_to_a_guest_file)
+{
+	int guests = msr_imsic_file(1) - msr_imsic_file(0) > 0x1000;
+	unsigned long long guest = self->addr + 0x1000, target = 0;
+	char path[128], req[64];
+	int refs, vcpu = 0;
+	long count, faults;
+
+	snprintf(path, sizeof(path), "%s/vcpu", self->dir);
+	/* Never a host file, never memory. */
+	snprintf(req, sizeof(req), "%#llx %#llx", self->addr, msr_imsic_file(1));
+	EXPECT_EQ(-EINVAL, msr_write(path, req));
+	snprintf(req, sizeof(req), "%#llx 0x80000000", self->addr);
+	EXPECT_EQ(-EINVAL, msr_write(path, req));
+	if (!guests) {
+		/* Without guest files the page after a hart's file is another hart's. */
+		snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
+		EXPECT_EQ(-EINVAL, msr_write(path, req));
+		ASSERT_EQ(0, edu_raise(self->dir, 1));
+		return;
+	}
+
+	count = edu_stat(self->dir, "interrupts");
+	faults = msr_riscv_iommu_stat("faults");
+	snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
+	ASSERT_EQ(0, msr_write(path, req));
+	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
+	EXPECT_EQ(guest, target);
+	EXPECT_EQ(1, vcpu);
+	EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
+	EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
+	EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
+
+	ASSERT_EQ(0, msr_write(path, "off"));
+	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
+	EXPECT_EQ(self->addr, target);
+	EXPECT_EQ(0, vcpu);
+	ASSERT_EQ(0, edu_raise(self->dir, 5));
+	EXPECT_EQ(count + 5, edu_stat(self->dir, "interrupts"));
+}
+
+/*
+ * The domain and the table belong to the device, not to its IOMMU domain:
+ * moving edu between its DMA domain and the identity domain (through the
+ * group's sysfs type, with the driver unbound) keeps the same IRQ domain,
+ * and its MSI arrives in both.
+ */
+TEST_F(remap, the_domain_stays_when_the_iommu_domain_changes)
+{
+	const char *types[] = { "identity", "DMA" };
+	char path[256], buf[4096];
+
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", self->bdf));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", self->bdf);
+		ASSERT_EQ(0, msr_write(path, types[i]));
+		ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", self->bdf));
+		self->irq = edu_stat(self->dir, "irq");
+		snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", self->irq);
+		ASSERT_LT(0, msr_read(path, buf, sizeof(buf)));
+		EXPECT_NE(NULL, strstr(buf, "domain:  riscv-iommu-ir-")) TH_LOG("%s: %s", types[i], buf);
+		EXPECT_EQ(0, edu_raise(self->dir, 20)) TH_LOG("in the %s domain", types[i]);
+		EXPECT_EQ(20, edu_stat(self->dir, "interrupts"));
+	}
+}
+
+TEST_HARNESS_MAIN
