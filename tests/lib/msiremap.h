@@ -257,9 +257,24 @@ static inline int msr_pci_config_write32(const char *bdf, int off, unsigned int 
 	return n == 4 ? 0 : -EIO;
 }
 
+/* The hart id of Linux CPU `cpu` (/proc/cpuinfo), -1 if not found. */
+static inline int msr_cpu_hart(int cpu)
+{
+	static char buf[1 << 14];
+	char want[32], *p;
+
+	if (msr_read("/proc/cpuinfo", buf, sizeof(buf)) < 0)
+		return -1;
+	snprintf(want, sizeof(want), "processor\t: %d\n", cpu);
+	p = strstr(buf, want);
+	p = p ? strstr(p, "hart\t\t: ") : NULL;
+	return p ? atoi(p + 8) : -1;
+}
+
 /*
- * The supervisor interrupt file of `cpu`'s hart on QEMU virt's IMSIC
- * (0x28000000, one page per file, 2^guest-index-bits files per hart).
+ * The supervisor interrupt file of Linux CPU `cpu` on QEMU virt's IMSIC
+ * (0x28000000, one page per file, 2^guest-index-bits files per hart; the
+ * boot hart, CPU 0, need not be hart 0).
  */
 static inline unsigned long long msr_imsic_file(int cpu)
 {
@@ -277,7 +292,7 @@ static inline unsigned long long msr_imsic_file(int cpu)
 		}
 	if (d)
 		closedir(d);
-	return 0x28000000ULL + ((unsigned long long)cpu << (12 + guest_bits));
+	return 0x28000000ULL + ((unsigned long long)msr_cpu_hart(cpu) << (12 + guest_bits));
 }
 
 /*
