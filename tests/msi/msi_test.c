@@ -94,4 +94,54 @@ TEST(disk_msis_arrive_through_the_iommu)
 	}
 }
 
+/*
+ * riscv64: the disk's MSI-X vectors go through the IOMMU's remapping
+ * domain ("IR-" device domain), and its MSI page table holds a valid entry
+ * for exactly the interrupt files its vectors target, each counted once
+ * per vector. arm64: they go through the ITS ("ITS-" device domain).
+ */
+TEST(disk_msis_have_remapping_entries)
+{
+	char bdf[32], path[256], name[64];
+	int files[8] = { 0 }, cpus = 0, entries = 0;
+	int riscv = !strcmp(msr_arch(), "riscv64");
+	unsigned long long target = 0;
+	struct dirent *de;
+	int refs, vcpu;
+	DIR *d;
+
+	ASSERT_EQ(0, msr_find_pci(VIRTIO_VENDOR, VIRTIO_BLK, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
+	d = opendir(path);
+	ASSERT_NE(NULL, d);
+	while ((de = readdir(d))) {
+		char buf[4096];
+		int cpu;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%s", de->d_name);
+		ASSERT_LT(0, msr_read(path, buf, sizeof(buf)));
+		snprintf(name, sizeof(name), "domain:  %s-PCI-MSIX-%s", riscv ? "IR" : "ITS", bdf);
+		EXPECT_NE(NULL, strstr(buf, name)) TH_LOG("%s", buf);
+		snprintf(path, sizeof(path), "/proc/irq/%s/effective_affinity_list", de->d_name);
+		ASSERT_LT(0, msr_read(path, name, sizeof(name)));
+		cpu = atoi(name);
+		ASSERT_LT(cpu, 8);
+		files[cpu]++;
+	}
+	closedir(d);
+	if (!riscv)
+		return;
+	for (int cpu = 0; cpu < 8; cpu++) {
+		if (!files[cpu])
+			continue;
+		cpus++;
+		entries = msr_riscv_msi_entry(bdf, msr_imsic_file(cpu), &target, &refs, &vcpu);
+		EXPECT_EQ(files[cpu], refs) TH_LOG("CPU %d's file", cpu);
+		EXPECT_EQ(msr_imsic_file(cpu), target);
+	}
+	EXPECT_EQ(cpus, entries);
+}
+
 TEST_HARNESS_MAIN
