@@ -5,7 +5,12 @@
 # one run; prints both figures and their ratio, and the IOMMU commands our
 # driver queued per unmap. A benchmark, not a test: it judges nothing.
 #
-# BENCH_SECONDS (default 10): length of each measurement.
+# Then the MSI rate of edu through the remapping domain, in a DMA and in the
+# identity domain, against no remapping at all.
+#
+# BENCH_SECONDS (default 10): length of each dma_map_benchmark measurement.
+# BENCH_MSIS (default 100000): MSIs per batch.
+# BENCH_ONLY=dma|msi: run one of the two.
 set -euo pipefail
 SELF=bench
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +24,7 @@ mkdir -p "$out/extra"
 
 ours=$("$TOP/scripts/kernel.sh" riscv64)
 "$TOP/scripts/modules.sh" riscv64 "$ours"
+dma_bench() {
 cref=$("$TOP/scripts/kernel.sh" riscv64 cdriver)
 
 riscv64-linux-gnu-gcc -static -O2 -I"$ours/usr/include" -o "$out/extra/dma_map_benchmark" \
@@ -79,3 +85,49 @@ if [ "$syncs" -gt 0 ]; then
 	awk -v c="$commands" -v f="$fences" -v s="$syncs" 'BEGIN {
 		printf "Rust driver: %d unmaps, %.2f invalidation commands and %.2f fences per unmap\n", s, c / s, f / s }'
 fi
+}
+
+# MSI rate: edu raises its MSI and qemu_edu waits for its handler, one at a
+# time (interrupt round trips), through the remapping domain in a DMA
+# domain, in the identity domain (the MSI page table still remaps), and
+# with no remapping at all (intremap=off, identity domain).
+msi_bench() {
+msis=${BENCH_MSIS:-100000}
+cat >"$out/msi-cmd" <<SH
+set -e
+d=\$(ls -d /sys/kernel/debug/qemu_edu/*)
+echo "domain \$(cat /sys/bus/pci/devices/\${d##*/}/iommu_group/type)"
+echo 1000 > \$d/irq
+for i in 1 2 3; do echo $msis > \$d/irq; grep ^last_raise \$d/stats; done
+SH
+"$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-msi.cpio" "$out/msi-cmd" "$out/extra"
+declare -A rate
+for run in remap-dma:riscv64: remap-identity:riscv64:iommu.passthrough=1 none-identity:riscv64-nointremap:iommu.passthrough=1; do
+	IFS=: read -r name prof append <<<"$run"
+	qemu_cmd "$prof" "$ours" "$out/initramfs-msi.cpio" "msiremap.mode=cmd qemu_edu.dma_bits=32 $append" \
+		"-device edu,dma_mask=0xffffffff"
+	say "raising $msis MSIs x3: $name ($prof${append:+, $append})"
+	qemu_batch "$out/msi-$name.log" 300 || die "the $name run failed (log: $out/msi-$name.log)"
+	# The best of three batches, in ns per MSI.
+	rate[$name]=$(awk '$1 == "last_raise" && $2 > 0 { v = $3 / $2; if (!b || v < b) b = v } END { printf "%.0f", b }' \
+		"$out/msi-$name.log")
+	[ "${rate[$name]}" -gt 0 ] || die "no MSI figures from the $name run (log: $out/msi-$name.log)"
+	say "$name: $(grep -E '^domain ' "$out/msi-$name.log")"
+done
+echo
+echo "edu MSI round trips (raise, handler, next), $msis per batch, best of 3, profile riscv64"
+printf '%-44s %10s %12s\n' "" "ns / MSI" "MSIs / s"
+for name in remap-dma remap-identity none-identity; do
+	printf '%-44s %10s %12.0f\n' "$name" "${rate[$name]}" "$(awk -v n="${rate[$name]}" 'BEGIN { print 1e9 / n }')"
+done
+awk -v a="${rate[remap-dma]}" -v b="${rate[remap-identity]}" -v c="${rate[none-identity]}" 'BEGIN {
+	printf "ratio remapped (DMA domain) / not remapped (identity): %.2f\n", a / c
+	printf "ratio remapped (identity domain) / not remapped (identity): %.2f\n", b / c }'
+}
+
+case "${BENCH_ONLY:-all}" in
+dma) dma_bench ;;
+msi) msi_bench ;;
+all) dma_bench; msi_bench ;;
+*) die "BENCH_ONLY=${BENCH_ONLY} is neither dma nor msi" ;;
+esac
