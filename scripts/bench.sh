@@ -9,7 +9,7 @@
 # identity domain, against no remapping at all.
 #
 # BENCH_SECONDS (default 10): length of each dma_map_benchmark measurement.
-# BENCH_MSIS (default 100000): MSIs per batch.
+# BENCH_MSIS (default 20000): MSIs per batch.
 # BENCH_ONLY=dma|msi: run one of the two.
 set -euo pipefail
 SELF=bench
@@ -92,7 +92,7 @@ fi
 # domain, in the identity domain (the MSI page table still remaps), and
 # with no remapping at all (intremap=off, identity domain).
 msi_bench() {
-msis=${BENCH_MSIS:-100000}
+msis=${BENCH_MSIS:-20000}
 cat >"$out/msi-cmd" <<SH
 set -e
 d=\$(ls -d /sys/kernel/debug/qemu_edu/*)
