@@ -142,6 +142,24 @@ TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 	}
 }
 
+/*
+ * The page-request queue is on exactly where the IOMMU has ATS (QEMU's
+ * default), and since no device context enables PRI, nothing arrives.
+ */
+TEST(page_request_queue_where_offered)
+{
+	char stats[2048];
+	unsigned long long caps = msr_riscv_iommu_stat("caps");
+
+	ASSERT_LT(0, msr_riscv_iommu_file("stats", stats, sizeof(stats)));
+	if (caps & (1ULL << 25)) {	/* ATS */
+		EXPECT_NE(NULL, strstr(stats, "page_request_queue on\n")) TH_LOG("%s", stats);
+	} else {
+		EXPECT_NE(NULL, strstr(stats, "page_request_queue none\n")) TH_LOG("%s", stats);
+	}
+	EXPECT_EQ(0, msr_riscv_iommu_stat("page_requests"));
+}
+
 /* Enables or disables an iommu trace event; 0 or -errno. */
 static int iommu_event(const char *event, const char *on)
 {

@@ -55,6 +55,8 @@ const FAULTS_LOGGED: u32 = 8;
 const CQ_LOG2: u32 = 12;
 /// Fault-queue entries (1024 records, 32 KiB).
 const FQ_LOG2: u32 = 10;
+/// Page-request queue: 256 records of 16 bytes.
+const PQ_LOG2: u32 = 8;
 /// Polling step while waiting for the IOMMU (never sleeps).
 const POLL_STEP: Delta = Delta::from_micros(1);
 /// Polls before a command (or a register change) is declared stuck: a second.
@@ -128,7 +130,7 @@ struct CmdState {
     seq: u32,
 }
 
-/// The fault queue.
+/// The fault queue, or the page-request queue.
 struct FaultQueue {
     ring: Ring,
     buf: Coherent<[u64]>,
@@ -184,6 +186,8 @@ pub(crate) struct Stats {
     pub(crate) unmap_syncs: Atomic<u64>,
     /// Interrupts taken.
     pub(crate) interrupts: Atomic<u64>,
+    /// Page requests received.
+    pub(crate) page_requests: Atomic<u64>,
 }
 
 /// One RISC-V IOMMU.
@@ -210,6 +214,11 @@ pub(crate) struct Hw {
     /// Serialises the fault-queue consumer.
     #[pin]
     fq_head: SpinLock<u32>,
+    /// The page-request queue, when the IOMMU has one.
+    pq: Option<FaultQueue>,
+    /// Serialises the page-request-queue consumer.
+    #[pin]
+    pq_head: SpinLock<u32>,
     /// Serialises device-directory updates; only in process context.
     #[pin]
     pub(crate) ddt: Mutex<Directory>,
@@ -284,6 +293,23 @@ impl Hw {
         wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
             .inspect_err(|_| dev_err!(dev, "fault queue does not start\n"))?;
 
+        // A page-request queue where the IOMMU has one (ATS): no device
+        // context enables PRI, so a record there means a device asked for
+        // a page anyway; it is reported and counted.
+        let pq = if caps.ats() {
+            // PANIC: as above.
+            let pq_ring = Ring::new(PQ_LOG2).expect("PQ_LOG2 is valid");
+            let pq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * pq_ring.entries() as usize, GFP_KERNEL)?;
+            bar.try_write_reg(regs::PQB::from_raw(pq_ring.base_reg(pq_buf.dma_address())))?;
+            bar.try_write_reg(regs::PQH::zeroed())?;
+            bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true))?;
+            wait_reg(|| bar.try_read(regs::PQCSR).map(|r| r.pqon() && !r.busy()))
+                .inspect_err(|_| dev_err!(dev, "page-request queue does not start\n"))?;
+            Some(FaultQueue { ring: pq_ring, buf: pq_buf })
+        } else {
+            None
+        };
+
         // The largest directory the IOMMU accepts.
         let mut mem = KernelMem { atomic: false };
         let root = PhysMem::alloc_pages(&mut mem, 0).map_err(errno)?;
@@ -332,6 +358,8 @@ impl Hw {
             cmd_state <- new_spinlock_irq!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
             fq_head <- new_spinlock!(0, "Hw::fq_head"),
+            pq,
+            pq_head <- new_spinlock!(0, "Hw::pq_head"),
             ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
             domains <- new_mutex!(KVec::new(), "Hw::domains"),
             ids <- new_spinlock!(ids, "Hw::ids"),
@@ -341,6 +369,7 @@ impl Hw {
                 faults: Atomic::new(0),
                 unmap_syncs: Atomic::new(0),
                 interrupts: Atomic::new(0),
+                page_requests: Atomic::new(0),
             },
         }))
     }
@@ -440,19 +469,59 @@ impl Hw {
         }
     }
 
-    /// Enables the fault-queue interrupt: as an MSI on vector 0 (every
-    /// cause shares it), or `wired`, on the line listed second (the
-    /// device-tree binding lists the lines by cause: cq, fq, pm, pq).
+    /// Reports and counts page requests (none is expected: no context
+    /// enables PRI), and makes room for more.
+    pub(crate) fn drain_page_requests(&self) {
+        let Some(pq) = &self.pq else { return };
+        let mut head = self.pq_head.lock();
+        let Some(guard) = self.regs.access() else { return };
+        let bar = guard.io();
+        let Ok(tail) = bar.try_read(regs::PQT).map(|t| t.index().get()) else { return };
+        while *head != tail {
+            // CAST: `head` is below the ring size.
+            let slot = 2 * *head as usize;
+            let read = || -> Result<[u64; 2]> { Ok([io_read!(&pq.buf, [try: slot]), io_read!(&pq.buf, [try: slot + 1])]) };
+            let Ok(w) = read() else { return };
+            if self.stats.page_requests.fetch_add(1, Relaxed) < FAULTS_LOGGED.into() {
+                // Spec 4.3: device id in bits 63:40, PASID in 31:12 of word 0;
+                // the page address in 63:12 of word 1.
+                dev_err!(
+                    self.dev,
+                    "page request: device {:#06x} pasid {} address {:#x} (PRI is not enabled)\n",
+                    w[0] >> 40,
+                    (w[0] >> 12) & 0xf_ffff,
+                    w[1] & !0xfff
+                );
+            }
+            *head = pq.ring.next(*head);
+        }
+        let _ = bar.try_write_reg(regs::PQH::from_raw(*head));
+        if let Ok(csr) = bar.try_read(regs::PQCSR) {
+            if csr.pqof() || csr.pqmf() {
+                dev_warn!(self.dev, "page-request queue error (pqcsr {:#x})\n", csr.into_raw());
+                // The status bits are write-1-to-clear.
+                let _ = bar.try_write_reg(csr);
+            }
+        }
+    }
+
+    /// Enables the fault-queue interrupt (and the page-request queue's):
+    /// as an MSI on vector 0 (every cause shares it), or `wired`, on the
+    /// line listed second (the device-tree binding lists the lines by
+    /// cause: cq, fq, pm, pq), which page requests share.
     pub(crate) fn enable_fault_irq(&self, wired: bool) -> Result {
         let guard = self.regs.access().ok_or(ENXIO)?;
         let bar = guard.io();
         if wired {
             bar.try_write_reg(regs::FCTL::zeroed().with_wsi(true))?;
-            bar.try_write_reg(regs::ICVEC::from_raw(0x3210))?;
+            bar.try_write_reg(regs::ICVEC::from_raw(0x1210))?;
         } else {
             bar.try_write_reg(regs::ICVEC::zeroed())?;
         }
         bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true).with_fie(true))?;
+        if self.pq.is_some() {
+            bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true).with_pie(true))?;
+        }
         Ok(())
     }
 
@@ -477,6 +546,9 @@ impl Hw {
         if pending.fip() {
             self.drain_faults();
         }
+        if pending.pip() {
+            self.drain_page_requests();
+        }
         if pending.into_raw() == 0 {
             IrqReturn::None
         } else {
@@ -488,6 +560,7 @@ impl Hw {
     /// line (debugfs `stats`).
     pub(crate) fn show_stats(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
         self.drain_faults();
+        self.drain_page_requests();
         let dir = self.ddt.lock();
         writeln!(f, "caps {:#x}", self.caps)?;
         writeln!(f, "directory_levels {}", dir.mode.levels())?;
@@ -507,6 +580,8 @@ impl Hw {
         writeln!(f, "syncs {}", self.stats.syncs.load(Relaxed))?;
         writeln!(f, "unmap_syncs {}", self.stats.unmap_syncs.load(Relaxed))?;
         writeln!(f, "interrupts {}", self.stats.interrupts.load(Relaxed))?;
+        writeln!(f, "page_request_queue {}", if self.pq.is_some() { "on" } else { "none" })?;
+        writeln!(f, "page_requests {}", self.stats.page_requests.load(Relaxed))?;
         writeln!(f, "faults {}", self.stats.faults.load(Relaxed))
     }
 
@@ -632,6 +707,7 @@ impl PinnedDrop for Hw {
         let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
         let _ = bar.try_write_reg(regs::CQCSR::zeroed());
         let _ = bar.try_write_reg(regs::FQCSR::zeroed());
+        let _ = bar.try_write_reg(regs::PQCSR::zeroed());
         let mut mem = KernelMem { atomic: false };
         ddt::free_directories(&mut mem, dir.root, dir.mode);
         PhysMem::free_pages(&mut mem, dir.root, 0);

@@ -100,6 +100,26 @@ register! {
         31:0 index;
     }
 
+    /// Page-request queue base.
+    pub(crate) PQB(u64) @ 0x38 {
+        /// Page number of the queue.
+        53:10 ppn;
+        /// log2(entries) - 1.
+        4:0 log2sz_1;
+    }
+
+    /// Page-request queue head (the driver's).
+    pub(crate) PQH(u32) @ 0x40 {
+        /// Next record the driver reads.
+        31:0 index;
+    }
+
+    /// Page-request queue tail (the IOMMU's).
+    pub(crate) PQT(u32) @ 0x44 {
+        /// Next slot the IOMMU writes.
+        31:0 index;
+    }
+
     /// Command-queue control and status.
     pub(crate) CQCSR(u32) @ 0x48 {
         /// Busy changing state.
@@ -136,6 +156,22 @@ register! {
 }
 
 register! {
+    /// Page-request-queue control and status.
+    pub(crate) PQCSR(u32) @ 0x50 {
+        /// The queue is being turned on or off.
+        17:17 busy => bool;
+        /// The queue is active.
+        16:16 pqon => bool;
+        /// The queue overflowed (write 1 to clear).
+        9:9 pqof => bool;
+        /// A memory fault on the queue (write 1 to clear).
+        8:8 pqmf => bool;
+        /// Interrupt enable.
+        1:1 pie => bool;
+        /// Queue enable.
+        0:0 pqen => bool;
+    }
+
     /// Interrupt pending status (write 1 to clear).
     pub(crate) IPSR(u32) @ 0x54 {
         /// Page-request queue.
