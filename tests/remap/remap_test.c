@@ -265,4 +265,28 @@ TEST_F(remap, the_domain_stays_when_the_iommu_domain_changes)
 	}
 }
 
+/*
+ * Every table change is traced (iommu:msi_remap): moving the vector to the
+ * other hart makes the new file's entry valid, naming the device, the
+ * doorbell, its target and the vectors using it.
+ */
+TEST_F(remap, table_updates_are_traced)
+{
+	static char trace[1 << 16];
+	int to = !effective_cpu(self->irq);
+	char path[128], mask[16], want[160];
+
+	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/trace", ""));
+	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/events/iommu/msi_remap/enable", "1"));
+	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", self->irq);
+	snprintf(mask, sizeof(mask), "%d", to);
+	ASSERT_EQ(0, msr_write(path, mask));
+	ASSERT_EQ(0, edu_raise(self->dir, 3));
+	msr_write("/sys/kernel/tracing/events/iommu/msi_remap/enable", "0");
+	ASSERT_LT(0, msr_read("/sys/kernel/tracing/trace", trace, sizeof(trace)));
+	snprintf(want, sizeof(want), " msi_remap: IOMMU:%s msi addr=0x%016llx target=0x%016llx refs=1\n",
+		 self->bdf, msr_imsic_file(to), msr_imsic_file(to));
+	EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("no %s in:\n%s", want, trace);
+}
+
 TEST_HARNESS_MAIN

@@ -160,6 +160,36 @@ TEST(page_request_queue_where_offered)
 	EXPECT_EQ(0, msr_riscv_iommu_stat("page_requests"));
 }
 
+/*
+ * On every profile (an IMSIC is there) edu's MSI goes through the IOMMU's
+ * remapping domain, created at probe; edu has an MSI page table exactly
+ * where the IOMMU has MSI page tables (not with intremap=off).
+ */
+TEST(msis_go_through_the_remapping_domain)
+{
+	char bdf[32], path[256], buf[4096], msi[4096], want[64];
+	int irq = -1, table = !!strcmp(msr_profile(), "riscv64-nointremap");
+	struct dirent *de;
+	DIR *d;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
+	d = opendir(path);
+	ASSERT_NE(NULL, d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			irq = atoi(de->d_name);
+	closedir(d);
+	ASSERT_LT(0, irq);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
+	ASSERT_LT(0, msr_read(path, buf, sizeof(buf)));
+	EXPECT_NE(NULL, strstr(buf, "domain:  IR-PCI-MSI-")) TH_LOG("%s", buf);
+	EXPECT_NE(NULL, strstr(buf, "domain:  riscv-iommu-ir-")) TH_LOG("%s", buf);
+	ASSERT_LE(0, msr_riscv_iommu_file("msi", msi, sizeof(msi)));
+	snprintf(want, sizeof(want), "device %s table ", bdf);
+	EXPECT_EQ(table, strstr(msi, want) != NULL) TH_LOG("%s", msi);
+}
+
 /* Enables or disables an iommu trace event; 0 or -errno. */
 static int iommu_event(const char *event, const char *on)
 {

@@ -78,18 +78,28 @@ impl RiscvIommu {
         Ok(())
     }
 
-    /// Moves `dev`'s MSIs under the remapping domain with a table of their
-    /// own, if they were to go to the IMSIC.
+    /// Moves `dev`'s MSIs under the remapping domain, with a table of their
+    /// own where the IOMMU has MSI page tables, if they were to go to the
+    /// IMSIC.
     fn remap_msis(&self, dev: &Device) -> Result<Option<Arc<DeviceMsi>>> {
         let Some(r) = &self.remap else { return Ok(None) };
-        let table = DeviceMsi::new(&self.hw, dev)?;
-        r.data().add(dev, table.clone())?;
+        let table = match self.hw.msi {
+            Some(_) => {
+                let t = DeviceMsi::new(&self.hw, dev)?;
+                r.data().add(dev, t.clone())?;
+                Some(t)
+            }
+            None => None,
+        };
         if !r.adopt(dev) {
             r.data().remove(dev);
             return Ok(None);
         }
-        dev_dbg!(dev, "MSIs remapped through table {:#x}\n", table.pa);
-        Ok(Some(table))
+        match &table {
+            Some(t) => dev_dbg!(dev, "MSIs remapped through table {:#x}\n", t.pa),
+            None => dev_dbg!(dev, "MSIs through the remapping domain, no table\n"),
+        }
+        Ok(table)
     }
 }
 
@@ -121,7 +131,7 @@ impl Driver for RiscvIommu {
             Ok(()) => trace::detach(dev),
             Err(e) => dev_err!(dev, "release: {:?}\n", e),
         }
-        if let (Some(r), Some(_)) = (&self.remap, &master.msi) {
+        if let Some(r) = self.remap.as_ref().filter(|r| r.owns(dev)) {
             // With MSIs still allocated (a driver bound while the IOMMU
             // goes away) the device keeps the domain, and the vectors keep
             // the table alive.

@@ -45,15 +45,16 @@ impl Instance {
         let hw = Arc::pin_init(Hw::new(dev, regs)?, GFP_KERNEL)?;
         let name = CString::try_from_fmt(fmt!("{}", dev.name()))?;
         // The MSI remapping domain exists from probe on, before any device
-        // behind the IOMMU is probed, and never changes.
-        let remap = match (&hw.msi, imsic::msi_parent()) {
-            (Some(_), Some(parent)) => {
+        // behind the IOMMU is probed, and never changes; without MSI page
+        // tables it passes messages through.
+        let remap = match imsic::msi_parent() {
+            Some(parent) => {
                 let ir_name = CString::try_from_fmt(fmt!("riscv-iommu-ir-{}", dev.name()))?;
                 let d = RemapDomain::new(&ir_name, parent, Remapper::new()?)?;
                 dev_info!(dev, "MSI remapping domain {} on {}\n", d.domain().name(), parent.name());
                 Some(d)
             }
-            _ => None,
+            None => None,
         };
         let data = DebugData { hw: hw.clone(), remap: remap.as_ref().map(|r| r.data().clone()) };
         let debugfs = KBox::pin_init(

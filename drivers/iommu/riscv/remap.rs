@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! MSI remapping: each device behind the IOMMU whose MSIs go to the IMSIC
-//! gets its own flat MSI page table, and the IOMMU's remapping IRQ domain
-//! (`kernel::irq::remap`) keeps a table entry valid exactly for the
-//! interrupt files that device's vectors target, counted per file.
+//! MSI remapping: every device behind the IOMMU whose MSIs go to the IMSIC
+//! has them go through the IOMMU's remapping IRQ domain
+//! (`kernel::irq::remap`). Where the IOMMU has MSI page tables, each such
+//! device gets its own flat table, and the domain keeps an entry valid
+//! exactly for the interrupt files the device's vectors target, counted per
+//! file; without tables the domain passes messages through unchanged.
 //!
 //! The table belongs to the device, not to the IOMMU domain it is attached
 //! to: every valid device context of the device carries it (identity,
@@ -187,9 +189,10 @@ impl PinnedDrop for DeviceMsi {
     }
 }
 
-/// A remapped vector: the entries it holds.
+/// A remapped vector: the entries it holds in its device's table (none
+/// when the IOMMU has no MSI page tables).
 pub(crate) struct RemapIrq {
-    table: Arc<DeviceMsi>,
+    table: Option<Arc<DeviceMsi>>,
     /// The entry of the file the vector targets.
     cur: Atomic<u64>,
     /// The entry it targeted before its last move, kept until the next
@@ -243,31 +246,32 @@ impl Remap for Remapper {
     type Irq = RemapIrq;
 
     fn alloc(&self, dev: &Device, msg: MsiMsg) -> Result<RemapIrq> {
-        let table = self
-            .tables
-            .lock()
-            .iter()
-            .find(|(k, _)| *k == Self::key(dev))
-            .map(|(_, t)| t.clone())
-            .ok_or(ENODEV)?;
-        let i = table.get(msg.address)?;
-        Ok(RemapIrq { table, cur: Atomic::new(i as u64), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
+        let table = self.tables.lock().iter().find(|(k, _)| *k == Self::key(dev)).map(|(_, t)| t.clone());
+        let cur = match &table {
+            Some(t) => t.get(msg.address)? as u64,
+            None => NONE,
+        };
+        Ok(RemapIrq { table, cur: Atomic::new(cur), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
     }
 
     fn free(&self, irq: RemapIrq) {
+        let Some(t) = &irq.table else { return };
         if irq.vcpu.load(Relaxed) != NONE {
-            let _ = irq.table.redirect(irq.vcpu.load(Relaxed), None);
+            let _ = t.redirect(irq.vcpu.load(Relaxed), None);
         }
         for i in [irq.cur.load(Relaxed), irq.prev.load(Relaxed)] {
             if i != NONE {
                 // CAST: entry indices are small.
-                irq.table.put(i as usize);
+                t.put(i as usize);
             }
         }
     }
 
     fn set_affinity(&self, irq: &RemapIrq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result {
-        let t = &irq.table;
+        let Some(t) = &irq.table else {
+            // Nothing to steer: messages reach the IMSIC as composed.
+            return parent().map(|_| ());
+        };
         // Every file the parent may pick is valid before the device can be
         // told to write to it.
         let candidates = || {
@@ -282,7 +286,7 @@ impl Remap for Remapper {
         let new = res? as u64;
         let cur = irq.cur.load(Relaxed);
         if new == cur {
-            // CAST: as above.
+            // CAST: entry indices are small.
             t.put(new as usize);
             return Ok(());
         }
@@ -297,26 +301,29 @@ impl Remap for Remapper {
     }
 
     fn set_vcpu_affinity(&self, irq: &RemapIrq, vcpu: Option<VcpuTarget>) -> Result {
+        // Without an MSI table there is no way to send a device's MSIs
+        // elsewhere than where it writes.
+        let t = irq.table.as_ref().ok_or(EOPNOTSUPP)?;
         match vcpu {
             Some(v) => {
                 // Only an interrupt file may become a target, and only a
                 // guest file: never memory, never a host file.
-                let geometry = irq.table.geometry;
-                if geometry.index(v.target).is_none() || v.target & (PAGE_SIZE - 1) != 0 || is_host_file(v.target) {
+                let doorbell = v.msi_addr & !(PAGE_SIZE - 1);
+                if t.geometry.index(v.target).is_none() || v.target & (PAGE_SIZE - 1) != 0 || is_host_file(v.target) {
                     return Err(EINVAL);
                 }
-                let old = irq.vcpu.xchg(v.msi_addr & !(PAGE_SIZE - 1), Relaxed);
-                if old != NONE && old != v.msi_addr & !(PAGE_SIZE - 1) {
-                    irq.table.redirect(old, None)?;
+                let old = irq.vcpu.xchg(doorbell, Relaxed);
+                if old != NONE && old != doorbell {
+                    t.redirect(old, None)?;
                 }
-                irq.table.redirect(v.msi_addr & !(PAGE_SIZE - 1), Some(v.target))
+                t.redirect(doorbell, Some(v.target))
             }
             None => {
                 let old = irq.vcpu.xchg(NONE, Relaxed);
                 if old == NONE {
                     return Ok(());
                 }
-                irq.table.redirect(old, None)
+                t.redirect(old, None)
             }
         }
     }
