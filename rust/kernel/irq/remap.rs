@@ -16,9 +16,11 @@
 //! `init_dev_msi_info`, called with the parent as the real parent: the
 //! device domains get exactly the flags and chip callbacks (deferred moves,
 //! ack, parent masking) they would get without remapping, and msi-lib
-//! needs no knowledge of stacked parents. The messages are the parent's:
-//! an IOMMU that remaps through tables indexed by the doorbell address
-//! keeps addresses unchanged and redirects in the table.
+//! needs no knowledge of stacked parents. Messages are composed by the
+//! domain (the topmost composer in the hierarchy) from the parent's, through
+//! [`Remap::compose`]: an IOMMU that remaps through tables indexed by the
+//! doorbell address keeps them. Mask, unmask, ack (which performs the
+//! parent's deferred moves) and retrigger go to the parent.
 //!
 //! C headers: [`include/linux/irqdomain.h`](srctree/include/linux/irqdomain.h),
 //! [`include/linux/msi.h`](srctree/include/linux/msi.h)
@@ -70,6 +72,12 @@ pub trait Remap: Send + Sync + 'static {
 
     /// The interrupt is freed: undo [`Remap::alloc`] and what followed.
     fn free(&self, irq: Self::Irq);
+
+    /// The message the device must write, given the parent's. Remapping
+    /// through tables indexed by the doorbell keeps it (the default).
+    fn compose(&self, _irq: &Self::Irq, parent: MsiMsg) -> MsiMsg {
+        parent
+    }
 
     /// The interrupt is to move to a CPU of `mask`. `parent` moves it in the
     /// parent domain, writes the new message to the device and returns it;
@@ -286,6 +294,7 @@ impl<T: Remap> RemapDomain<T> {
         irq_retrigger: Some(bindings::irq_chip_retrigger_hierarchy),
         irq_set_affinity: Some(Self::set_affinity_callback),
         irq_set_vcpu_affinity: Some(Self::set_vcpu_affinity_callback),
+        irq_compose_msi_msg: Some(Self::compose_callback),
         // SAFETY: All-zero is a valid `irq_chip`.
         ..unsafe { core::mem::zeroed() }
     };
@@ -422,6 +431,26 @@ impl<T: Remap> RemapDomain<T> {
         match this.set_affinity(irq, cpus, &mut parent) {
             Ok(()) => ret,
             Err(e) => e.to_errno(),
+        }
+    }
+
+    extern "C" fn compose_callback(d: *mut bindings::irq_data, msg: *mut bindings::msi_msg) {
+        // SAFETY: The IRQ core composes messages of interrupts of ours.
+        let parent = unsafe { Self::parent_msg(d) };
+        // SAFETY: `d` is valid; its chip data is NULL until `alloc` set it.
+        let cd = unsafe { (*d).chip_data };
+        let m = if cd.is_null() {
+            parent
+        } else {
+            // SAFETY: A non-NULL chip data is our box (type invariant); `d` is ours.
+            unsafe { Self::remap((*d).domain).compose(&*cd.cast::<T::Irq>(), parent) }
+        };
+        // SAFETY: `msg` is valid for writes.
+        // CAST: the address is split into its two 32-bit halves.
+        unsafe {
+            (*msg).__bindgen_anon_1.address_lo = m.address as u32;
+            (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
+            (*msg).__bindgen_anon_3.data = m.data;
         }
     }
 
