@@ -51,16 +51,18 @@ for group in "${groups[@]}"; do
 		fi
 		arch=$(profile_field "$profile" arch) ||
 			die "tests/$group/group.conf names unknown profile '$profile'"
-		if [ -z "${built[$arch]:-}" ]; then
-			kobj=$("$TOP/scripts/kernel.sh" "$arch")
-			"$TOP/scripts/modules.sh" "$arch" "$kobj"
-			"$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$arch/initramfs-check.cpio"
-			built[$arch]=$kobj
+		variant=$(profile_field "$profile" variant)
+		kname=$arch${variant:+-$variant}
+		if [ -z "${built[$kname]:-}" ]; then
+			kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
+			"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
+			KVARIANT=$variant "$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$kname/initramfs-check.cpio"
+			built[$kname]=$kobj
 		fi
 		label=$profile/$group
 		log=$out/logs/$profile-$group.log
 		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
-		qemu_cmd "$profile" "${built[$arch]}" "$BUILD/$arch/initramfs-check.cpio" \
+		qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
 			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile")"
 		t0=$SECONDS
 		status=0

@@ -6,7 +6,8 @@
 #   extra-dir  a host directory copied to /extra in the guest
 #
 # Contents: Debian's busybox-static, tests/guest/init, our modules (from
-# $BUILD/<arch>/modules) with their load order, the test programs of every
+# $BUILD/<arch>[-$KVARIANT]/modules, KVARIANT naming the kernel's config
+# variant) with their load order, the test programs of every
 # group built for the architecture, and what the tests check the guest against
 # (kernel release, config fragments).
 set -euo pipefail
@@ -55,7 +56,7 @@ install -m 0755 "$TOP/tests/guest/init" "$root/init"
 [ -n "${NO_MODULES:-}" ] || while read -r name path arches; do
 	case "$name" in ''|'#'*) continue ;; esac
 	case " $arches " in *" $arch "*) ;; *) continue ;; esac
-	ko=$BUILD/$arch/modules/$path
+	ko=$BUILD/$arch${KVARIANT:+-$KVARIANT}/modules/$path
 	[ -f "$ko" ] || die "$arch: module $name not built ($ko missing)"
 	install -m 0644 "$ko" "$root/lib/modules/msiremap/"
 	echo "$name" >>"$root/etc/msiremap/modules"

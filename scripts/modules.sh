@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build our out-of-tree modules (top-level Kbuild) for one architecture.
 #
-# Usage: scripts/modules.sh <riscv64|arm64> <kernel-build-dir>
-# Output goes to $BUILD/<arch>/modules (kbuild's MO=), the sources stay clean.
+# Usage: scripts/modules.sh <riscv64|arm64> <kernel-build-dir> [variant]
+# Output goes to $BUILD/<arch>[-<variant>]/modules (kbuild's MO=), the
+# sources stay clean.
 set -euo pipefail
 SELF=modules
 . "$(dirname "$0")/lib.sh"
 arch=${1:?usage: modules.sh <arch> <kernel-build-dir>}
 kobj=${2:?usage: modules.sh <arch> <kernel-build-dir>}
 ka=$(karch "$arch")
-out=$BUILD/$arch/modules
+variant=${3:-}
+out=$BUILD/$arch${variant:+-$variant}/modules
 # kbuild does not notice every kernel change from an external module's side
 # (a config change resizes struct module, say): build anew for a new kernel.
 key=$(cat "$kobj/.msiremap-key" 2>/dev/null || echo none)

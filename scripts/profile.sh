@@ -1,12 +1,15 @@
 # Profile look-ups over tests/profiles.conf, and test-group settings from
 # tests/<group>/group.conf. Sourced, not run.
 
-# profile_field NAME FIELD: FIELD is arch, default or args.
+# profile_field NAME FIELD: FIELD is arch, variant (the kernel config
+# variant after a `+` in the arch column, empty for none), default or args.
 profile_field() {
 	awk -v n="$1" -v f="$2" '
 		/^#/ || NF < 3 { next }
 		$1 == n {
-			if (f == "arch") print $2
+			split($2, av, "+")
+			if (f == "arch") print av[1]
+			else if (f == "variant") print av[2]
 			else if (f == "default") print $3
 			else { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }
 			found = 1

@@ -56,8 +56,11 @@ case "$mode" in shell | show | cmd | check) ;; *) die "unknown mode '$mode'" ;; 
 [ -z "$group" ] || group_var "$group" PROFILES >/dev/null
 [ -z "$extra" ] || [ -d "$extra" ] || die "GUEST_FILES: '$extra' is not a directory"
 
+# The profile's kernel variant, unless --variant names one.
+variant=${variant:-$(profile_field "$profile" variant)}
 kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
-"$TOP/scripts/modules.sh" "$arch" "$kobj"
+"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
+export KVARIANT=$variant
 mkdir -p "$BUILD/$arch"
 initrd=$BUILD/$arch/initramfs-$mode.cpio
 cmdfile=

@@ -201,6 +201,80 @@ TEST(modules_unload_and_reload)
 	}
 }
 
+/* Loads module `name` with its command-line parameters; 0 or -errno. */
+static int load_module(const char *name)
+{
+	char params[512], path[256];
+	int fd, ret;
+
+	module_params(name, params, sizeof(params));
+	snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/*
+ * Load/unload cycles (LOAD_CYCLES of them, 100 in `make check`): every
+ * module is unloaded, last loaded first, while its devices are bound and
+ * edu's MSI is allocated. An unload the kernel refuses (riscv_iommu, whose
+ * module the devices behind the IOMMU hold) must be a clean refusal: the
+ * module stays loaded and working; it unloads once its devices are unbound.
+ * Then everything loads again. At the end edu's DMA and MSI work.
+ */
+TEST(modules_load_and_unload_cycles)
+{
+	char names[16][64], bdf[32], path[256], refused[64] = "";
+	const char *env = getenv("LOAD_CYCLES");
+	int cycles = env ? atoi(env) : 100, count = 0, refusals = 0;
+	FILE *list = fopen("/etc/msiremap/modules", "r");
+
+	ASSERT_NE(NULL, list);
+	while (count < 16 && fscanf(list, "%63s%*[^\n]", names[count]) == 1)
+		if (names[count][0] != '#')
+			count++;
+	fclose(list);
+	ASSERT_LT(0, count);
+
+	for (int c = 0; c < cycles; c++) {
+		for (int i = count - 1; i >= 0; i--) {
+			if (syscall(SYS_delete_module, names[i], O_NONBLOCK) != 0) {
+				ASSERT_TRUE(errno == EBUSY || errno == EAGAIN) {
+					TH_LOG("cycle %d: unloading %s: %s", c, names[i], strerror(errno));
+				}
+				/* Refused: still loaded, and its devices still there. */
+				ASSERT_EQ(1, module_loaded(names[i]));
+				refusals++;
+				snprintf(refused, sizeof(refused), "%s", names[i]);
+				ASSERT_LT(0, unbind_module_devices(names[i]));
+				ASSERT_EQ(0, syscall(SYS_delete_module, names[i], O_NONBLOCK)) {
+					TH_LOG("cycle %d: unloading %s after unbinding: %s", c, names[i], strerror(errno));
+				}
+			}
+			ASSERT_EQ(0, module_loaded(names[i]));
+		}
+		for (int i = 0; i < count; i++) {
+			ASSERT_EQ(0, load_module(names[i])) TH_LOG("cycle %d: loading %s", c, names[i]);
+		}
+	}
+	TH_LOG("%d cycles of %d modules, %d refused unloads (%s)", cycles, count, refusals,
+	       refusals ? refused : "none");
+	/* Where an IOMMU of ours is there, its devices pin it: every cycle refuses once. */
+	if (!strcmp(msr_arch(), "riscv64")) {
+		EXPECT_EQ(cycles, refusals);
+	}
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
+	EXPECT_EQ(0, msr_write(path, "64"));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/irq", bdf);
+	/* Without MSI page tables a translated device's MSIs are lost (sw_msi). */
+	EXPECT_EQ(strcmp(msr_profile(), "riscv64-nointremap") ? 0 : -ETIMEDOUT, msr_write(path, "10"));
+}
+
 /* Whether the device tree has a node compatible with `compat`, under `path`. */
 static int dt_has_compatible(const char *path, const char *compat)
 {

@@ -62,7 +62,9 @@ const SPLATS: &[&str] = &[
     "possible circular locking",
     "possible recursive locking",
     "inconsistent lock state",
-    "kmemleak:",
+    // kmemleak's scan summary and its reports (not its start-up lines).
+    "suspected memory leak",
+    "unreferenced object",
     "rcu_sched self-detected stall",
     "rcu: INFO:",
     "blocked for more than",
@@ -226,6 +228,13 @@ mod tests {
         assert!(v.problems.iter().any(|p| p.contains("did not finish")));
         assert!(v.problems.iter().any(|p| p.contains("no kernel log dump")));
         assert!(v.problems.iter().any(|p| p.contains("kernel splat")));
+    }
+
+    #[test]
+    fn kmemleak_reports_fail_but_its_start_up_does_not() {
+        assert_eq!(splat("[ 0.1] kmemleak: Kernel memory leak detector initialized (mem pool available: 15)"), None);
+        assert_eq!(splat("[ 9.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"), Some("suspected memory leak"));
+        assert_eq!(splat("unreferenced object 0xff60000002a5e400 (size 64):"), Some("unreferenced object"));
     }
 
     #[test]
