@@ -240,6 +240,26 @@ TEST_F(remap, vcpu_affinity_redirects_to_a_guest_file)
 	EXPECT_EQ(count + 5, edu_stat(self->dir, "interrupts"));
 }
 
+/* Malformed requests to qemu_edu's irq and vcpu files change nothing. */
+TEST_F(remap, bad_requests_are_refused)
+{
+	const char *bad[] = { "", "0", "-1", "1000001", "x", "1 2" };
+	const char *badv[] = { "", "0x28000000", "zz 0x28001000", "0x28000000 0x28001000 3", "on" };
+	char path[128];
+	long count = edu_stat(self->dir, "interrupts");
+
+	snprintf(path, sizeof(path), "%s/irq", self->dir);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		EXPECT_EQ(-EINVAL, msr_write(path, bad[i])) TH_LOG("irq '%s'", bad[i]);
+	}
+	snprintf(path, sizeof(path), "%s/vcpu", self->dir);
+	for (unsigned int i = 0; i < sizeof(badv) / sizeof(badv[0]); i++) {
+		EXPECT_EQ(-EINVAL, msr_write(path, badv[i])) TH_LOG("vcpu '%s'", badv[i]);
+	}
+	EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
+	EXPECT_EQ(0, edu_raise(self->dir, 1));
+}
+
 /*
  * The domain and the table belong to the device, not to its IOMMU domain:
  * moving edu between its DMA domain and the identity domain (through the

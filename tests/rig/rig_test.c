@@ -275,6 +275,39 @@ TEST(modules_load_and_unload_cycles)
 	EXPECT_EQ(strcmp(msr_profile(), "riscv64-nointremap") ? 0 : -ETIMEDOUT, msr_write(path, "10"));
 }
 
+/*
+ * A module parameter out of range (qemu_edu's dma_bits) is refused with a
+ * clear message: the module loads, its probe fails with EINVAL and says
+ * why, edu stays unbound; loaded again with the rig's parameters, it works.
+ */
+TEST(bad_module_parameters_are_refused)
+{
+	const char *bad[] = { "dma_bits=99", "dma_bits=12" };
+	char bdf[32], path[256], params[512];
+	int fd;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	for (unsigned int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));
+		fd = open("/lib/modules/msiremap/qemu_edu.ko", O_RDONLY | O_CLOEXEC);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, syscall(SYS_finit_module, fd, bad[i], 0));
+		close(fd);
+		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/qemu_edu/%s", bdf);
+		EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s: edu bound", bad[i]);
+		snprintf(path, sizeof(path), "%s is outside 28..32", bad[i]);
+		EXPECT_NE(NULL, strstr(msr_kernel_log(), path)) TH_LOG("no '%s' in the log", path);
+	}
+	ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));
+	module_params("qemu_edu", params, sizeof(params));
+	fd = open("/lib/modules/msiremap/qemu_edu.ko", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, syscall(SYS_finit_module, fd, params, 0));
+	close(fd);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
+	EXPECT_EQ(0, msr_write(path, "64"));
+}
+
 /* Whether the device tree has a node compatible with `compat`, under `path`. */
 static int dt_has_compatible(const char *path, const char *compat)
 {

@@ -289,6 +289,30 @@ TEST_F(vfio_edu, msis_across_detach_and_attach)
 }
 
 /*
+ * Bad maps are refused with a clear error and change nothing: unaligned
+ * IOVA or length, an IOVA beyond what the domain translates, a range that
+ * overlaps a mapping; on riscv64 with MSI page tables, the IMSIC's reserved
+ * MSI region. The existing mappings still work afterwards.
+ */
+TEST_F(vfio_edu, bad_maps_are_refused)
+{
+	int table = !strcmp(msr_arch(), "riscv64") && strcmp(msr_profile(), "riscv64-nointremap") &&
+		    strcmp(msr_profile(), "riscv64-s-stage");
+
+	EXPECT_EQ(-EINVAL, _ioas_map_fixed(self->iommufd, self->ioas, self->buf, PAGE, 0x500800));
+	EXPECT_EQ(-EINVAL, _ioas_map_fixed(self->iommufd, self->ioas, self->buf, 100, 0x500000));
+	/* Beyond the aperture of every domain here (at most 57 bits). */
+	EXPECT_EQ(-EINVAL, _ioas_map_fixed(self->iommufd, self->ioas, self->buf, PAGE, 1ULL << 62));
+	EXPECT_EQ(-EEXIST, _ioas_map_fixed(self->iommufd, self->ioas, self->buf, PAGE, IOVA_B));
+	if (table) {
+		/* The supervisor file of hart 0, reserved as an MSI region. */
+		EXPECT_EQ(-EINVAL, _ioas_map_fixed(self->iommufd, self->ioas, self->buf, PAGE, 0x28000000));
+	}
+	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
+	EXPECT_TRUE(page_b_ok(self->buf, variant->len));
+}
+
+/*
  * IOMMU_GET_HW_INFO: riscv64 reports our driver's raw capabilities (the
  * same value its debugfs shows, with the stages and MSI modes QEMU was
  * configured with) and its features control (wired interrupts on the

@@ -20,16 +20,16 @@ use kernel::{
     },
     new_mutex,
     new_spinlock,
-    new_spinlock_irq,
+    new_raw_spinlock_irq,
     pci,
     prelude::*,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        lock::raw_spinlock::RawSpinLockIrq,
         Arc,
         Mutex,
-        SpinLock,
-        SpinLockIrq, //
+        SpinLock, //
     },
     time::Delta,
 };
@@ -95,6 +95,18 @@ impl Regs {
         match self {
             Self::Pci(bar) => bar.try_access().map(RegsGuard::Pci),
             Self::Platform(mem) => mem.try_access().map(RegsGuard::Platform),
+        }
+    }
+}
+
+impl Regs {
+    /// The register block while `dev`, the IOMMU's device, is bound (it
+    /// cannot be revoked meanwhile): no RCU read-side section, so code
+    /// around it may sleep.
+    pub(crate) fn bound_io<'a>(&'a self, dev: &'a device::Device<Bound>) -> Result<Mmio<'a, Region<REGS_SIZE>>> {
+        match self {
+            Self::Pci(bar) => Ok(bar.access(dev)?.as_view()),
+            Self::Platform(mem) => Ok(mem.access(dev)?.as_view()),
         }
     }
 }
@@ -209,7 +221,7 @@ pub(crate) struct Hw {
     /// (DMA unmaps) and in hard interrupts (MSI moves), so with interrupts
     /// off.
     #[pin]
-    cmd_state: SpinLockIrq<CmdState>,
+    cmd_state: RawSpinLockIrq<CmdState>,
     fq: FaultQueue,
     /// Serialises the fault-queue consumer.
     #[pin]
@@ -237,8 +249,9 @@ impl Hw {
     /// Brings the IOMMU up: checks its version, turns it off, starts the
     /// command and fault queues and installs an empty device directory.
     pub(crate) fn new<'a>(dev: &'a device::Device<Bound>, regs: Regs) -> Result<impl PinInit<Self, Error> + 'a> {
-        let guard = regs.access().ok_or(ENXIO)?;
-        let bar = guard.io();
+        // Probe may sleep (allocations): the registers through the bound
+        // device, not through an RCU read-side section.
+        let bar = regs.bound_io(dev)?;
         let caps = bar.try_read(regs::CAPABILITIES)?;
         let version = caps.version().get();
         if version != 0x10 {
@@ -340,7 +353,6 @@ impl Hw {
             if extended { "flat" } else { "none" }
         );
 
-        drop(guard);
         let mut ids = KVec::new();
         // 65536 context ids; id 0 stays reserved for contexts without one.
         ids.extend_from_slice(&[0u64; 1024], GFP_KERNEL)?;
@@ -355,7 +367,7 @@ impl Hw {
             msi,
             // INVARIANT: `cq_buf` has two words per entry.
             cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
-            cmd_state <- new_spinlock_irq!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
+            cmd_state <- new_raw_spinlock_irq!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
             fq_head <- new_spinlock!(0, "Hw::fq_head"),
             pq,

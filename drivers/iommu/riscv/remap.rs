@@ -22,14 +22,14 @@ use kernel::{
         remap::{MsiMsg, Remap, VcpuTarget},
     },
     new_mutex,
-    new_spinlock_irq,
+    new_raw_spinlock_irq,
     prelude::*,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
+        lock::raw_spinlock::RawSpinLockIrq,
         Arc,
-        Mutex,
-        SpinLockIrq, //
+        Mutex, //
     },
 };
 
@@ -65,7 +65,7 @@ pub(crate) struct DeviceMsi {
     /// Changed when vectors are allocated, freed or moved, in hard
     /// interrupts too.
     #[pin]
-    entries: SpinLockIrq<Entries>,
+    entries: RawSpinLockIrq<Entries>,
 }
 
 impl DeviceMsi {
@@ -88,7 +88,7 @@ impl DeviceMsi {
             geometry,
             dev: dev.into(),
             hw: hw.clone(),
-            entries <- new_spinlock_irq!(Entries { refs, vcpu }, "DeviceMsi::entries"),
+            entries <- new_raw_spinlock_irq!(Entries { refs, vcpu }, "DeviceMsi::entries"),
         });
         Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
             PhysMem::free_pages(&mut KernelMem { atomic: false }, pa, order);

@@ -414,8 +414,9 @@ impl<T: Driver> Registration<T> {
         let reg = unsafe { &*data.reg };
         // SAFETY: `dev` is valid for the duration of the call.
         reg.data.release_device(unsafe { Device::from_raw(dev) }, &data.master);
-        // SAFETY: As above.
-        unsafe { bindings::dev_iommu_priv_set(dev, ptr::null_mut()) };
+        // `dev->iommu`, with the stale pointer, is freed by the core right
+        // after this (`dev_iommu_free()`); it may not be set here, outside
+        // the probe lock.
     }
 
     extern "C" fn device_group_callback(dev: *mut bindings::device) -> *mut bindings::iommu_group {
