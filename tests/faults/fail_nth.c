@@ -85,6 +85,7 @@ static int setup_injection(const char *module)
 		msr_write(path, val);
 	}
 	msr_write("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N");
+	msr_write("/sys/kernel/debug/fail_page_alloc/min-order", "0");
 	return 0;
 }
 

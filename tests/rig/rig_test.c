@@ -225,7 +225,20 @@ static int load_module(const char *name)
  * module stays loaded and working; it unloads once its devices are unbound.
  * Then everything loads again. At the end edu's DMA and MSI work.
  */
-TEST(modules_load_and_unload_cycles)
+FIXTURE(cycles)
+{
+};
+
+FIXTURE_SETUP(cycles)
+{
+}
+
+FIXTURE_TEARDOWN(cycles)
+{
+}
+
+/* A cycle takes about a second on the debug kernel. */
+TEST_F_TIMEOUT(cycles, modules_load_and_unload, 600)
 {
 	char names[16][64], bdf[32], path[256], refused[64] = "";
 	const char *env = getenv("LOAD_CYCLES");

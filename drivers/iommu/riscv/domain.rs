@@ -19,12 +19,12 @@ use kernel::{
         trace, //
     },
     irq::remap::RemapDomain,
-    new_spinlock,
+    new_spinlock_irq,
     prelude::*,
     sync::{
         atomic::Relaxed,
         Arc,
-        SpinLock, //
+        SpinLockIrq, //
     },
 };
 
@@ -188,8 +188,9 @@ impl Driver for RiscvIommu {
 pub(crate) struct Paging {
     hw: Arc<Hw>,
     id: u32,
-    /// Map and unmap may run concurrently and in atomic context.
-    pt: Pin<KBox<SpinLock<Option<PageTable>>>>,
+    /// Map and unmap may run concurrently, in atomic context and in hard
+    /// interrupts (drivers unmap DMA from their handlers): interrupts off.
+    pt: Pin<KBox<SpinLockIrq<Option<PageTable>>>>,
     mode: Mode,
     root: u64,
 }
@@ -197,7 +198,7 @@ pub(crate) struct Paging {
 impl Paging {
     fn new(hw: Arc<Hw>) -> Result<Self> {
         let mode = hw.paging_mode;
-        let pt = KBox::pin_init(new_spinlock!(None, "Paging::pt"), GFP_KERNEL)?;
+        let pt = KBox::pin_init(new_spinlock_irq!(None, "Paging::pt"), GFP_KERNEL)?;
         let id = hw.alloc_id()?;
         let table = match PageTable::new(&mut KernelMem { atomic: false }, mode) {
             Ok(table) => table,
