@@ -6,6 +6,7 @@
  * RISC-V IOMMU driver's paging domains; arm64: SMMUv3.
  */
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
@@ -310,6 +311,105 @@ TEST_F(vfio_edu, bad_maps_are_refused)
 	}
 	ASSERT_EQ(0, round_trip(self->bar, self->buf, variant->len));
 	EXPECT_TRUE(page_b_ok(self->buf, variant->len));
+}
+
+struct mapper {
+	int iommufd;
+	__u32 ioas;
+	__u64 iova;		/* its own page, in the same page table as page B */
+	uint8_t *page;		/* guard-filled user page it maps and unmaps */
+	volatile int *stop;
+	int rounds, errors;
+};
+
+static void *map_unmap(void *arg)
+{
+	struct mapper *m = arg;
+
+	while (!*m->stop) {
+		if (_ioas_map_fixed(m->iommufd, m->ioas, m->page, PAGE, m->iova) ||
+		    _ioas_unmap(m->iommufd, m->ioas, m->iova, PAGE))
+			m->errors++;
+		m->rounds++;
+	}
+	return NULL;
+}
+
+/*
+ * Concurrency: four threads map and unmap pages next to page B (same leaf
+ * table) as fast as they can, while edu copies into page B again and again
+ * and raises its MSI. Every copy lands whole in B, the threads' pages keep
+ * their guard pattern (edu never writes there, mapped or not), every MSI
+ * is signalled (where MSIs are delivered), no map or unmap fails.
+ */
+TEST_F(vfio_edu, map_and_unmap_race_dma_and_msis)
+{
+	const char *p = msr_profile();
+	int flows = strcmp(msr_arch(), "riscv64") || (strcmp(p, "riscv64-nointremap") && strcmp(p, "riscv64-s-stage"));
+	struct {
+		struct vfio_irq_set set;
+		int32_t fd;
+	} irqs = {
+		.set = {
+			.argsz = sizeof(irqs),
+			.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = VFIO_PCI_MSI_IRQ_INDEX,
+			.count = 1,
+		},
+	};
+	struct mapper m[4];
+	pthread_t t[4];
+	volatile int stop = 0;
+	uint8_t *pages;
+	int copies = 0, msis = 0, efd;
+
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_LE(0, efd);
+	irqs.fd = efd;
+	ASSERT_EQ(0, _ioctl(self->devfd, VFIO_DEVICE_SET_IRQS, &irqs));
+	pages = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, pages);
+	memset(pages, 0xc3, 4 * PAGE);
+	for (int i = 0; i < 4; i++) {
+		m[i] = (struct mapper){ .iommufd = self->iommufd, .ioas = self->ioas,
+					.iova = IOVA_B + (i + 2) * PAGE, .page = pages + i * PAGE, .stop = &stop };
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, map_unmap, &m[i]));
+	}
+	for (int round = 0; round < 12; round++) {
+		uint64_t v = 0;
+
+		for (int i = 0; i < PAGE; i++) {
+			self->buf[i] = (uint8_t)(i + round * 13);
+			self->buf[PAGE + i] = 0x5a;
+		}
+		if (edu_dma(self->bar, IOVA_A, EDU_BUF, PAGE, 0) || edu_dma(self->bar, EDU_BUF, IOVA_B, PAGE, 1))
+			break;
+		copies += !memcmp(self->buf, self->buf + PAGE, PAGE);
+		self->bar[EDU_REG_INTR_RAISE] = 1;
+		for (int i = 0; i < 100 && read(efd, &v, sizeof(v)) != sizeof(v); i++)
+			usleep(2000);
+		msis += (int)v;
+	}
+	stop = 1;
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+
+	EXPECT_EQ(12, copies);
+	EXPECT_EQ(flows ? 12 : 0, msis);
+	for (int i = 0; i < 4; i++) {
+		TH_LOG("thread %d: %d map/unmap rounds", i, m[i].rounds);
+		EXPECT_LT(0, m[i].rounds);
+		EXPECT_EQ(0, m[i].errors);
+	}
+	for (int i = 0; i < 4 * PAGE; i++) {
+		ASSERT_EQ(0xc3, pages[i]) TH_LOG("byte %d of the threads' pages written", i);
+	}
+	irqs.set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	irqs.set.count = 0;
+	irqs.set.argsz = sizeof(irqs.set);
+	EXPECT_EQ(0, _ioctl(self->devfd, VFIO_DEVICE_SET_IRQS, &irqs.set));
+	munmap(pages, 4 * PAGE);
+	close(efd);
 }
 
 /*
