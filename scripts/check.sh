@@ -4,6 +4,7 @@
 #
 # Narrowing, for development: CHECK_GROUPS="rig edu" and/or
 # CHECK_PROFILES="arm64" run only those (the closing line says so).
+# CHECK_APPEND adds to every guest's kernel command line (`make soak`).
 set -euo pipefail
 SELF=check
 . "$(dirname "$0")/lib.sh"
@@ -61,7 +62,7 @@ for group in "${groups[@]}"; do
 		fi
 		label=$profile/$group
 		log=$out/logs/$profile-$group.log
-		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
+		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch") ${CHECK_APPEND:-}"
 		qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
 			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile")"
 		t0=$SECONDS
