@@ -193,15 +193,6 @@ TEST(write_to_rejects_malformed_requests)
 	EXPECT_EQ(-EINVAL, msr_write(path, "zz 64"));
 }
 
-/* Enables or disables an iommu trace event; 0 or -errno. */
-static int iommu_event(const char *event, const char *on)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/iommu/%s/enable", event);
-	return msr_write(path, on);
-}
-
 /*
  * The IOMMU core's tracepoints see our driver's domains like any other:
  * rebinding qemu_edu unmaps and maps its DMA buffer again.
@@ -213,12 +204,12 @@ TEST(map_and_unmap_are_traced)
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/trace", "")); /* clear */
-	ASSERT_EQ(0, iommu_event("map", "1"));
-	ASSERT_EQ(0, iommu_event("unmap", "1"));
+	ASSERT_EQ(0, msr_iommu_event("map", "1"));
+	ASSERT_EQ(0, msr_iommu_event("unmap", "1"));
 	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", bdf));
 	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", bdf));
-	iommu_event("map", "0");
-	iommu_event("unmap", "0");
+	msr_iommu_event("map", "0");
+	msr_iommu_event("unmap", "0");
 	ASSERT_LT(0, msr_read("/sys/kernel/tracing/trace", trace, sizeof(trace)));
 	EXPECT_NE(NULL, strstr(trace, " map: IOMMU: iova=")) TH_LOG("trace:\n%s", trace);
 	EXPECT_NE(NULL, strstr(trace, " unmap: IOMMU: iova="));

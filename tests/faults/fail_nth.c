@@ -24,13 +24,6 @@
 
 #define PAGE		4096
 #define IOVA		0x400000ULL
-#define EDU_REG_INTR_RAISE	(0x60 / 4)
-#define EDU_REG_DMA_SRC		(0x80 / 4)
-#define EDU_REG_DMA_DST		(0x88 / 4)
-#define EDU_REG_DMA_CNT		(0x90 / 4)
-#define EDU_REG_DMA_CMD		(0x98 / 4)
-#define EDU_BUF			0x40000
-
 static int fail_nth(int n)
 {
 	char buf[16];
@@ -89,20 +82,6 @@ static int setup_injection(const char *module)
 	return 0;
 }
 
-static int dir_entries(const char *path)
-{
-	struct dirent *de;
-	DIR *d = opendir(path);
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d)))
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 FIXTURE(vfio)
 {
 	char bdf[32];
@@ -132,13 +111,7 @@ FIXTURE_SETUP(vfio)
 
 FIXTURE_TEARDOWN(vfio)
 {
-	if (self->bar)
-		munmap((void *)self->bar, self->bar_size);
-	if (self->devfd >= 0)
-		close(self->devfd);
-	if (self->iommufd >= 0)
-		close(self->iommufd);
-	_vfio_pci_release(self->bdf);
+	vfio_release(self->bdf, self->bar, self->bar_size, self->devfd, self->iommufd);
 }
 
 /* A sweep: `op` with its Nth allocation failing, until it runs clean. */
@@ -189,39 +162,9 @@ TEST_F_TIMEOUT(vfio, attach_then_map, 600)
 	self->bar = vfio_map_bar(self->devfd, VFIO_PCI_BAR0_REGION_INDEX, &self->bar_size);
 	ASSERT_NE(NULL, self->bar);
 	memset((char *)self->buf + PAGE, 0, PAGE);
-	self->bar[EDU_REG_DMA_SRC] = IOVA;
-	self->bar[EDU_REG_DMA_DST] = EDU_BUF;
-	self->bar[EDU_REG_DMA_CNT] = 64;
-	self->bar[EDU_REG_DMA_CMD] = 1;
-	for (int i = 0; i < 400 && (self->bar[EDU_REG_DMA_CMD] & 1); i++)
-		usleep(5000);
-	self->bar[EDU_REG_DMA_SRC] = EDU_BUF;
-	self->bar[EDU_REG_DMA_DST] = IOVA + PAGE;
-	self->bar[EDU_REG_DMA_CNT] = 64;
-	self->bar[EDU_REG_DMA_CMD] = 3;
-	for (int i = 0; i < 400 && (self->bar[EDU_REG_DMA_CMD] & 1); i++)
-		usleep(5000);
+	ASSERT_EQ(0, vfio_edu_dma(self->bar, IOVA, EDU_BUF, 64, 0));
+	ASSERT_EQ(0, vfio_edu_dma(self->bar, EDU_BUF, IOVA + PAGE, 64, 1));
 	EXPECT_EQ(0, memcmp(self->buf, (char *)self->buf + PAGE, 64));
-}
-
-/* Sets (efd >= 0) or clears edu's MSI trigger through VFIO. */
-static int set_msi(int devfd, int efd)
-{
-	struct {
-		struct vfio_irq_set set;
-		int32_t fd;
-	} irqs = {
-		.set = {
-			.argsz = efd >= 0 ? sizeof(irqs) : sizeof(irqs.set),
-			.flags = (efd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
-				 VFIO_IRQ_SET_ACTION_TRIGGER,
-			.index = VFIO_PCI_MSI_IRQ_INDEX,
-			.count = efd >= 0,
-		},
-		.fd = efd,
-	};
-
-	return _ioctl(devfd, VFIO_DEVICE_SET_IRQS, &irqs);
 }
 
 /*
@@ -239,12 +182,12 @@ TEST_F_TIMEOUT(vfio, msi_allocation, 600)
 	ASSERT_LE(0, efd);
 	test_vfio_attach(self->devfd, self->ioas);
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", self->bdf);
-	SWEEP(n, injected, set_msi(self->devfd, efd),
-	      EXPECT_EQ(0, dir_entries(path)),
-	      ASSERT_EQ(0, set_msi(self->devfd, -1)));
+	SWEEP(n, injected, _vfio_set_msi(self->devfd, efd),
+	      EXPECT_EQ(0, msr_dir_entries(path)),
+	      ASSERT_EQ(0, _vfio_set_msi(self->devfd, -1)));
 	TH_LOG("MSI: %d injected failures before N=%d went through", injected, n);
 	EXPECT_LT(0, injected);
-	EXPECT_EQ(1, dir_entries(path));
+	EXPECT_EQ(1, msr_dir_entries(path));
 
 	self->bar = vfio_map_bar(self->devfd, VFIO_PCI_BAR0_REGION_INDEX, &self->bar_size);
 	ASSERT_NE(NULL, self->bar);
@@ -252,7 +195,7 @@ TEST_F_TIMEOUT(vfio, msi_allocation, 600)
 	ASSERT_EQ(1, poll(&p, 1, 1000));
 	ASSERT_EQ(sizeof(v), read(efd, &v, sizeof(v)));
 	EXPECT_EQ(1, v);
-	EXPECT_EQ(0, set_msi(self->devfd, -1));
+	EXPECT_EQ(0, _vfio_set_msi(self->devfd, -1));
 	close(efd);
 }
 

@@ -164,6 +164,91 @@ static inline const char *msr_kernel_log(void)
 }
 
 /*
+ * The number after `key` in text made of `key value` lines (our debugfs
+ * `stats` files), decimal or 0x-hexadecimal; -1 when absent. Destroys
+ * `text`.
+ */
+static inline long msr_key_value(char *text, const char *key)
+{
+	for (char *p = strtok(text, "\n"); p; p = strtok(NULL, "\n"))
+		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
+			return strtol(p + strlen(key) + 1, NULL, 0);
+	return -1;
+}
+
+/* msr_key_value() of the file at `path`; -1 when absent or unreadable. */
+static inline long msr_stat(const char *path, const char *key)
+{
+	char buf[2048];
+
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -1;
+	return msr_key_value(buf, key);
+}
+
+/* Entries of a directory but . and ..; 0 when it does not exist. */
+static inline int msr_dir_entries(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int n = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * The IRQ hierarchy of PCI device `bdf`'s MSI (its last listed vector),
+ * /sys/kernel/debug/irq/irqs/<irq>, into `buf`; the irq, or -errno.
+ */
+static inline int msr_pci_msi_irq_debug(const char *bdf, char *buf, size_t len)
+{
+	char path[256];
+	struct dirent *de;
+	int irq = -ENOENT;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			irq = atoi(de->d_name);
+	closedir(d);
+	if (irq < 0)
+		return irq;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
+	return msr_read(path, buf, len) < 0 ? -errno : irq;
+}
+
+/* Enables ("1") or disables ("0") trace event iommu:`event`; 0 or -errno. */
+static inline int msr_iommu_event(const char *event, const char *on)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/iommu/%s/enable", event);
+	return msr_write(path, on);
+}
+
+/*
+ * Whether MSIs of a device in a translated (DMA or iommufd) domain reach
+ * the interrupt controller on this profile: everywhere but on riscv64
+ * without MSI page tables (intremap=off) or with first-stage domains, until
+ * sw_msi maps the doorbells.
+ */
+static inline int msr_msis_delivered(void)
+{
+	const char *p = msr_profile();
+
+	return strcmp(msr_arch(), "riscv64") || (strcmp(p, "riscv64-nointremap") && strcmp(p, "riscv64-s-stage"));
+}
+
+/*
  * Reads file `name` of our RISC-V IOMMU's debugfs directory (the first
  * IOMMU); bytes read or -errno.
  */
@@ -192,14 +277,11 @@ static inline int msr_riscv_iommu_file(const char *name, char *buf, size_t len)
  */
 static inline long msr_riscv_iommu_stat(const char *key)
 {
-	char buf[1024], *p;
+	char buf[1024];
 
 	if (msr_riscv_iommu_file("stats", buf, sizeof(buf)) < 0)
 		return -1;
-	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
-		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
-			return strtol(p + strlen(key) + 1, NULL, 0);
-	return -1;
+	return msr_key_value(buf, key);
 }
 
 /*

@@ -161,6 +161,66 @@ static inline int vfio_enable_bus_master(int devfd)
 	return 0;
 }
 
+/*
+ * Sets an eventfd as the trigger of the device's MSI (VFIO_DEVICE_SET_IRQS),
+ * or with `efd` < 0 tears the MSI down; 0 or -errno.
+ */
+static inline int _vfio_set_msi(int devfd, int efd)
+{
+	struct {
+		struct vfio_irq_set set;
+		int32_t fd;
+	} irqs = {
+		.set = {
+			.argsz = efd >= 0 ? sizeof(irqs) : sizeof(irqs.set),
+			.flags = (efd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
+				 VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = VFIO_PCI_MSI_IRQ_INDEX,
+			.count = efd >= 0,
+		},
+		.fd = efd,
+	};
+
+	return _ioctl(devfd, VFIO_DEVICE_SET_IRQS, &irqs);
+}
+
+/* Undoes what a test took: the BAR mapping, the fds, vfio-pci's hold. */
+static inline void vfio_release(const char *bdf, volatile uint32_t *bar, size_t bar_size, int devfd, int iommufd)
+{
+	if (bar)
+		munmap((void *)bar, bar_size);
+	if (devfd >= 0)
+		close(devfd);
+	if (iommufd >= 0)
+		close(iommufd);
+	_vfio_pci_release(bdf);
+}
+
+/* edu's registers (BAR0, 32-bit words) driven from user space. */
+#define EDU_REG_INTR_RAISE	(0x60 / 4)
+#define EDU_REG_DMA_SRC		(0x80 / 4)
+#define EDU_REG_DMA_DST		(0x88 / 4)
+#define EDU_REG_DMA_CNT		(0x90 / 4)
+#define EDU_REG_DMA_CMD		(0x98 / 4)
+#define EDU_DMA_START		0x1
+#define EDU_DMA_TO_RAM		0x2
+#define EDU_BUF			0x40000		/* edu's internal buffer */
+
+/* One DMA transfer by edu, waited for (edu completes on a ~100 ms timer). */
+static inline int vfio_edu_dma(volatile uint32_t *bar, uint32_t src, uint32_t dst, uint32_t len, int to_ram)
+{
+	bar[EDU_REG_DMA_SRC] = src;
+	bar[EDU_REG_DMA_DST] = dst;
+	bar[EDU_REG_DMA_CNT] = len;
+	bar[EDU_REG_DMA_CMD] = EDU_DMA_START | (to_ram ? EDU_DMA_TO_RAM : 0);
+	for (int i = 0; i < 400; i++) {
+		if (!(bar[EDU_REG_DMA_CMD] & EDU_DMA_START))
+			return 0;
+		usleep(5000);
+	}
+	return -ETIMEDOUT;
+}
+
 #define test_ioas_alloc(fd, id) ASSERT_EQ(0, _ioas_alloc(fd, id))
 #define test_ioas_map_fixed(fd, ioas, va, len, iova) ASSERT_EQ(0, _ioas_map_fixed(fd, ioas, va, len, iova))
 #define test_err_ioas_map_fixed(err, fd, ioas, va, len, iova) \

@@ -22,18 +22,13 @@ FIXTURE(remap)
 	int addr_off, data_off;
 };
 
-/* qemu_edu's stats value for `key`. */
+/* qemu_edu's stats value for `key`, -1 when absent. */
 static long edu_stat(const char *dir, const char *key)
 {
-	char path[256], buf[1024], *p;
+	char path[256];
 
 	snprintf(path, sizeof(path), "%s/stats", dir);
-	if (msr_read(path, buf, sizeof(buf)) < 0)
-		return -1;
-	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
-		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
-			return strtol(p + strlen(key) + 1, NULL, 0);
-	return -1;
+	return msr_stat(path, key);
 }
 
 /* Raises edu's MSI `n` times, each waited for; 0 or -errno. */
@@ -297,12 +292,12 @@ TEST_F(remap, table_updates_are_traced)
 	char path[128], mask[16], want[160];
 
 	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/trace", ""));
-	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/events/iommu/msi_remap/enable", "1"));
+	ASSERT_EQ(0, msr_iommu_event("msi_remap", "1"));
 	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", self->irq);
 	snprintf(mask, sizeof(mask), "%d", to);
 	ASSERT_EQ(0, msr_write(path, mask));
 	ASSERT_EQ(0, edu_raise(self->dir, 3));
-	msr_write("/sys/kernel/tracing/events/iommu/msi_remap/enable", "0");
+	msr_iommu_event("msi_remap", "0");
 	ASSERT_LT(0, msr_read("/sys/kernel/tracing/trace", trace, sizeof(trace)));
 	snprintf(want, sizeof(want), " msi_remap: IOMMU:%s msi addr=0x%016llx target=0x%016llx refs=1\n",
 		 self->bdf, msr_imsic_file(to), msr_imsic_file(to));

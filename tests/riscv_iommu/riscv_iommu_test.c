@@ -6,18 +6,15 @@
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
-/* edu's stats value for `key` (qemu_edu debugfs). */
+/* edu's stats value for `key` (qemu_edu debugfs), 0 when absent. */
 static unsigned long edu_stat(const char *bdf, const char *key)
 {
-	char path[256], buf[512], *p;
+	char path[256];
+	long v;
 
 	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/stats", bdf);
-	if (msr_read(path, buf, sizeof(buf)) < 0)
-		return 0;
-	for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
-		if (!strncmp(p, key, strlen(key)) && p[strlen(key)] == ' ')
-			return strtoul(p + strlen(key) + 1, NULL, 0);
-	return 0;
+	v = msr_stat(path, key);
+	return v < 0 ? 0 : v;
 }
 
 TEST(context_points_at_the_domain_that_maps_the_dma_buffer)
@@ -167,22 +164,11 @@ TEST(page_request_queue_where_offered)
  */
 TEST(msis_go_through_the_remapping_domain)
 {
-	char bdf[32], path[256], buf[4096], msi[4096], want[64];
-	int irq = -1, table = !!strcmp(msr_profile(), "riscv64-nointremap");
-	struct dirent *de;
-	DIR *d;
+	char bdf[32], buf[4096], msi[4096], want[64];
+	int table = !!strcmp(msr_profile(), "riscv64-nointremap");
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
-	d = opendir(path);
-	ASSERT_NE(NULL, d);
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			irq = atoi(de->d_name);
-	closedir(d);
-	ASSERT_LT(0, irq);
-	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
-	ASSERT_LT(0, msr_read(path, buf, sizeof(buf)));
+	ASSERT_LT(0, msr_pci_msi_irq_debug(bdf, buf, sizeof(buf)));
 	EXPECT_NE(NULL, strstr(buf, "domain:  IR-PCI-MSI-")) TH_LOG("%s", buf);
 	EXPECT_NE(NULL, strstr(buf, "domain:  riscv-iommu-ir-")) TH_LOG("%s", buf);
 	ASSERT_LE(0, msr_riscv_iommu_file("msi", msi, sizeof(msi)));
@@ -240,15 +226,6 @@ TEST(fault_storm_overflows_and_recovers)
 	EXPECT_EQ(0, msr_write(path, "4096 3"));
 }
 
-/* Enables or disables an iommu trace event; 0 or -errno. */
-static int iommu_event(const char *event, const char *on)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/iommu/%s/enable", event);
-	return msr_write(path, on);
-}
-
 /* The trace buffer's text, cleared afterwards. */
 static const char *take_trace(void)
 {
@@ -286,13 +263,13 @@ TEST(invalidations_are_traced)
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	take_trace();
-	ASSERT_EQ(0, iommu_event("iotlb_inv", "1"));
-	ASSERT_EQ(0, iommu_event("unmap", "1"));
+	ASSERT_EQ(0, msr_iommu_event("iotlb_inv", "1"));
+	ASSERT_EQ(0, msr_iommu_event("unmap", "1"));
 	/* Rebinding frees the driver's DMA buffer: its pages are unmapped. */
 	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", bdf));
 	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", bdf));
-	iommu_event("iotlb_inv", "0");
-	iommu_event("unmap", "0");
+	msr_iommu_event("iotlb_inv", "0");
+	msr_iommu_event("unmap", "0");
 	trace = take_trace();
 	for (p = trace; (p = strstr(p, " iotlb_inv: IOMMU:")); p++) {
 		ASSERT_EQ(3, sscanf(strstr(p, "tag="), "tag=%u iova=%llx size=%llx", &tag, &iova, &size))
@@ -318,8 +295,8 @@ TEST(remove_detaches_and_rescan_probes_again)
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	take_trace();
-	ASSERT_EQ(0, iommu_event("detach_device_from_domain", "1"));
-	ASSERT_EQ(0, iommu_event("attach_device_to_domain", "1"));
+	ASSERT_EQ(0, msr_iommu_event("detach_device_from_domain", "1"));
+	ASSERT_EQ(0, msr_iommu_event("attach_device_to_domain", "1"));
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
 	ASSERT_EQ(0, msr_write(path, "1"));
 	trace = take_trace();
@@ -328,8 +305,8 @@ TEST(remove_detaches_and_rescan_probes_again)
 	EXPECT_NE(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, again, sizeof(again)));
 
 	ASSERT_EQ(0, msr_write("/sys/bus/pci/rescan", "1"));
-	iommu_event("detach_device_from_domain", "0");
-	iommu_event("attach_device_to_domain", "0");
+	msr_iommu_event("detach_device_from_domain", "0");
+	msr_iommu_event("attach_device_to_domain", "0");
 	trace = take_trace();
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, again, sizeof(again)));
 	EXPECT_STREQ(bdf, again);

@@ -48,6 +48,20 @@ struct Entries {
     vcpu: KVec<u64>,
 }
 
+impl Entries {
+    /// Where entry `i`, for the doorbell at `addr`, sends writes: its vCPU
+    /// target, else the file itself while vectors use it, else nowhere (0).
+    fn target(&self, i: usize, addr: u64) -> u64 {
+        if self.vcpu[i] != 0 {
+            self.vcpu[i]
+        } else if self.refs[i] > 0 {
+            addr
+        } else {
+            0
+        }
+    }
+}
+
 /// A device's MSI page table.
 ///
 /// # Invariants
@@ -101,13 +115,7 @@ impl DeviceMsi {
     fn update(&self, e: &Entries, i: usize) {
         // CAST: `i` is below the entry count, at most 2^12.
         let addr = self.geometry.address(i as u64);
-        let target = if e.vcpu[i] != 0 {
-            e.vcpu[i]
-        } else if e.refs[i] > 0 {
-            addr
-        } else {
-            0
-        };
+        let target = e.target(i, addr);
         let mut mem = KernelMem { atomic: true };
         let slot = self.pa + msi::MSI_PTE_SIZE * i as u64;
         if target == 0 {
@@ -169,11 +177,12 @@ impl DeviceMsi {
         let e = self.entries.lock();
         f.write_fmt(fmt!("device {} table {:#x}\n", self.dev.name(), self.pa))?;
         for i in 0..e.refs.len() {
-            if e.refs[i] == 0 && e.vcpu[i] == 0 {
+            // CAST: entries are at most 2^12.
+            let addr = self.geometry.address(i as u64);
+            let target = e.target(i, addr);
+            if target == 0 {
                 continue;
             }
-            let addr = self.geometry.address(i as u64);
-            let target = if e.vcpu[i] != 0 { e.vcpu[i] } else { addr };
             writeln!(f, "  {:#x} -> {:#x} refs {}{}", addr, target, e.refs[i], if e.vcpu[i] != 0 { " vcpu" } else { "" })?;
         }
         Ok(())

@@ -412,11 +412,26 @@ impl<T: Remap> RemapDomain<T> {
         unsafe { bindings::irq_domain_free_irqs_common(d, virq, nr) };
     }
 
+    /// The driver data and the per-interrupt data of `d`; `None` until
+    /// `alloc_callback` set the latter.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the `irq_data` of an interrupt of this domain.
+    unsafe fn irq_of<'a>(d: *mut bindings::irq_data) -> Option<(&'a T, &'a T::Irq)> {
+        // SAFETY: `d` is valid; by the type invariant its chip data is NULL
+        // or our box, which lives until `free_callback`.
+        unsafe {
+            let cd = (*d).chip_data.cast::<T::Irq>();
+            (!cd.is_null()).then(|| (Self::remap((*d).domain), &*cd))
+        }
+    }
+
     extern "C" fn set_affinity_callback(d: *mut bindings::irq_data, mask: *const bindings::cpumask, force: bool) -> i32 {
-        // SAFETY: The IRQ core calls this for interrupts of ours, whose chip
-        // data is our box, with a valid mask.
-        let (this, irq, cpus) =
-            unsafe { (Self::remap((*d).domain), &*(*d).chip_data.cast::<T::Irq>(), Cpumask::from_raw(mask)) };
+        // SAFETY: The IRQ core calls this for interrupts of ours.
+        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else { return ENOENT.to_errno() };
+        // SAFETY: The IRQ core passes a valid mask for the call.
+        let cpus = unsafe { Cpumask::from_raw(mask) };
         let mut ret = 0;
         let mut parent = || {
             // SAFETY: `d` has a parent level; `mask` is valid.
@@ -436,14 +451,10 @@ impl<T: Remap> RemapDomain<T> {
 
     extern "C" fn compose_callback(d: *mut bindings::irq_data, msg: *mut bindings::msi_msg) {
         // SAFETY: The IRQ core composes messages of interrupts of ours.
-        let parent = unsafe { Self::parent_msg(d) };
-        // SAFETY: `d` is valid; its chip data is NULL until `alloc` set it.
-        let cd = unsafe { (*d).chip_data };
-        let m = if cd.is_null() {
-            parent
-        } else {
-            // SAFETY: A non-NULL chip data is our box (type invariant); `d` is ours.
-            unsafe { Self::remap((*d).domain).compose(&*cd.cast::<T::Irq>(), parent) }
+        let (parent, irq) = unsafe { (Self::parent_msg(d), Self::irq_of(d)) };
+        let m = match irq {
+            Some((this, irq)) => this.compose(irq, parent),
+            None => parent,
         };
         // SAFETY: `msg` is valid for writes.
         // CAST: the address is split into its two 32-bit halves.
@@ -456,7 +467,7 @@ impl<T: Remap> RemapDomain<T> {
 
     extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
         // SAFETY: As in `set_affinity_callback`.
-        let (this, irq) = unsafe { (Self::remap((*d).domain), &*(*d).chip_data.cast::<T::Irq>()) };
+        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else { return ENOENT.to_errno() };
         let vcpu = if info.is_null() {
             None
         } else {
