@@ -18,7 +18,7 @@ use kernel::{
         },
         trace, //
     },
-    irq::remap::RemapDomain,
+    irq::{imsic, remap::RemapDomain},
     new_spinlock_irq,
     prelude::*,
     sync::{
@@ -155,13 +155,20 @@ impl Driver for RiscvIommu {
     }
 
     fn get_resv_regions(&self, dev: &Device, master: &Master, regions: &mut ResvRegions<'_>) {
-        // The device's MSI page table handles the IMSIC's addresses in
-        // second-stage domains: no IOVA there may be handed out.
-        if let (Some(t), Some(_), true) = (&self.hw.msi, &master.msi, self.hw.paging_mode.is_second_stage()) {
-            let (lo, hi) = t.span;
-            if let Err(e) = regions.add(lo, hi - lo, PROT_MSI, ResvType::Msi) {
-                dev_err!(dev, "reserved MSI region: {:?}\n", e);
-            }
+        // Only MSIs that go to the IMSIC through the remapping domain.
+        if !self.remap.as_ref().is_some_and(|r| r.owns(dev)) {
+            return;
+        }
+        let res = match (&self.hw.msi, &master.msi, self.hw.paging_mode.is_second_stage()) {
+            // The device's MSI page table handles the IMSIC's addresses in
+            // second-stage domains: no IOVA there may be handed out.
+            (Some(t), Some(_), true) => regions.add(t.span.0, t.span.1 - t.span.0, PROT_MSI, ResvType::Msi),
+            // Otherwise the domain translates MSIs like any DMA: the files
+            // are mapped (sw_msi) in a window of one page per CPU file.
+            _ => regions.add(SW_MSI_BASE, sw_msi_len(), PROT_MSI, ResvType::SwMsi),
+        };
+        if let Err(e) = res {
+            dev_err!(dev, "reserved MSI region: {:?}\n", e);
         }
     }
 
@@ -177,6 +184,19 @@ impl Driver for RiscvIommu {
             fctl: self.hw.fctl().unwrap_or(0),
         }
     }
+}
+
+/// Where domains that translate MSIs map the IMSIC's interrupt files
+/// (`IOMMU_RESV_SW_MSI`): the address Arm's SMMU drivers and virtio-iommu
+/// use, which VMMs already keep clear of guest memory.
+pub(crate) const SW_MSI_BASE: u64 = 0x800_0000;
+
+/// The window's length: a page for every doorbell a device's vectors may
+/// target, each possible CPU's supervisor file (iommufd places them one
+/// after the other, in the order vectors first need them).
+pub(crate) fn sw_msi_len() -> u64 {
+    // CAST: at most `nr_cpu_ids` pages.
+    imsic::cpu_files().count() as u64 * PAGE_SIZE
 }
 
 /// A translating domain.

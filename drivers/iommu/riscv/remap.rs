@@ -11,15 +11,22 @@
 //! to: every valid device context of the device carries it (identity,
 //! second-stage paging, blocking), so changing domains never touches the
 //! interrupt path.
+//!
+//! Where the device's IOMMU domain translates MSIs like any DMA (no MSI
+//! table, or first-stage domains, whose IOVAs never reach the table
+//! unchanged), the domain maps every CPU's interrupt file into it when a
+//! vector is allocated (`sw_msi`: dma-iommu or iommufd picks the IOVAs) and
+//! composes the vector's messages with the IOVA of the file it targets, on
+//! moves too (the IMSIC composes moved vectors through the hierarchy,
+//! patch 0007), so a move never needs a new mapping.
 
 use kernel::{
-    cpu::CpuId,
     cpumask::Cpumask,
     device::Device,
     iommu::trace,
     irq::{
         imsic,
-        remap::{MsiMsg, Remap, VcpuTarget},
+        remap::{MsiDesc, MsiMsg, Remap, VcpuTarget},
     },
     new_mutex,
     new_raw_spinlock_irq,
@@ -198,10 +205,21 @@ impl PinnedDrop for DeviceMsi {
     }
 }
 
+/// Where the device's IOMMU domain maps an interrupt file (`sw_msi`).
+#[derive(Clone, Copy)]
+struct Doorbell {
+    file: u64,
+    iova: u64,
+}
+
 /// A remapped vector: the entries it holds in its device's table (none
-/// when the IOMMU has no MSI page tables).
+/// when the IOMMU has no MSI page tables), and the IOVAs of the files it
+/// may target where the device's IOMMU domain translates MSIs.
 pub(crate) struct RemapIrq {
     table: Option<Arc<DeviceMsi>>,
+    /// One per CPU file, set at allocation; empty where the device writes
+    /// files at their physical addresses.
+    doorbells: KVec<Doorbell>,
     /// The entry of the file the vector targets.
     cur: Atomic<u64>,
     /// The entry it targeted before its last move, kept until the next
@@ -221,11 +239,19 @@ pub(crate) struct Remapper {
     /// release, read at vector allocation and by debugfs.
     #[pin]
     tables: Mutex<KVec<(usize, Arc<DeviceMsi>)>>,
+    /// Vectors whose messages carry IOVAs (debugfs `stats`).
+    pub(crate) translated: Atomic<u64>,
 }
 
 impl Remapper {
     pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(try_pin_init!(Self { tables <- new_mutex!(KVec::new(), "Remapper::tables") }), GFP_KERNEL)
+        Arc::pin_init(
+            try_pin_init!(Self {
+                tables <- new_mutex!(KVec::new(), "Remapper::tables"),
+                translated: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )
     }
 
     fn key(dev: &Device) -> usize {
@@ -242,8 +268,10 @@ impl Remapper {
         self.tables.lock().retain(|(k, _)| *k != Self::key(dev));
     }
 
-    /// Lists every device's valid entries (debugfs).
+    /// Counts the vectors whose messages carry IOVAs, then lists every
+    /// device's valid entries (debugfs).
     pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        writeln!(f, "translated_vectors {}", self.translated.load(Relaxed))?;
         for (_, t) in self.tables.lock().iter() {
             t.show(f)?;
         }
@@ -254,16 +282,31 @@ impl Remapper {
 impl Remap for Remapper {
     type Irq = RemapIrq;
 
-    fn alloc(&self, dev: &Device, msg: MsiMsg) -> Result<RemapIrq> {
+    fn alloc(&self, dev: &Device, msg: MsiMsg, desc: &mut MsiDesc<'_>) -> Result<RemapIrq> {
+        // Every file the vector may be moved to gets its IOVA now: moves
+        // happen in hard interrupt context, where nothing can be mapped.
+        let mut doorbells = KVec::new();
+        for (_, file) in imsic::cpu_files() {
+            match desc.map_doorbell(file)? {
+                Some(iova) if iova != file => doorbells.push(Doorbell { file, iova }, GFP_KERNEL)?,
+                _ => (),
+            }
+        }
         let table = self.tables.lock().iter().find(|(k, _)| *k == Self::key(dev)).map(|(_, t)| t.clone());
         let cur = match &table {
             Some(t) => t.get(msg.address)? as u64,
             None => NONE,
         };
-        Ok(RemapIrq { table, cur: Atomic::new(cur), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
+        if !doorbells.is_empty() {
+            self.translated.fetch_add(1, Relaxed);
+        }
+        Ok(RemapIrq { table, doorbells, cur: Atomic::new(cur), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
     }
 
     fn free(&self, irq: RemapIrq) {
+        if !irq.doorbells.is_empty() {
+            self.translated.fetch_sub(1, Relaxed);
+        }
         let Some(t) = &irq.table else { return };
         if irq.vcpu.load(Relaxed) != NONE {
             let _ = t.redirect(irq.vcpu.load(Relaxed), None);
@@ -276,6 +319,14 @@ impl Remap for Remapper {
         }
     }
 
+    fn compose(&self, irq: &RemapIrq, parent: MsiMsg) -> MsiMsg {
+        let page = parent.address & !(PAGE_SIZE - 1);
+        match irq.doorbells.iter().find(|d| d.file == page) {
+            Some(d) => MsiMsg { address: d.iova | (parent.address & (PAGE_SIZE - 1)), ..parent },
+            None => parent,
+        }
+    }
+
     fn set_affinity(&self, irq: &RemapIrq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result {
         let Some(t) = &irq.table else {
             // Nothing to steer: messages reach the IMSIC as composed.
@@ -283,12 +334,7 @@ impl Remap for Remapper {
         };
         // Every file the parent may pick is valid before the device can be
         // told to write to it.
-        let candidates = || {
-            (0..kernel::cpu::nr_cpu_ids())
-                .filter_map(CpuId::from_u32)
-                .filter(|&c| mask.test(c))
-                .filter_map(|c| imsic::cpu_file(c).and_then(|f| t.entry(f).ok()))
-        };
+        let candidates = || imsic::cpu_files().filter(|&(c, _)| mask.test(c)).filter_map(|(_, f)| t.entry(f).ok());
         candidates().for_each(|i| t.hold(i));
         let res = parent().and_then(|msg| t.get(msg.address));
         candidates().for_each(|i| t.put(i));
@@ -340,7 +386,5 @@ impl Remap for Remapper {
 
 /// Whether `addr` is some CPU's supervisor interrupt file.
 fn is_host_file(addr: u64) -> bool {
-    (0..kernel::cpu::nr_cpu_ids())
-        .filter_map(CpuId::from_u32)
-        .any(|c| imsic::cpu_file(c) == Some(addr))
+    imsic::cpu_files().any(|(_, f)| f == addr)
 }

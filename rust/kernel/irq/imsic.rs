@@ -54,6 +54,14 @@ pub fn cpu_file(cpu: CpuId) -> Option<u64> {
     }
 }
 
+/// Every possible CPU and the address of its supervisor interrupt file:
+/// the doorbells the kernel's own interrupts may be steered to.
+pub fn cpu_files() -> impl Iterator<Item = (CpuId, u64)> {
+    (0..crate::cpu::nr_cpu_ids())
+        .filter_map(CpuId::from_u32)
+        .filter_map(|c| cpu_file(c).map(|f| (c, f)))
+}
+
 /// The address of guest interrupt file `guest` (1-based) of `cpu`'s hart,
 /// `None` if the hart has no such file.
 pub fn guest_file(cpu: CpuId, guest: u32) -> Option<u64> {

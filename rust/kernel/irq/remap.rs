@@ -46,6 +46,69 @@ pub struct MsiMsg {
     pub data: u32,
 }
 
+/// The MSI descriptor of an interrupt being allocated in a [`RemapDomain`],
+/// valid for the allocation.
+///
+/// Through it the domain maps the doorbells the interrupt may target into
+/// the IOMMU domain its device is attached to, with the IOMMU core's
+/// `sw_msi` machinery (`iommu_dma_prepare_msi()`): dma-iommu for DMA API
+/// domains, iommufd for domains user space owns.
+///
+/// # Invariants
+///
+/// `ptr` is the descriptor of an MSI allocation in progress, valid and not
+/// used by anything else for `'a`.
+pub struct MsiDesc<'a> {
+    ptr: NonNull<bindings::msi_desc>,
+    _p: core::marker::PhantomData<&'a mut bindings::msi_desc>,
+}
+
+impl MsiDesc<'_> {
+    /// Maps the doorbell page holding `pa` into the IOMMU domain of the
+    /// interrupt's device, if that domain translates MSIs, and returns the
+    /// address the device must write instead of `pa`. `None` when MSIs
+    /// pass untranslated: identity domains, and domains of IOMMUs that
+    /// handle MSIs themselves (no `IOMMU_RESV_SW_MSI` window for iommufd;
+    /// hardware MSI regions for dma-iommu, which then returns `pa` as is).
+    ///
+    /// The mapping lives as long as the IOMMU domain (dma-iommu) or the
+    /// iommufd context (iommufd, which also installs it in every domain the
+    /// device is attached to later). Sleeps: call it at allocation only.
+    pub fn map_doorbell(&mut self, pa: u64) -> Result<Option<u64>> {
+        prepare_msi(self.ptr, pa)
+    }
+}
+
+/// `iommu_dma_prepare_msi()` for one doorbell of `desc`; out of line, so
+/// that modules reach the IOMMU core through the `kernel` crate.
+#[inline(never)]
+fn prepare_msi(desc: NonNull<bindings::msi_desc>, pa: u64) -> Result<Option<u64>> {
+    #[cfg(CONFIG_IRQ_MSI_IOMMU)]
+    {
+        let d = desc.as_ptr();
+        // SAFETY: `desc` is the descriptor of an allocation in progress
+        // (type invariant of `MsiDesc`); its IOVA fields are ours to reset
+        // and are set by the call for this doorbell only.
+        let shift = unsafe {
+            (*d).set_iommu_msi_iova(0);
+            (*d).set_iommu_msi_shift(0);
+            crate::error::to_result(bindings::iommu_dma_prepare_msi(d, pa))?;
+            (*d).iommu_msi_shift()
+        };
+        if shift == 0 {
+            return Ok(None);
+        }
+        // SAFETY: As above.
+        let iova = unsafe { (*d).iommu_msi_iova() } << shift;
+        Ok(Some(iova | (pa & ((1u64 << shift) - 1))))
+    }
+    #[cfg(not(CONFIG_IRQ_MSI_IOMMU))]
+    {
+        let _ = (desc, pa);
+        Ok(None)
+    }
+}
+
 /// Where a vCPU-affine interrupt goes (`struct imsic_vcpu_info`, the
 /// argument of `irq_set_vcpu_affinity()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,14 +130,19 @@ pub trait Remap: Send + Sync + 'static {
     type Irq: Send + Sync;
 
     /// An interrupt of `dev` was allocated by the parent, which made it
-    /// send `msg`: make `msg` reach its target.
-    fn alloc(&self, dev: &Device, msg: MsiMsg) -> Result<Self::Irq>;
+    /// send `msg`: make `msg` reach its target. Behind an IOMMU domain that
+    /// translates MSIs, every doorbell the interrupt may be moved to must
+    /// be mapped now, through `desc` (affinity changes cannot sleep).
+    fn alloc(&self, dev: &Device, msg: MsiMsg, desc: &mut MsiDesc<'_>) -> Result<Self::Irq>;
 
     /// The interrupt is freed: undo [`Remap::alloc`] and what followed.
     fn free(&self, irq: Self::Irq);
 
-    /// The message the device must write, given the parent's. Remapping
-    /// through tables indexed by the doorbell keeps it (the default).
+    /// The message the device must write, given the parent's: the IOVA of
+    /// the doorbell behind a translating IOMMU domain. Remapping through
+    /// tables indexed by the doorbell keeps it (the default). Also called
+    /// when the parent moves the interrupt, in hard interrupt context: must
+    /// not sleep.
     fn compose(&self, _irq: &Self::Irq, parent: MsiMsg) -> MsiMsg {
         parent
     }
@@ -351,15 +419,21 @@ impl<T: Remap> RemapDomain<T> {
     }
 
     extern "C" fn alloc_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32, arg: *mut c_void) -> i32 {
+        // SAFETY: MSI device domains allocate with `msi_alloc_info_t`, whose
+        // descriptor, valid for the allocation, names the device.
+        let (dev, mut desc) = unsafe {
+            let desc = (*arg.cast::<bindings::msi_alloc_info_t>()).desc;
+            let Some(ptr) = NonNull::new(desc) else { return EINVAL.to_errno() };
+            // INVARIANT: The descriptor is valid for this allocation, which
+            // the IRQ core serialises.
+            (Device::from_raw((*desc).dev), MsiDesc { ptr, _p: core::marker::PhantomData })
+        };
         // SAFETY: The IRQ core passes our domain and the MSI allocation
         // info of the device domain above.
         let ret = unsafe { bindings::irq_domain_alloc_irqs_parent(d, virq, nr, arg) };
         if ret != 0 {
             return ret;
         }
-        // SAFETY: MSI device domains allocate with `msi_alloc_info_t`, whose
-        // descriptor names the device.
-        let dev = unsafe { Device::from_raw((*(*arg.cast::<bindings::msi_alloc_info_t>()).desc).dev) };
         // SAFETY: `d` is ours.
         let this = unsafe { Self::remap(d) };
         for i in 0..nr {
@@ -373,7 +447,7 @@ impl<T: Remap> RemapDomain<T> {
                 let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
                 // SAFETY: `data` is ours, allocated in the parent.
                 let msg = unsafe { Self::parent_msg(data) };
-                let irq = KBox::new(this.alloc(dev, msg)?, GFP_KERNEL)?;
+                let irq = KBox::new(this.alloc(dev, msg, &mut desc)?, GFP_KERNEL)?;
                 // SAFETY: `data` is valid; INVARIANT: the chip data is a `KBox<T::Irq>`.
                 unsafe { (*data).chip_data = KBox::into_raw(irq).cast() };
                 Ok(())
