@@ -236,16 +236,44 @@ static inline int msr_iommu_event(const char *event, const char *on)
 }
 
 /*
- * Whether MSIs of a device in a translated (DMA or iommufd) domain reach
- * the interrupt controller on this profile: everywhere but on riscv64
- * without MSI page tables (intremap=off) or with first-stage domains, until
- * sw_msi maps the doorbells.
+ * Whether a device's MSIs go through its IOMMU domain like any DMA on this
+ * profile (sw_msi: the doorbells are mapped at IOVAs, in the reserved
+ * SW_MSI window for iommufd): on arm64 (SMMUv3 + ITS), and on riscv64
+ * where the IOMMU has no MSI page tables (intremap=off) or translates on
+ * the first stage. Elsewhere on riscv64 the device's MSI page table
+ * handles the IMSIC's addresses.
  */
-static inline int msr_msis_delivered(void)
+static inline int msr_msis_translated(void)
 {
 	const char *p = msr_profile();
 
-	return strcmp(msr_arch(), "riscv64") || (strcmp(p, "riscv64-nointremap") && strcmp(p, "riscv64-s-stage"));
+	return strcmp(msr_arch(), "riscv64") || !strcmp(p, "riscv64-nointremap") || !strcmp(p, "riscv64-s-stage");
+}
+
+/*
+ * The reserved MSI region of PCI device `bdf`'s IOMMU group (the "msi"
+ * line of reserved_regions: the SW_MSI window, or the hardware MSI region
+ * of an IOMMU that remaps MSIs itself); 0 or -errno (-ENOENT if none).
+ */
+static inline int msr_msi_region(const char *bdf, unsigned long long *start, unsigned long long *end)
+{
+	char path[256], buf[4096], *line, *save;
+	int ret;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/reserved_regions", bdf);
+	ret = msr_read(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	ret = -ENOENT;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char type[32];
+
+		if (sscanf(line, "%llx %llx %31s", start, end, type) == 3 && !strcmp(type, "msi")) {
+			ret = 0;
+			break;
+		}
+	}
+	return ret;
 }
 
 /*

@@ -8,6 +8,7 @@
 #ifndef MSIREMAP_VFIO_UTILS_H
 #define MSIREMAP_VFIO_UTILS_H
 
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -161,27 +162,90 @@ static inline int vfio_enable_bus_master(int devfd)
 	return 0;
 }
 
+#define VFIO_MAX_VECTORS	16
+
+/*
+ * Sets eventfds `efds[0..n)` as the triggers of vectors 0..n-1 of interrupt
+ * `index` (VFIO_PCI_MSI_IRQ_INDEX or VFIO_PCI_MSIX_IRQ_INDEX) with
+ * VFIO_DEVICE_SET_IRQS, or with `n` == 0 tears them down; 0 or -errno.
+ */
+static inline int _vfio_set_irqs(int devfd, unsigned int index, const int *efds, unsigned int n)
+{
+	struct {
+		struct vfio_irq_set set;
+		int32_t fd[VFIO_MAX_VECTORS];
+	} irqs = {
+		.set = {
+			.argsz = sizeof(irqs.set) + n * sizeof(int32_t),
+			.flags = (n ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
+				 VFIO_IRQ_SET_ACTION_TRIGGER,
+			.index = index,
+			.count = n,
+		},
+	};
+
+	if (n > VFIO_MAX_VECTORS)
+		return -EINVAL;
+	for (unsigned int i = 0; i < n; i++)
+		irqs.fd[i] = efds[i];
+	return _ioctl(devfd, VFIO_DEVICE_SET_IRQS, &irqs);
+}
+
 /*
  * Sets an eventfd as the trigger of the device's MSI (VFIO_DEVICE_SET_IRQS),
  * or with `efd` < 0 tears the MSI down; 0 or -errno.
  */
 static inline int _vfio_set_msi(int devfd, int efd)
 {
-	struct {
-		struct vfio_irq_set set;
-		int32_t fd;
-	} irqs = {
-		.set = {
-			.argsz = efd >= 0 ? sizeof(irqs) : sizeof(irqs.set),
-			.flags = (efd >= 0 ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) |
-				 VFIO_IRQ_SET_ACTION_TRIGGER,
-			.index = VFIO_PCI_MSI_IRQ_INDEX,
-			.count = efd >= 0,
-		},
-		.fd = efd,
-	};
+	return _vfio_set_irqs(devfd, VFIO_PCI_MSI_IRQ_INDEX, &efd, efd >= 0);
+}
 
-	return _ioctl(devfd, VFIO_DEVICE_SET_IRQS, &irqs);
+/*
+ * Waits up to `ms` milliseconds for eventfd `efd` to be signalled and
+ * returns its count (0 on timeout), resetting it.
+ */
+static inline uint64_t vfio_eventfd_wait(int efd, int ms)
+{
+	struct pollfd p = { .fd = efd, .events = POLLIN };
+	uint64_t v = 0;
+
+	if (poll(&p, 1, ms) == 1 && read(efd, &v, sizeof(v)) != sizeof(v))
+		v = 0;
+	return v;
+}
+
+/*
+ * The usable IOVA ranges of `ioas` (IOMMU_IOAS_IOVA_RANGES), at most `max`
+ * into `r`; their number, or -errno.
+ */
+static inline int _ioas_iova_ranges(int iommufd, __u32 ioas, struct iommu_iova_range *r, unsigned int max)
+{
+	struct iommu_ioas_iova_ranges q = {
+		.size = sizeof(q),
+		.ioas_id = ioas,
+		.num_iovas = max,
+		.allowed_iovas = (uintptr_t)r,
+	};
+	int ret = _ioctl(iommufd, IOMMU_IOAS_IOVA_RANGES, &q);
+
+	return ret ? ret : (int)q.num_iovas;
+}
+
+/* Maps `len` bytes at `va` at an IOVA iommufd picks (*iova); 0 or -errno. */
+static inline int _ioas_map(int iommufd, __u32 ioas, void *va, __u64 len, __u64 *iova)
+{
+	struct iommu_ioas_map m = {
+		.size = sizeof(m),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.user_va = (uintptr_t)va,
+		.length = len,
+	};
+	int ret = _ioctl(iommufd, IOMMU_IOAS_MAP, &m);
+
+	if (!ret)
+		*iova = m.iova;
+	return ret;
 }
 
 /* Undoes what a test took: the BAR mapping, the fds, vfio-pci's hold. */
@@ -219,6 +283,36 @@ static inline int vfio_edu_dma(volatile uint32_t *bar, uint32_t src, uint32_t ds
 		usleep(5000);
 	}
 	return -ETIMEDOUT;
+}
+
+/*
+ * QEMU's igb (Intel 82576) driven from user space: BAR0 registers (32-bit
+ * words). In MSI-X mode (GPIE) a write of bit N to EICS raises extended
+ * cause N, which with EIMS bit N set signals MSI-X vector N (10 on the
+ * physical function); with EIAC bit N the cause clears itself, so each
+ * write is one MSI. EITR (throttling) is 0 from reset.
+ */
+#define IGB_VENDOR		0x8086
+#define IGB_DEVICE		0x10c9
+#define IGB_REG_EICS		(0x1520 / 4)
+#define IGB_REG_EIMS		(0x1524 / 4)
+#define IGB_REG_EIMC		(0x1528 / 4)
+#define IGB_REG_EIAC		(0x152c / 4)
+#define IGB_REG_GPIE		(0x1514 / 4)
+#define IGB_REG_EICR		(0x1580 / 4)
+#define IGB_GPIE_MSIX_MODE	0x10
+#define IGB_MSIX_VECTORS	10
+
+/* Puts igb in MSI-X mode with vectors 0..n-1 unmasked and auto-cleared. */
+static inline void vfio_igb_msix_setup(volatile uint32_t *bar, unsigned int n)
+{
+	uint32_t bits = (1u << n) - 1;
+
+	bar[IGB_REG_EIMC] = ~0u;
+	bar[IGB_REG_GPIE] = IGB_GPIE_MSIX_MODE;
+	bar[IGB_REG_EIAC] = bits;
+	bar[IGB_REG_EICR] = ~0u;
+	bar[IGB_REG_EIMS] = bits;
 }
 
 #define test_ioas_alloc(fd, id) ASSERT_EQ(0, _ioas_alloc(fd, id))
