@@ -46,7 +46,8 @@ impl Instance {
         let name = CString::try_from_fmt(fmt!("{}", dev.name()))?;
         // The MSI remapping domain exists from probe on, before any device
         // behind the IOMMU is probed, and never changes; without MSI page
-        // tables it passes messages through.
+        // tables it leaves messages as the IMSIC composes them, or maps
+        // their doorbells into translating domains (sw_msi).
         let remap = match imsic::msi_parent() {
             Some(parent) => {
                 let ir_name = CString::try_from_fmt(fmt!("riscv-iommu-ir-{}", dev.name()))?;

@@ -5,7 +5,8 @@
 //! (`kernel::irq::remap`). Where the IOMMU has MSI page tables, each such
 //! device gets its own flat table, and the domain keeps an entry valid
 //! exactly for the interrupt files the device's vectors target, counted per
-//! file; without tables the domain passes messages through unchanged.
+//! file; without tables messages reach the IMSIC as composed, or at IOVAs
+//! (below).
 //!
 //! The table belongs to the device, not to the IOMMU domain it is attached
 //! to: every valid device context of the device carries it (identity,
