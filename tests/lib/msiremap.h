@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define EDU_VENDOR	0x1234
@@ -233,6 +234,51 @@ static inline int msr_iommu_event(const char *event, const char *on)
 
 	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/iommu/%s/enable", event);
 	return msr_write(path, on);
+}
+
+/* The module's parameters given on the kernel command line (name.param=v). */
+static inline void msr_module_params(const char *name, char *out, size_t len)
+{
+	char cmdline[4096], *tok, *save;
+	size_t nlen = strlen(name), used = 0;
+
+	out[0] = '\0';
+	if (msr_read("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
+		return;
+	for (tok = strtok_r(cmdline, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+		if (!strncmp(tok, name, nlen) && tok[nlen] == '.')
+			used += snprintf(out + used, len - used, "%s%s", used ? " " : "",
+					 tok + nlen + 1);
+}
+
+/* Loads module `name` with `params`; 0 or -errno. */
+static inline int msr_load_module_with(const char *name, const char *params)
+{
+	char path[256];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/* Loads module `name` with its command-line parameters; 0 or -errno. */
+static inline int msr_load_module(const char *name)
+{
+	char params[512];
+
+	msr_module_params(name, params, sizeof(params));
+	return msr_load_module_with(name, params);
+}
+
+/* Unloads module `name` (its devices are unbound first); 0 or -errno. */
+static inline int msr_unload_module(const char *name)
+{
+	return syscall(SYS_delete_module, name, O_NONBLOCK) ? -errno : 0;
 }
 
 /*

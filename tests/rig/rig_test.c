@@ -28,45 +28,6 @@ static int module_loaded(const char *name)
 	return found;
 }
 
-/* The module's parameters given on the kernel command line (name.param=v). */
-static void module_params(const char *name, char *out, size_t len)
-{
-	char cmdline[4096], *tok, *save;
-	size_t nlen = strlen(name), used = 0;
-
-	out[0] = '\0';
-	if (msr_read("/proc/cmdline", cmdline, sizeof(cmdline)) < 0)
-		return;
-	for (tok = strtok_r(cmdline, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
-		if (!strncmp(tok, name, nlen) && tok[nlen] == '.')
-			used += snprintf(out + used, len - used, "%s%s", used ? " " : "",
-					 tok + nlen + 1);
-}
-
-/* Loads module `name` with `params`; 0 or -errno. */
-static int load_module_with(const char *name, const char *params)
-{
-	char path[256];
-	int fd, ret;
-
-	snprintf(path, sizeof(path), "/lib/modules/msiremap/%s.ko", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ret = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
-/* Loads module `name` with its command-line parameters; 0 or -errno. */
-static int load_module(const char *name)
-{
-	char params[512];
-
-	module_params(name, params, sizeof(params));
-	return load_module_with(name, params);
-}
-
 /* Our modules in load order (/etc/msiremap/modules); how many, at most 16. */
 static int our_modules(char names[16][64])
 {
@@ -194,7 +155,7 @@ TEST(modules_unload_and_reload)
 	EXPECT_EQ(strcmp(msr_arch(), "arm64") ? 0 : iommus_before, msr_dir_entries("/sys/class/iommu"));
 
 	for (int i = 0; i < count; i++) {
-		int ret = load_module(names[i]);
+		int ret = msr_load_module(names[i]);
 
 		ASSERT_EQ(0, ret) TH_LOG("reloading %s: %s", names[i], strerror(-ret));
 		ASSERT_EQ(1, module_loaded(names[i]));
@@ -260,7 +221,7 @@ TEST_F_TIMEOUT(cycles, modules_load_and_unload, 1100)
 			ASSERT_EQ(0, module_loaded(names[i]));
 		}
 		for (int i = 0; i < count; i++) {
-			ASSERT_EQ(0, load_module(names[i])) TH_LOG("cycle %d: loading %s", c, names[i]);
+			ASSERT_EQ(0, msr_load_module(names[i])) TH_LOG("cycle %d: loading %s", c, names[i]);
 		}
 	}
 	TH_LOG("%d cycles of %d modules, %d refused unloads (%s)", cycles, count, refusals,
@@ -290,14 +251,14 @@ TEST(bad_module_parameters_are_refused)
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	for (unsigned int i = 0; i < 2; i++) {
 		ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));
-		ASSERT_EQ(0, load_module_with("qemu_edu", bad[i]));
+		ASSERT_EQ(0, msr_load_module_with("qemu_edu", bad[i]));
 		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/qemu_edu/%s", bdf);
 		EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s: edu bound", bad[i]);
 		snprintf(path, sizeof(path), "%s is outside 28..32", bad[i]);
 		EXPECT_NE(NULL, strstr(msr_kernel_log(), path)) TH_LOG("no '%s' in the log", path);
 	}
 	ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));
-	ASSERT_EQ(0, load_module("qemu_edu"));
+	ASSERT_EQ(0, msr_load_module("qemu_edu"));
 	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
 	EXPECT_EQ(0, msr_write(path, "64"));
 }

@@ -19,6 +19,7 @@ use kernel::{
 
 use crate::{
     edu::{Edu, EduIrq},
+    ims::EduIms,
     regs::BAR0_SIZE, //
 };
 
@@ -31,13 +32,23 @@ const EDU_CLASS: u32 = 0x00ff00;
 
 pub(crate) struct EduDriver;
 
-/// Per-device data: the device, owned by its debugfs directory
-/// `qemu_edu/<BDF>/` so the files can reach it, and its MSI with the handler
-/// that counts it (dropped after the files are gone).
+/// Per-device data: the device and its IMS, owned by their debugfs
+/// directory `qemu_edu/<BDF>/` so the files can reach them, and its MSI
+/// with the handler that counts it (dropped after the files are gone, and
+/// after the IMS domain).
 #[pin_data]
 pub(crate) struct EduData<'bound> {
-    _edu: Pin<KBox<debugfs::Scope<Edu>>>,
+    _files: Pin<KBox<debugfs::Scope<EduFiles>>>,
     _irq: Pin<KBox<ThreadedVector<'bound, EduIrq>>>,
+}
+
+/// What the debugfs files reach.
+#[pin_data]
+pub(crate) struct EduFiles {
+    #[pin]
+    edu: Edu,
+    /// `None` where the device's MSI parent has no PCI/IMS support.
+    ims: Option<Pin<KBox<EduIms>>>,
 }
 
 kernel::pci_device_table!(
@@ -70,6 +81,23 @@ impl pci::Driver for EduDriver {
             // SAFETY: Nothing else allocates or maps DMA for this device while it probes.
             unsafe { pdev.dma_set_mask_and_coherent(mask)? };
             let bar = pdev.iomap_region_sized::<BAR0_SIZE>(0, c"qemu_edu")?;
+            // IMS before the device's MSI: on the GIC ITS both share one
+            // event table, sized when the first of them is set up.
+            let m = &crate::module_parameters::ims_slots;
+            let storage = if crate::module_parameters::ims_queue.value() { "queue" } else { "array" };
+            // SAFETY: `EduFiles` is kept in the driver data, which the driver
+            // core drops when the device unbinds, before its MSI domains go.
+            let ims = match unsafe { EduIms::new(pdev, m.value(), storage) }.and_then(|i| KBox::pin_init(i, GFP_KERNEL)) {
+                Ok(i) => Some(i),
+                Err(e) if e == EOPNOTSUPP => {
+                    dev_info!(pdev, "no IMS: the MSI parent does not support PCI/IMS\n");
+                    None
+                }
+                Err(e) => {
+                    dev_err!(pdev, "IMS with {} slots ({storage}): {:?}\n", m.value(), e);
+                    return Err(e);
+                }
+            };
             let count = Arc::new(Atomic::new(0u64), GFP_KERNEL)?;
             // SAFETY: The vector is kept in the driver data, which the driver
             // core drops at unbind; it is never forgotten.
@@ -80,23 +108,32 @@ impl pci::Driver for EduDriver {
                 GFP_KERNEL,
             )?;
             let edu = Edu::new(pdev, bar, count, irq.irq())?;
+            let files = try_pin_init!(EduFiles { edu <- edu, ims });
             let name = CString::try_from_fmt(fmt!("{}", pdev.as_ref().name()))?;
             // The scope's directory keeps its parent alive; with a second edu
             // device `qemu_edu` exists already and only the first gets files.
             let root = debugfs::Dir::new(c"qemu_edu");
-            let edu = KBox::pin_init(
-                root.scope(edu, &name, |edu, dir| {
-                    dir.write_only_callback_file(c"dma", edu, &dma_write);
-                    dir.write_only_callback_file(c"write_to", edu, &write_to_write);
-                    dir.read_callback_file(c"stats", edu, &Edu::show);
-                    dir.write_only_callback_file(c"irq", edu, &irq_write);
+            let files = KBox::pin_init(
+                root.scope(files, &name, |f, dir| {
+                    dir.write_only_callback_file(c"dma", f, &|f: &EduFiles, r| dma_write(&f.edu, r));
+                    dir.write_only_callback_file(c"write_to", f, &|f: &EduFiles, r| write_to_write(&f.edu, r));
+                    dir.read_callback_file(c"stats", f, &|f: &EduFiles, out| f.edu.show(out));
+                    dir.write_only_callback_file(c"irq", f, &|f: &EduFiles, r| irq_write(&f.edu, r));
                     #[cfg(CONFIG_RISCV)]
-                    dir.write_only_callback_file(c"vcpu", edu, &vcpu_write);
+                    dir.write_only_callback_file(c"vcpu", f, &|f: &EduFiles, r| vcpu_write(&f.edu, r));
+                    if f.ims.is_some() {
+                        dir.read_write_callback_file(
+                            c"ims",
+                            f,
+                            &|f: &EduFiles, out| f.ims.as_ref().map_or(Ok(()), |i| i.show(out)),
+                            &ims_write,
+                        );
+                    }
                 }),
                 GFP_KERNEL,
             )?;
             dev_info!(pdev, "edu ready: {bits}-bit DMA, debugfs qemu_edu/{}\n", name.to_str()?);
-            Ok(try_pin_init!(EduData { _edu: edu, _irq: irq }))
+            Ok(try_pin_init!(EduData { _files: files, _irq: irq }))
         })
     }
 }
@@ -137,6 +174,13 @@ fn dma_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
         return Err(EINVAL);
     }
     edu.round_trip(len, seed)
+}
+
+/// `echo COMMAND > ims`: drives edu's IMS (`Documentation/ims.md`).
+fn ims_write(f: &EduFiles, reader: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let req = read_request(reader, &mut buf)?;
+    f.ims.as_ref().ok_or(ENODEV)?.command(&f.edu, req)
 }
 
 /// Parses a number, hexadecimal with 0x or decimal.

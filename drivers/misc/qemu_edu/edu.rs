@@ -200,6 +200,39 @@ impl Edu {
         Ok(())
     }
 
+    /// Sends one MSI with `address` and `data` instead of edu's own message
+    /// (the IMS model's device write): they go into edu's MSI capability,
+    /// at `cap`, for one raise, then edu's own come back. Serialised with
+    /// edu's own raises, so its own MSI is never sent with them.
+    ///
+    /// # Errors
+    ///
+    /// `ERANGE` for a message the capability cannot hold (a 64-bit address
+    /// without 64-bit support, data above 16 bits), `ENXIO` once unbound.
+    pub(crate) fn send_message(&self, pdev: &pci::Device<Bound>, cap: usize, address: u64, data: u32) -> Result {
+        let _batch = self.raising.lock();
+        let cfg = pdev.config_space();
+        let is64 = cfg.try_read16(cap + 2)? & 0x80 != 0;
+        let data_off = cap + if is64 { 12 } else { 8 };
+        let data = u16::try_from(data).map_err(|_| ERANGE)?;
+        if !is64 && address >> 32 != 0 {
+            return Err(ERANGE);
+        }
+        let own = (cfg.try_read32(cap + 4)?, if is64 { cfg.try_read32(cap + 8)? } else { 0 }, cfg.try_read16(data_off)?);
+        let write = |lo: u32, hi: u32, d: u16| -> Result {
+            cfg.try_write32(lo, cap + 4)?;
+            if is64 {
+                cfg.try_write32(hi, cap + 8)?;
+            }
+            cfg.try_write16(d, data_off)
+        };
+        // CAST: the address is written as its two 32-bit halves.
+        write(address as u32, (address >> 32) as u32, data)?;
+        let sent = self.bar.try_access().ok_or(ENXIO).map(|bar| bar.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32)));
+        write(own.0, own.1, own.2)?;
+        sent
+    }
+
     /// Sends the MSI to a vCPU's guest interrupt file, or back to the host.
     #[cfg(CONFIG_RISCV)]
     pub(crate) fn set_vcpu_affinity(&self, target: Option<kernel::irq::remap::VcpuTarget>) -> Result {

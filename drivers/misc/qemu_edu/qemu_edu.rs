@@ -9,6 +9,7 @@
 
 mod driver;
 mod edu;
+mod ims;
 mod regs;
 
 kernel::module_pci_driver! {
@@ -21,6 +22,14 @@ kernel::module_pci_driver! {
         dma_bits: u32 {
             default: 28,
             description: "DMA address bits of the device (QEMU property dma_mask; 28 to 32)",
+        },
+        ims_slots: u32 {
+            default: 4096,
+            description: "Slots of the device's interrupt message store (1 to 8192)",
+        },
+        ims_queue: bool {
+            default: false,
+            description: "IMS slots in a DMA-coherent queue in system memory rather than an array in device memory",
         },
     },
 }

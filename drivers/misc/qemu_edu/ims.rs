@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! edu as an IMS device: a model of DSA-like IMS semantics on a device that
+//! has none.
+//!
+//! The driver gives edu an interrupt message store (`kernel::pci::ims`,
+//! slots in the library's DSA-like format, in device memory or in a
+//! DMA-coherent queue) and plays the device's part in software:
+//!
+//! - A *submission* carries a handle (the slot) and a PASID, as a DSA
+//!   descriptor's completion interrupt handle does. The model reads the
+//!   slot as the device would. An unused slot, or a PASID other than the
+//!   slot's, completes with an invalid-handle error (DSA's 0x19) and no
+//!   interrupt.
+//! - A masked slot gets its pending bit set instead; unmasking sends it.
+//! - Otherwise the device writes the slot's data to the slot's address: edu
+//!   sends the message as its MSI, with the slot's address and data in its
+//!   MSI capability for that one write, then its own message back. So the
+//!   write is the device's own, carrying its requester ID, through the
+//!   IOMMU (remapped, or translated via sw_msi) into the interrupt
+//!   controller. edu's DMA engine cannot do this everywhere under QEMU
+//!   10.0: its writes carry no requester ID, which the GIC ITS needs, and
+//!   the RISC-V IOMMU's MSI path drops them (`Documentation/ims.md`).
+//!
+//! debugfs `qemu_edu/<BDF>/ims` takes the commands and shows the state.
+
+use kernel::{
+    device::Bound,
+    fmt,
+    io::Io as _,
+    irq::IrqReturn,
+    pci::{
+        self,
+        ims::{
+            slots::{SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
+            ImsDomain,
+        },
+    },
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+    time::{Instant, Monotonic},
+};
+
+use crate::edu::Edu;
+
+/// DSA's completion status for an invalid interrupt handle.
+pub(crate) const INVALID_HANDLE: u32 = 0x19;
+/// The most slots a store may have (DSA's IMS is 2048; twice that here).
+pub(crate) const MAX_SLOTS: u32 = 8192;
+
+/// What the device saw of its slots' interrupts.
+pub(crate) struct ImsEvents {
+    /// Interrupts handled, per slot.
+    fired: KVec<Atomic<u32>>,
+    /// Slots unmasked with a pending send, sent after the unmask returns.
+    resend: KVec<Atomic<u32>>,
+}
+
+impl SlotEvents for ImsEvents {
+    fn fired(&self, slot: u32) -> IrqReturn {
+        if let Some(c) = self.fired.get(slot as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+        IrqReturn::Handled
+    }
+
+    fn send_pending(&self, slot: u32) {
+        if let Some(r) = self.resend.get(slot as usize) {
+            r.store(1, Relaxed);
+        }
+    }
+}
+
+type Chip = SlotChip<ImsEvents>;
+
+/// Counters of the model.
+struct Counters {
+    submitted: Atomic<u64>,
+    sent: Atomic<u64>,
+    pended: Atomic<u64>,
+    invalid: Atomic<u64>,
+    last_status: Atomic<u32>,
+    /// Time and count of the last `alloc` and `free` batches.
+    alloc_ns: Atomic<u64>,
+    alloc_n: Atomic<u64>,
+    free_ns: Atomic<u64>,
+    free_n: Atomic<u64>,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            submitted: Atomic::new(0),
+            sent: Atomic::new(0),
+            pended: Atomic::new(0),
+            invalid: Atomic::new(0),
+            last_status: Atomic::new(0),
+            alloc_ns: Atomic::new(0),
+            alloc_n: Atomic::new(0),
+            free_ns: Atomic::new(0),
+            free_n: Atomic::new(0),
+        }
+    }
+}
+
+/// edu's IMS: its domain, created at probe, and the model's counters.
+#[pin_data]
+pub(crate) struct EduIms {
+    /// Offset of edu's MSI capability in config space.
+    msi_cap: usize,
+    #[pin]
+    domain: ImsDomain<Chip>,
+    counters: Counters,
+}
+
+impl EduIms {
+    /// The IMS of `pdev`: `slots` slots in `storage` (`array` or `queue`).
+    ///
+    /// # Safety
+    ///
+    /// The result is dropped before `pdev` is unbound (see
+    /// [`ImsDomain::new`]).
+    pub(crate) unsafe fn new<'a>(pdev: &'a pci::Device<Bound>, slots: u32, storage: &str) -> Result<impl PinInit<Self, Error> + 'a> {
+        if slots == 0 || slots > MAX_SLOTS {
+            return Err(EINVAL);
+        }
+        let msi_cap = find_msi_cap(pdev)?;
+        let storage = match storage {
+            "array" => Storage::device_array(slots)?,
+            "queue" => Storage::queue(pdev.as_ref(), slots)?,
+            _ => return Err(EINVAL),
+        };
+        let mut fired = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
+        let mut resend = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
+        for _ in 0..slots {
+            fired.push(Atomic::new(0), GFP_KERNEL)?;
+            resend.push(Atomic::new(0), GFP_KERNEL)?;
+        }
+        let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired, resend }), GFP_KERNEL)?;
+        Ok(try_pin_init!(Self {
+            msi_cap,
+            // SAFETY: The caller drops `Self`, and with it the domain,
+            // before `pdev` is unbound.
+            domain <- unsafe { ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip) },
+            counters: Counters::new(),
+        }))
+    }
+
+    /// Runs `f` on the domain.
+    fn with<R>(&self, f: impl FnOnce(&ImsDomain<Chip>) -> Result<R>) -> Result<R> {
+        f(&self.domain)
+    }
+
+    /// `alloc N`: N interrupts, all or none.
+    fn alloc(&self, n: u32) -> Result {
+        self.with(|d| {
+            let start = Instant::<Monotonic>::now();
+            let mut got = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+            let ev = &d.chip().events;
+            for _ in 0..n {
+                match d.alloc() {
+                    Ok((slot, _)) => {
+                        // A new interrupt: nothing fired or pending yet.
+                        if let (Some(f), Some(r)) = (ev.fired.get(slot as usize), ev.resend.get(slot as usize)) {
+                            f.store(0, Relaxed);
+                            r.store(0, Relaxed);
+                        }
+                        got.push(slot, GFP_KERNEL)?
+                    }
+                    Err(e) => {
+                        for &s in got.iter() {
+                            let _ = d.free(s);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            // CAST: a batch takes far less than 2^63 ns.
+            self.counters.alloc_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+            self.counters.alloc_n.store(u64::from(n), Relaxed);
+            Ok(())
+        })
+    }
+
+    /// `free all`
+    fn free_all(&self) -> Result {
+        self.with(|d| {
+            let start = Instant::<Monotonic>::now();
+            let n = d.free_all();
+            // CAST: as above.
+            self.counters.free_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+            self.counters.free_n.store(n as u64, Relaxed);
+            Ok(())
+        })
+    }
+
+    /// `submit SLOT PASID`: a completion with that handle and PASID; the
+    /// model's device checks the slot and sends, pends or refuses.
+    fn submit(&self, edu: &Edu, slot: u32, pasid: u32) -> Result {
+        self.counters.submitted.fetch_add(1, Relaxed);
+        self.with(|d| {
+            let chip = d.chip();
+            let s = chip.storage.read(slot).filter(|s| s.enabled() && s.pasid() == Some(pasid));
+            let Some(_) = s else {
+                self.counters.invalid.fetch_add(1, Relaxed);
+                self.counters.last_status.store(INVALID_HANDLE, Relaxed);
+                return Err(EINVAL);
+            };
+            // Masked: pending, under the chip's lock so an unmask sees it.
+            let old = chip
+                .update_ctrl(slot, |c| if c & CTRL_MASK != 0 { c | CTRL_PENDING } else { c })
+                .ok_or(EINVAL)?;
+            self.counters.last_status.store(0, Relaxed);
+            if old & CTRL_MASK != 0 {
+                self.counters.pended.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            self.send(edu, chip, slot)
+        })
+    }
+
+    /// The device writes `slot`'s message.
+    fn send(&self, edu: &Edu, chip: &Chip, slot: u32) -> Result {
+        let s = chip.storage.read(slot).ok_or(EINVAL)?;
+        edu.send_message(self.domain.device(), self.msi_cap, s.address, s.data)?;
+        self.counters.sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// `unmask SLOT`, then what was pending is sent.
+    fn unmask(&self, edu: &Edu, slot: u32) -> Result {
+        self.with(|d| {
+            d.unmask(slot)?;
+            let chip = d.chip();
+            if chip.events.resend.get(slot as usize).is_some_and(|r| r.xchg(0, Relaxed) != 0) {
+                self.send(edu, chip, slot)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Handles one command written to `ims` (see `Documentation/ims.md`).
+    pub(crate) fn command(&self, edu: &Edu, req: &str) -> Result {
+        let mut w = req.split_whitespace();
+        let cmd = w.next().ok_or(EINVAL)?;
+        let mut num = || -> Result<u32> { w.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL) };
+        let res = match cmd {
+            "pasid" => {
+                let p = num()?;
+                self.with(|d| d.set_pasid(p))
+            }
+            "alloc" => {
+                let n = num()?;
+                self.alloc(n)
+            }
+            "free" => match w.next().ok_or(EINVAL)? {
+                "all" => self.free_all(),
+                s => {
+                    let slot = s.parse().map_err(|_| EINVAL)?;
+                    self.with(|d| d.free(slot))
+                }
+            },
+            "submit" => {
+                let (slot, pasid) = (num()?, num()?);
+                self.submit(edu, slot, pasid)
+            }
+            "mask" => {
+                let slot = num()?;
+                self.with(|d| d.mask(slot))
+            }
+            "unmask" => {
+                let slot = num()?;
+                self.unmask(edu, slot)
+            }
+            "change_pasid" => {
+                let (slot, pasid) = (num()?, num()?);
+                self.with(|d| d.change_pasid(slot, pasid))
+            }
+            _ => Err(EINVAL),
+        };
+        if w.next().is_some() {
+            return Err(EINVAL);
+        }
+        res
+    }
+
+    /// The state: one `key value` line each, then a line per allocated
+    /// slot: `slot S irq V fired N ctrl C address A data D`.
+    pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        writeln!(f, "submitted {}", c.submitted.load(Relaxed))?;
+        writeln!(f, "sent {}", c.sent.load(Relaxed))?;
+        writeln!(f, "pended {}", c.pended.load(Relaxed))?;
+        writeln!(f, "invalid_handle {}", c.invalid.load(Relaxed))?;
+        writeln!(f, "last_status {:#x}", c.last_status.load(Relaxed))?;
+        writeln!(f, "last_alloc {} {}", c.alloc_n.load(Relaxed), c.alloc_ns.load(Relaxed))?;
+        writeln!(f, "last_free {} {}", c.free_n.load(Relaxed), c.free_ns.load(Relaxed))?;
+        let d = &self.domain;
+        let chip = d.chip();
+        writeln!(f, "domain {} slots {} storage {}", d.slots(), d.count(), chip.storage.kind())?;
+        writeln!(f, "pasid {}", d.pasid())?;
+        writeln!(f, "bytes_per_slot {}", driver_bytes_per_slot())?;
+        for slot in 0..d.slots() {
+            let Some(irq) = d.irq(slot) else { continue };
+            let s = chip.storage.read(slot).unwrap_or_default();
+            let fired = chip.events.fired.get(slot as usize).map_or(0, |c| c.load(Relaxed));
+            writeln!(
+                f,
+                "slot {slot} irq {irq} fired {fired} ctrl {:#x} address {:#x} data {:#x}",
+                s.ctrl, s.address, s.data
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What the driver keeps per slot: the slot's 16 bytes of storage, its
+/// two counters, the domain's vector entry and the handler's cookie.
+fn driver_bytes_per_slot() -> usize {
+    Storage::SLOT_BYTES + 4 + 1 + ImsDomain::<Chip>::BYTES_PER_SLOT
+}
+
+/// Finds edu's MSI capability (id 0x05) in its config space.
+fn find_msi_cap(pdev: &pci::Device<Bound>) -> Result<usize> {
+    let cfg = pdev.config_space();
+    let mut pos = usize::from(cfg.try_read8(0x34)? & !3);
+    for _ in 0..48 {
+        if pos == 0 {
+            break;
+        }
+        if cfg.try_read8(pos)? == 0x05 {
+            return Ok(pos);
+        }
+        pos = usize::from(cfg.try_read8(pos + 1)? & !3);
+    }
+    Err(ENODEV)
+}

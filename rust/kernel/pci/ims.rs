@@ -1,0 +1,471 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! PCI/IMS: a device's own interrupt message store, as the secondary
+//! per-device MSI domain of a PCI device (patches 0008 to 0010), and an
+//! IMS irqchip library ([`slots`]).
+//!
+//! A driver describes its store with an [`ImsChip`]: how a slot gets a
+//! message, is masked and unmasked, is enabled with a PASID when its
+//! interrupt starts and is cleared when it shuts down. An [`ImsDomain`]
+//! creates the device's IMS domain from that description on the device's
+//! MSI parent (on RISC-V the IOMMU's remapping domain, so IMS messages are
+//! remapped or translated like the device's MSIs) and hands out interrupts
+//! at free slots, each with a hard-interrupt handler that calls
+//! [`ImsChip::handle`].
+//!
+//! Thomas Gleixner's rules from the IMS reviews (seed 002) are the design:
+//! the PASID belongs to the device ([`ImsDomain::set_pasid`]) and is known
+//! when an interrupt is allocated: it travels in the MSI descriptor's
+//! instance cookie, not in a side channel; the chip programs it when the
+//! interrupt starts up and clears it at shutdown. Changing it afterwards
+//! ([`ImsDomain::change_pasid`]) is only allowed while the interrupt is
+//! masked, so no message can leave the slot half changed.
+//!
+//! C headers: [`include/linux/msi.h`](srctree/include/linux/msi.h),
+//! [`include/linux/pci.h`](srctree/include/linux/pci.h)
+
+use crate::{
+    alloc::flags::GFP_KERNEL,
+    bindings,
+    device::Bound,
+    irq::{remap::MsiMsg, IrqReturn},
+    new_mutex,
+    pci,
+    prelude::*,
+    sync::{aref::ARef, Arc, Mutex},
+};
+use core::{ffi::c_void, ptr};
+
+pub mod slots;
+
+/// What a driver's interrupt message store does (see the module
+/// documentation). Slots are numbered from 0 to the domain's size.
+///
+/// [`ImsChip::write_msg`], [`ImsChip::mask`] and [`ImsChip::unmask`] may be
+/// called in atomic context (with the interrupt's descriptor lock held, for
+/// affinity changes too) and must not sleep; so must [`ImsChip::handle`],
+/// which runs in hard interrupt context.
+pub trait ImsChip: Send + Sync + 'static {
+    /// Writes the message of `slot` (the parent composed it; it changes with
+    /// the interrupt's affinity).
+    fn write_msg(&self, slot: u32, msg: MsiMsg);
+    /// Masks `slot`: the device must not send its message.
+    fn mask(&self, slot: u32);
+    /// Unmasks `slot`.
+    fn unmask(&self, slot: u32);
+    /// The interrupt of `slot` starts: programs the PASID its writes carry
+    /// and enables the slot (the message was written before).
+    fn startup(&self, slot: u32, pasid: u32);
+    /// The interrupt of `slot` shuts down: clears the slot (message, PASID,
+    /// enable).
+    fn shutdown(&self, slot: u32);
+    /// Reprograms the PASID of `slot`, which is masked.
+    fn set_pasid(&self, slot: u32, pasid: u32);
+    /// The interrupt of `slot` fired.
+    fn handle(&self, slot: u32) -> IrqReturn;
+}
+
+/// The largest PASID (20 bits, PCIe).
+pub const PASID_MAX: u32 = (1 << 20) - 1;
+
+/// An allocated IMS interrupt and the handler requested on it.
+struct Vector {
+    virq: u32,
+    /// Masked through [`ImsDomain::mask`].
+    masked: bool,
+    /// The `dev_id` of its handler: the chip and the slot.
+    cookie: KBox<HandlerCookie>,
+}
+
+struct HandlerCookie {
+    chip: *const c_void,
+    slot: u32,
+}
+
+/// The IMS domain of a bound PCI device and the interrupts allocated in it.
+///
+/// # Invariants
+///
+/// `pdev` is bound for as long as this lives (the safety contract of
+/// [`ImsDomain::new`]). Its secondary MSI domain exists and was created by
+/// [`ImsDomain::new`] from a template whose callbacks take `chip`
+/// (`Arc::as_ptr`) as their domain data; every entry of `vectors` is an
+/// interrupt allocated in it at that slot, with a handler requested whose
+/// `dev_id` is the entry's cookie. The domain is removed when this is
+/// dropped.
+#[pin_data(PinnedDrop)]
+pub struct ImsDomain<T: ImsChip> {
+    pdev: ARef<pci::Device>,
+    chip: Arc<T>,
+    name: &'static CStr,
+    /// Slot → vector; changed by allocation and freeing, which sleep.
+    #[pin]
+    vectors: Mutex<KVec<Option<Vector>>>,
+    /// The PASID interrupts allocated from now on carry.
+    #[pin]
+    pasid: Mutex<u32>,
+}
+
+// SAFETY: The raw pointers in the cookies point to `chip`, which is
+// `Send + Sync`; everything else is behind a mutex.
+unsafe impl<T: ImsChip> Send for ImsDomain<T> {}
+// SAFETY: As above.
+unsafe impl<T: ImsChip> Sync for ImsDomain<T> {}
+
+impl<T: ImsChip> ImsDomain<T> {
+    /// Creates the IMS domain of `pdev` with `slots` slots handled by `chip`;
+    /// `name` names the chip and the interrupts' handlers. `EOPNOTSUPP` if
+    /// the device's MSI parent does not support PCI/IMS. A device has one
+    /// IMS domain: creating a second while the first lives fails (`EINVAL`,
+    /// and the MSI core warns).
+    ///
+    /// # Safety
+    ///
+    /// The result is dropped before `pdev` is unbound (a driver keeps it in
+    /// its device data): the device's MSI domains go away at unbind.
+    pub unsafe fn new<'a>(pdev: &'a pci::Device<Bound>, slots: u32, name: &'static CStr, chip: Arc<T>) -> impl PinInit<Self, Error> + 'a {
+        pin_init::pin_init_scope(move || {
+            if slots == 0 {
+                return Err(EINVAL);
+            }
+            Self::check(pdev)?;
+            let mut vectors = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
+            for _ in 0..slots {
+                vectors.push(None, GFP_KERNEL)?;
+            }
+            // SAFETY: All-zero is a valid template; its callbacks are set
+            // below, the rest is left to the MSI core's defaults.
+            let mut t: bindings::msi_domain_template = unsafe { core::mem::zeroed() };
+            t.chip.name = name.as_char_ptr();
+            t.chip.irq_write_msi_msg = Some(Self::write_msg_callback);
+            t.chip.irq_mask = Some(Self::mask_callback);
+            t.chip.irq_unmask = Some(Self::unmask_callback);
+            t.chip.irq_startup = Some(Self::startup_callback);
+            t.chip.irq_shutdown = Some(Self::shutdown_callback);
+            t.chip.flags = bindings::IRQCHIP_SKIP_SET_WAKE as _;
+            // The core's default leaves every interrupt's hardware number
+            // at 0; a device domain's is the slot (the MSI index), as for
+            // PCI/MSI-X.
+            t.ops.set_desc = Some(Self::set_desc_callback);
+            t.info.bus_token = bindings::irq_domain_bus_token_DOMAIN_BUS_PCI_DEVICE_IMS;
+            t.info.flags = (bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS | bindings::MSI_FLAG_FREE_MSI_DESCS) as _;
+            // SAFETY: `pdev` is bound; the template is complete and copied
+            // by the call; the domain data, `chip`, lives in `Self`, which
+            // removes the domain before dropping it.
+            let ok = unsafe {
+                bindings::pci_create_ims_domain(pdev.as_raw(), &t, slots, Arc::as_ptr(&chip).cast_mut().cast())
+            };
+            if !ok {
+                return Err(EINVAL);
+            }
+            // INVARIANT: created just above from our template; the caller
+            // keeps `pdev` bound while `Self` lives.
+            let pdev: &pci::Device = pdev;
+            Ok(try_pin_init!(Self {
+                pdev: pdev.into(),
+                chip,
+                name,
+                vectors <- new_mutex!(vectors, "ImsDomain::vectors"),
+                pasid <- new_mutex!(0, "ImsDomain::pasid"),
+            }))
+        })
+    }
+
+    /// `EOPNOTSUPP` unless the device's MSI parent supports PCI/IMS.
+    fn check(pdev: &pci::Device<Bound>) -> Result {
+        let dev = pdev.as_ref().as_raw();
+        // SAFETY: `dev` is a bound device: its MSI parent, if any, is a live
+        // domain whose parent operations are static.
+        unsafe {
+            let parent = (*dev).msi.domain;
+            if parent.is_null()
+                || (*parent).msi_parent_ops.is_null()
+                || (*(*parent).msi_parent_ops).supported_flags & bindings::MSI_FLAG_PCI_IMS == 0
+            {
+                return Err(EOPNOTSUPP);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes this domain keeps per slot (its vector entry and, for an
+    /// allocated slot, the handler's cookie).
+    pub const BYTES_PER_SLOT: usize = core::mem::size_of::<Option<Vector>>() + core::mem::size_of::<HandlerCookie>();
+
+    /// The device, bound for as long as the domain lives.
+    pub fn device(&self) -> &pci::Device<Bound> {
+        // SAFETY: `Device<Ctx>` is a transparent wrapper whatever `Ctx`; the
+        // device is bound while `self` lives (type invariant).
+        unsafe { &*ptr::from_ref::<pci::Device>(&self.pdev).cast::<pci::Device<Bound>>() }
+    }
+
+    /// The chip.
+    pub fn chip(&self) -> &Arc<T> {
+        &self.chip
+    }
+
+    /// Sets the device's PASID: interrupts allocated from now on carry it.
+    pub fn set_pasid(&self, pasid: u32) -> Result {
+        if pasid > PASID_MAX {
+            return Err(EINVAL);
+        }
+        *self.pasid.lock() = pasid;
+        Ok(())
+    }
+
+    /// The device's PASID.
+    pub fn pasid(&self) -> u32 {
+        *self.pasid.lock()
+    }
+
+    /// Allocates an interrupt at a free slot, with the device's PASID, and
+    /// requests its handler; returns the slot and the Linux interrupt
+    /// number. `ENOSPC` when every slot is taken.
+    pub fn alloc(&self) -> Result<(u32, u32)> {
+        let pasid = *self.pasid.lock();
+        let mut v = self.vectors.lock();
+        let mut icookie = bindings::msi_instance_cookie { value: u64::from(pasid) };
+        // SAFETY: `pdev` is bound and has our IMS domain (type invariant);
+        // the cookie is copied into the descriptor.
+        let map = unsafe { bindings::pci_ims_alloc_irq(self.pdev.as_raw(), &mut icookie, ptr::null()) };
+        if map.index < 0 {
+            // The index space is full when the xarray is (`EBUSY`).
+            return Err(if map.index == -(bindings::EBUSY as i32) { ENOSPC } else { Error::from_errno(map.index) });
+        }
+        // CAST: non-negative, checked above; the core allocates below the
+        // domain's size, which is `v.len()`.
+        let slot = map.index as u32;
+        let virq = map.virq as u32;
+        let res = (|| {
+            let entry = v.get_mut(slot as usize).ok_or(EINVAL)?;
+            // Masking is the slot's: `disable_irq()` must reach the chip at
+            // once rather than when the next interrupt comes.
+            // SAFETY: `virq` was just allocated.
+            unsafe { bindings::irq_modify_status(virq, 0, bindings::IRQ_DISABLE_UNLAZY as _) };
+            let cookie = KBox::new(HandlerCookie { chip: Arc::as_ptr(&self.chip).cast(), slot }, GFP_KERNEL)?;
+            // SAFETY: `virq` was just allocated for this device; the cookie
+            // lives in `vectors` until `free_irq` in `free_slot`.
+            crate::error::to_result(unsafe {
+                bindings::request_irq(
+                    virq,
+                    Some(Self::handler_callback),
+                    0,
+                    self.name.as_char_ptr(),
+                    ptr::from_ref(&*cookie).cast_mut().cast(),
+                )
+            })?;
+            *entry = Some(Vector { virq, cookie, masked: false });
+            Ok(())
+        })();
+        if let Err(e) = res {
+            // SAFETY: Allocated above, no handler on it.
+            unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
+            return Err(e);
+        }
+        Ok((slot, virq))
+    }
+
+    /// Frees the interrupt at `slot`: its handler, then the interrupt
+    /// (shut down: the chip clears the slot). `ENOENT` if none.
+    pub fn free(&self, slot: u32) -> Result {
+        let mut v = self.vectors.lock();
+        let entry = v.get_mut(slot as usize).ok_or(EINVAL)?.take().ok_or(ENOENT)?;
+        self.free_vector(slot, entry);
+        Ok(())
+    }
+
+    fn free_vector(&self, slot: u32, vec: Vector) {
+        // SAFETY: The handler was requested with this cookie (type
+        // invariant); `free_irq` waits for running handlers.
+        unsafe { bindings::free_irq(vec.virq, ptr::from_ref(&*vec.cookie).cast_mut().cast()) };
+        // CAST: slots and interrupt numbers fit an `int`.
+        let map = bindings::msi_map { index: slot as i32, virq: vec.virq as i32 };
+        // SAFETY: Allocated in our domain at `slot`, no handler any more.
+        unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
+    }
+
+    /// Frees every interrupt; returns how many there were.
+    pub fn free_all(&self) -> usize {
+        let mut v = self.vectors.lock();
+        let mut n = 0;
+        for slot in 0..v.len() {
+            if let Some(vec) = v[slot].take() {
+                // CAST: slots fit a `u32` (the domain size is one).
+                self.free_vector(slot as u32, vec);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The Linux interrupt number of `slot`'s interrupt.
+    pub fn irq(&self, slot: u32) -> Option<u32> {
+        self.vectors.lock().get(slot as usize).and_then(|e| e.as_ref().map(|v| v.virq))
+    }
+
+    /// How many interrupts are allocated.
+    pub fn count(&self) -> usize {
+        self.vectors.lock().iter().filter(|e| e.is_some()).count()
+    }
+
+    /// The number of slots.
+    pub fn slots(&self) -> u32 {
+        // CAST: created from a `u32`.
+        self.vectors.lock().len() as u32
+    }
+
+    /// Masks `slot`'s interrupt (`disable_irq()`: waits for its handler);
+    /// `EALREADY` if it is masked.
+    pub fn mask(&self, slot: u32) -> Result {
+        let mut v = self.vectors.lock();
+        let vec = v.get_mut(slot as usize).ok_or(EINVAL)?.as_mut().ok_or(ENOENT)?;
+        if vec.masked {
+            return Err(EALREADY);
+        }
+        // SAFETY: `virq` is allocated with a handler of ours.
+        unsafe { bindings::disable_irq(vec.virq) };
+        vec.masked = true;
+        Ok(())
+    }
+
+    /// Unmasks `slot`'s interrupt (`enable_irq()`); `EALREADY` unless
+    /// [`ImsDomain::mask`] masked it.
+    pub fn unmask(&self, slot: u32) -> Result {
+        let mut v = self.vectors.lock();
+        let vec = v.get_mut(slot as usize).ok_or(EINVAL)?.as_mut().ok_or(ENOENT)?;
+        if !vec.masked {
+            return Err(EALREADY);
+        }
+        // SAFETY: As above, and balanced with the `disable_irq` of `mask`.
+        unsafe { bindings::enable_irq(vec.virq) };
+        vec.masked = false;
+        Ok(())
+    }
+
+    /// Changes the PASID of `slot`'s interrupt, which must be masked
+    /// (`disable_irq`): `EBUSY` otherwise, `ENOENT` if there is none.
+    pub fn change_pasid(&self, slot: u32, pasid: u32) -> Result {
+        if pasid > PASID_MAX {
+            return Err(EINVAL);
+        }
+        let v = self.vectors.lock();
+        let virq = v.get(slot as usize).ok_or(EINVAL)?.as_ref().ok_or(ENOENT)?.virq;
+        // SAFETY: `virq` is allocated (we hold the lock that frees it).
+        let d = unsafe { bindings::irq_get_irq_data(virq) };
+        if d.is_null() {
+            return Err(ENOENT);
+        }
+        // SAFETY: `d` is the interrupt's top-level data, with an MSI
+        // descriptor (allocated in an MSI domain); the descriptor is only
+        // freed with the interrupt.
+        unsafe {
+            let common = (*d).common;
+            if (*common).state_use_accessors & bindings::IRQD_IRQ_MASKED == 0 {
+                return Err(EBUSY);
+            }
+            let desc = (*common).msi_desc;
+            (*desc).__bindgen_anon_1.data.icookie.value = u64::from(pasid);
+        }
+        self.chip.set_pasid(slot, pasid);
+        Ok(())
+    }
+
+    /// The chip, the slot and the descriptor of the interrupt `d`.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the `irq_data` of an interrupt of an IMS domain created by
+    /// [`ImsDomain::new`] for this `T`, whose `ImsDomain` is live.
+    unsafe fn parts<'b>(d: *mut bindings::irq_data) -> (&'b T, u32, *mut bindings::msi_desc) {
+        // SAFETY: The device domain's host data is its `msi_domain_info`,
+        // whose data is our chip (type invariant); the descriptor exists
+        // for MSI domain interrupts.
+        unsafe {
+            let info = (*(*d).domain).host_data.cast::<bindings::msi_domain_info>();
+            let chip = &*(*info).data.cast::<T>();
+            let desc = (*(*d).common).msi_desc;
+            (chip, (*desc).msi_index.into(), desc)
+        }
+    }
+
+    extern "C" fn set_desc_callback(arg: *mut bindings::msi_alloc_info_t, desc: *mut bindings::msi_desc) {
+        // SAFETY: The MSI core passes the allocation info and the
+        // descriptor being allocated.
+        unsafe {
+            (*arg).desc = desc;
+            (*arg).hwirq = (*desc).msi_index.into();
+        }
+    }
+
+    extern "C" fn write_msg_callback(d: *mut bindings::irq_data, msg: *mut bindings::msi_msg) {
+        // SAFETY: The IRQ core calls chip callbacks for interrupts of our
+        // domain, which lives as long as the `ImsDomain`.
+        let (chip, slot, desc) = unsafe { Self::parts(d) };
+        // SAFETY: `msg` is valid for the call; the descriptor caches the
+        // last message, as PCI/MSI's write does.
+        let m = unsafe {
+            (*desc).msg = *msg;
+            let lo = (*msg).__bindgen_anon_1.address_lo;
+            let hi = (*msg).__bindgen_anon_2.address_hi;
+            MsiMsg { address: u64::from(hi) << 32 | u64::from(lo), data: (*msg).__bindgen_anon_3.data }
+        };
+        chip.write_msg(slot, m);
+    }
+
+    // Masking is the slot's and the parent's: the slot stops the device,
+    // the parent (the IMSIC's enable bit, say) the interrupt controller;
+    // unlike PCI/MSI, IMS domains do not get the parent's callbacks.
+    extern "C" fn mask_callback(d: *mut bindings::irq_data) {
+        // SAFETY: As in `write_msg_callback`.
+        let (chip, slot, _) = unsafe { Self::parts(d) };
+        chip.mask(slot);
+        // SAFETY: `d` has a parent level (an MSI parent).
+        unsafe { bindings::irq_chip_mask_parent(d) };
+    }
+
+    extern "C" fn unmask_callback(d: *mut bindings::irq_data) {
+        // SAFETY: As in `write_msg_callback`.
+        let (chip, slot, _) = unsafe { Self::parts(d) };
+        // SAFETY: As in `mask_callback`.
+        unsafe { bindings::irq_chip_unmask_parent(d) };
+        chip.unmask(slot);
+    }
+
+    extern "C" fn startup_callback(d: *mut bindings::irq_data) -> u32 {
+        // SAFETY: As in `write_msg_callback`.
+        let (chip, slot, desc) = unsafe { Self::parts(d) };
+        // SAFETY: The cookie was set at allocation from the device's PASID.
+        // CAST: PASIDs are 20 bits (checked when set).
+        let pasid = unsafe { (*desc).__bindgen_anon_1.data.icookie.value } as u32;
+        chip.startup(slot, pasid);
+        Self::unmask_callback(d);
+        0
+    }
+
+    extern "C" fn shutdown_callback(d: *mut bindings::irq_data) {
+        // SAFETY: As in `write_msg_callback`.
+        let (chip, slot, _) = unsafe { Self::parts(d) };
+        Self::mask_callback(d);
+        chip.shutdown(slot);
+    }
+
+    extern "C" fn handler_callback(_irq: i32, cookie: *mut c_void) -> bindings::irqreturn_t {
+        // SAFETY: The cookie is a `HandlerCookie` pointing at our chip,
+        // freed only after `free_irq`.
+        let (chip, slot) = unsafe {
+            let c = &*cookie.cast::<HandlerCookie>();
+            (&*c.chip.cast::<T>(), c.slot)
+        };
+        bindings::irqreturn_t(chip.handle(slot) as core::ffi::c_uint)
+    }
+}
+
+#[pinned_drop]
+impl<T: ImsChip> PinnedDrop for ImsDomain<T> {
+    fn drop(self: Pin<&mut Self>) {
+        self.free_all();
+        // SAFETY: The device is still bound (type invariant); no interrupt is
+        // left in the domain, and nothing uses `chip` after it is removed.
+        unsafe { bindings::pci_remove_ims_domain(self.pdev.as_raw()) };
+    }
+}
