@@ -8,9 +8,14 @@
 # Then the MSI rate of edu through the remapping domain, in a DMA and in the
 # identity domain, against no remapping at all.
 #
+# Then PCI/IMS: the time and memory per vector to allocate and free 4096
+# IMS vectors on edu (qemu_edu's IMS), with MSI page tables (remapped) and
+# without (sw_msi: every CPU's doorbell prepared per vector), side by side.
+#
 # BENCH_SECONDS (default 10): length of each dma_map_benchmark measurement.
 # BENCH_MSIS (default 20000): MSIs per batch.
-# BENCH_ONLY=dma|msi: run one of the two.
+# BENCH_IMS (default 4096): IMS vectors per batch.
+# BENCH_ONLY=dma|msi|ims: run one of the three.
 set -euo pipefail
 SELF=bench
 . "$(dirname "$0")/lib.sh"
@@ -130,9 +135,52 @@ awk -v a="${rate[remap-dma]}" -v b="${rate[remap-identity]}" -v c="${rate[none-i
 	printf "ratio sw_msi (DMA domain, no MSI table) / not remapped (identity): %.2f\n", d / c }'
 }
 
+# IMS: allocate and free BENCH_IMS vectors three times (best of three), with
+# the kernel's slab and per-CPU memory before, with the vectors allocated,
+# and after; 17 harts, since QEMU's IMSIC files have 255 identities each.
+ims_bench() {
+n=${BENCH_IMS:-4096}
+cat >"$out/ims-cmd" <<SH
+set -e
+d=\$(ls -d /sys/kernel/debug/qemu_edu/*)
+mem() { awk '/^(Slab|Percpu):/ { s += \$2 } END { print s }' /proc/meminfo; }
+echo "pasid 1" > \$d/ims
+for i in 1 2 3; do
+	m0=\$(mem); echo "alloc $n" > \$d/ims; m1=\$(mem)
+	echo "free all" > \$d/ims; m2=\$(mem)
+	echo "ims \$(grep -E '^last_(alloc|free)' \$d/ims | tr '\\n' ' ')mem_kib \$m0 \$m1 \$m2"
+done
+grep -E '^(bytes_per_slot|domain) ' \$d/ims
+SH
+"$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-ims.cpio" "$out/ims-cmd" "$out/extra"
+declare -A alloc free kib
+for run in remapped:riscv64 sw_msi:riscv64-nointremap; do
+	IFS=: read -r name prof <<<"$run"
+	qemu_cmd "$prof" "$ours" "$out/initramfs-ims.cpio" "msiremap.mode=cmd" "-device edu -smp 17"
+	say "allocating and freeing $n IMS vectors x3: $name ($prof)"
+	qemu_batch "$out/ims-$name.log" 600 || die "the $name run failed (log: $out/ims-$name.log)"
+	# Best of three, in ns per vector; kernel memory per vector while allocated.
+	read -r alloc[$name] free[$name] kib[$name] < <(awk '$1 == "ims" {
+		a = $4 / $3; f = $7 / $6; k = ($10 - $9) * 1024 / $3
+		if (!ba || a < ba) ba = a; if (!bf || f < bf) bf = f; if (!bk || k < bk) bk = k }
+		END { printf "%.0f %.0f %.0f\n", ba, bf, bk }' "$out/ims-$name.log")
+	[ "${alloc[$name]:-0}" -gt 0 ] || die "no IMS figures from the $name run (log: $out/ims-$name.log)"
+done
+echo
+echo "edu IMS, $n vectors per batch, best of 3, 17 harts; driver bytes per slot: \
+$(sed -n 's/^bytes_per_slot //p' "$out/ims-remapped.log" | head -1)"
+printf '%-34s %14s %14s %22s\n' "" "alloc ns/vec" "free ns/vec" "kernel bytes/vec"
+for name in remapped sw_msi; do
+	printf '%-34s %14s %14s %22s\n' "$name" "${alloc[$name]}" "${free[$name]}" "${kib[$name]}"
+done
+awk -v a="${alloc[sw_msi]}" -v b="${alloc[remapped]}" -v c="${free[sw_msi]}" -v d="${free[remapped]}" 'BEGIN {
+	printf "ratio sw_msi / remapped: alloc %.2f, free %.2f\n", a / b, c / d }'
+}
+
 case "${BENCH_ONLY:-all}" in
 dma) dma_bench ;;
 msi) msi_bench ;;
-all) dma_bench; msi_bench ;;
-*) die "BENCH_ONLY=${BENCH_ONLY} is neither dma nor msi" ;;
+ims) ims_bench ;;
+all) dma_bench; msi_bench; ims_bench ;;
+*) die "BENCH_ONLY=${BENCH_ONLY} is neither dma, msi nor ims" ;;
 esac

@@ -11,8 +11,10 @@
  * (profile riscv64-debug).
  *
  * Operations: allocating and attaching a paging domain (iommufd attach),
- * mapping (IOMMU_IOAS_MAP), and allocating a remapped MSI
- * (VFIO_DEVICE_SET_IRQS through the remapping domain). Probing the IOMMU
+ * mapping (IOMMU_IOAS_MAP), allocating a remapped MSI
+ * (VFIO_DEVICE_SET_IRQS through the remapping domain), and allocating an
+ * IMS interrupt (qemu_edu's IMS: its IMS domain, the MSI core, the
+ * remapping domain and the IMSIC under it). Probing the IOMMU
  * itself is not swept here: one bind takes seconds on this kernel under
  * TCG, and it has hundreds of allocations.
  */
@@ -197,6 +199,49 @@ TEST_F_TIMEOUT(vfio, msi_allocation, 600)
 	EXPECT_EQ(1, v);
 	EXPECT_EQ(0, _vfio_set_msi(self->devfd, -1));
 	close(efd);
+}
+
+/*
+ * Allocating an IMS interrupt on edu (debugfs qemu_edu/<BDF>/ims), with
+ * allocations under qemu_edu's code failing: every failure is returned and
+ * leaves no interrupt allocated; once it goes through, a submission with
+ * the device's PASID fires its handler.
+ */
+FIXTURE(ims)
+{
+	int unused;
+};
+
+FIXTURE_SETUP(ims)
+{
+}
+
+FIXTURE_TEARDOWN(ims)
+{
+}
+
+TEST_F_TIMEOUT(ims, allocation, 600)
+{
+	char bdf[32], path[256], state[4096];
+	int n, injected = 0;
+
+	ASSERT_EQ(0, setup_injection("qemu_edu"));
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/ims", bdf);
+	ASSERT_EQ(0, msr_write(path, "free all"));
+	ASSERT_EQ(0, msr_write(path, "pasid 5"));
+	SWEEP(n, injected, msr_write(path, "alloc 1"),
+	      EXPECT_EQ(0, msr_irq_lines("qemu_edu-ims")),
+	      ASSERT_EQ(0, msr_write(path, "free all")));
+	TH_LOG("IMS: %d injected failures before N=%d went through", injected, n);
+	EXPECT_LT(0, injected);
+	EXPECT_EQ(1, msr_irq_lines("qemu_edu-ims"));
+	ASSERT_EQ(0, msr_write(path, "submit 0 5"));
+	usleep(50000);
+	ASSERT_LT(0, msr_read(path, state, sizeof(state)));
+	EXPECT_NE(NULL, strstr(state, "slot 0 irq ")) TH_LOG("%s", state);
+	EXPECT_NE(NULL, strstr(state, " fired 1 ")) TH_LOG("%s", state);
+	EXPECT_EQ(0, msr_write(path, "free all"));
 }
 
 TEST_HARNESS_MAIN

@@ -275,6 +275,21 @@ static inline int msr_load_module(const char *name)
 	return msr_load_module_with(name, params);
 }
 
+/* Lines of /proc/interrupts whose handler is `name`; -errno on error. */
+static inline int msr_irq_lines(const char *name)
+{
+	static char buf[1 << 21];
+	char want[80];
+	int n = 0;
+
+	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
+		return -EIO;
+	snprintf(want, sizeof(want), " %s\n", name);
+	for (char *p = buf; (p = strstr(p, want)); p++)
+		n++;
+	return n;
+}
+
 /* Unloads module `name` (its devices are unbound first); 0 or -errno. */
 static inline int msr_unload_module(const char *name)
 {

@@ -320,7 +320,7 @@ impl EduIms {
 /// What the driver keeps per slot: the slot's 16 bytes of storage, its
 /// two counters, the domain's vector entry and the handler's cookie.
 fn driver_bytes_per_slot() -> usize {
-    Storage::SLOT_BYTES + 4 + 1 + ImsDomain::<Chip>::BYTES_PER_SLOT
+    Storage::SLOT_BYTES + 2 * core::mem::size_of::<Atomic<u32>>() + ImsDomain::<Chip>::BYTES_PER_SLOT
 }
 
 /// Finds edu's MSI capability (id 0x05) in its config space.

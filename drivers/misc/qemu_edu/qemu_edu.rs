@@ -4,8 +4,12 @@
 //!
 //! The rig's DMA probe: it drives edu's DMA engine through the DMA API, so a
 //! round trip through the device checks that the IOMMU domain in front of it
-//! translates. Each device gets a debugfs directory `qemu_edu-<BDF>/` whose
+//! translates. Each device gets a debugfs directory `qemu_edu/<BDF>/` whose
 //! `dma` file runs a verified round trip and whose `stats` file reports them.
+//!
+//! It also makes edu a DSA-like IMS device (`ims`, `Documentation/ims.md`):
+//! an interrupt message store of `ims_slots` slots, with a PASID per device,
+//! whose device side the driver models.
 
 mod driver;
 mod edu;
@@ -16,7 +20,7 @@ kernel::module_pci_driver! {
     type: driver::EduDriver,
     name: "qemu_edu",
     authors: ["msiremap developers"],
-    description: "QEMU edu device: DMA through the DMA API",
+    description: "QEMU edu device: DMA through the DMA API, MSI, and IMS",
     license: "GPL v2",
     params: {
         dma_bits: u32 {
