@@ -5,6 +5,7 @@
  */
 #include <linux/irqchip/riscv-imsic.h>
 #include <linux/iommu.h>
+#include <linux/iommufd.h>
 #include <linux/irq.h>
 #include <linux/irqdomain.h>
 #include <linux/msi.h>

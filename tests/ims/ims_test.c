@@ -14,7 +14,7 @@
 #include <sys/sysinfo.h>
 
 #include "kselftest_harness.h"
-#include "msiremap.h"
+#include "vfio_utils.h"
 
 #define SLOTS		4096	/* qemu_edu's default ims_slots: twice PCI's MSI-X limit */
 #define PASID		0x42
@@ -422,6 +422,61 @@ TEST_F(ims, unload_with_vectors_allocated_cleans_up)
 	usleep(20000);
 	ASSERT_EQ(0, ims_slot(0, &x));
 	EXPECT_EQ(1, x.fired);
+}
+
+/*
+ * Behind an iommufd-owned domain: qemu_edu hands edu to an iommufd context
+ * this process opened (as VFIO would), attached to an IOAS. IMS vectors
+ * allocated then get their doorbells from iommufd's sw_msi: where MSIs are
+ * translated, every message carries an IOVA in the reserved window the
+ * IOAS keeps free; with MSI tables, an IMSIC file. Submissions land.
+ * Handing the device over is refused while vectors are allocated, and
+ * giving it back restores the DMA API.
+ */
+TEST_F(ims, behind_an_iommufd_domain)
+{
+	int riscv = !strcmp(msr_arch(), "riscv64"), fd, n;
+	unsigned long long start, end;
+	static struct slot all[64];
+	char path[320];
+	__u32 ioas;
+
+	ASSERT_EQ(0, msr_msi_region(bdf, &start, &end));
+	fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, _ioas_alloc(fd, &ioas));
+	ASSERT_EQ(0, ims("alloc 1"));
+	EXPECT_EQ(-EBUSY, ims("iommufd %d %u", fd, ioas));
+	ASSERT_EQ(0, ims("free all"));
+	ASSERT_EQ(0, ims("iommufd %d %u", fd, ioas)) TH_LOG("binding edu to iommufd");
+	EXPECT_EQ(-EBUSY, ims("iommufd %d %u", fd, ioas));
+
+	ASSERT_EQ(0, ims("alloc 64"));
+	n = ims_slots(all, 64);
+	ASSERT_EQ(64, n);
+	for (int i = 0; i < n; i++) {
+		if (riscv && !msr_msis_translated()) {
+			EXPECT_TRUE(is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", i, all[i].address);
+		} else {
+			EXPECT_TRUE(all[i].address >= start && all[i].address <= end)
+				TH_LOG("slot %d: %#llx outside %#llx-%#llx", i, all[i].address, start, end);
+		}
+	}
+	for (int i = 0; i < 64; i += 9)
+		EXPECT_EQ(0, ims("submit %d %d", i, PASID));
+	usleep(50000);
+	n = ims_slots(all, 64);
+	for (int i = 0; i < n; i++) {
+		EXPECT_EQ(all[i].slot % 9 == 0, all[i].fired) TH_LOG("slot %d", all[i].slot);
+	}
+
+	EXPECT_EQ(-EBUSY, ims("iommufd off"));
+	ASSERT_EQ(0, ims("free all"));
+	ASSERT_EQ(0, ims("iommufd off"));
+	EXPECT_EQ(-ENOENT, ims("iommufd off"));
+	close(fd);
+	snprintf(path, sizeof(path), "%s/dma", edu_dir);
+	EXPECT_EQ(0, msr_write(path, "64")) TH_LOG("the DMA API after iommufd");
 }
 
 TEST_HARNESS_MAIN

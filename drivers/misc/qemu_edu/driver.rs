@@ -61,6 +61,9 @@ impl pci::Driver for EduDriver {
     type IdInfo = ();
     type Data<'bound> = EduData<'bound>;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
+    /// The IMS model can hand the device to iommufd (`iommufd` in debugfs
+    /// `ims`), as VFIO does.
+    const DRIVER_MANAGED_DMA: bool = true;
 
     fn probe<'bound>(
         pdev: &'bound pci::Device<Core<'_>>,

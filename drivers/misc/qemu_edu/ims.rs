@@ -27,6 +27,8 @@
 use kernel::{
     device::Bound,
     fmt,
+    iommu::iommufd::Binding,
+    new_mutex,
     io::Io as _,
     irq::IrqReturn,
     pci::{
@@ -39,7 +41,7 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc,
+        Arc, Mutex,
     },
     time::{Instant, Monotonic},
 };
@@ -113,6 +115,10 @@ pub(crate) struct EduIms {
     msi_cap: usize,
     #[pin]
     domain: ImsDomain<Chip>,
+    /// The iommufd context the device is handed to, if any (dropped after
+    /// the domain has freed its interrupts).
+    #[pin]
+    iommufd: Mutex<Option<Binding>>,
     counters: Counters,
 }
 
@@ -145,6 +151,7 @@ impl EduIms {
             // SAFETY: The caller drops `Self`, and with it the domain,
             // before `pdev` is unbound.
             domain <- unsafe { ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip) },
+            iommufd <- new_mutex!(None, "EduIms::iommufd"),
             counters: Counters::new(),
         }))
     }
@@ -242,6 +249,30 @@ impl EduIms {
         })
     }
 
+    /// `iommufd FD PT`: hands the device to the iommufd context of the
+    /// writer's file descriptor FD, attached to IOAS or HW page table PT, so
+    /// IMS doorbells are mapped by iommufd's sw_msi; `iommufd off` gives it
+    /// back to the DMA API. Only without IMS interrupts (`EBUSY`): their
+    /// messages hold addresses of the domain they were allocated in.
+    fn iommufd(&self, fd: Option<(i32, u32)>) -> Result {
+        let mut b = self.iommufd.lock();
+        if self.domain.count() != 0 {
+            return Err(EBUSY);
+        }
+        match fd {
+            Some((fd, pt)) => {
+                if b.is_some() {
+                    return Err(EBUSY);
+                }
+                // SAFETY: The binding lives in `self`, dropped with the
+                // driver data before the device unbinds.
+                *b = Some(unsafe { Binding::new(self.domain.device().as_ref(), fd, pt)? });
+            }
+            None => drop(b.take().ok_or(ENOENT)?),
+        }
+        Ok(())
+    }
+
     /// Handles one command written to `ims` (see `Documentation/ims.md`).
     pub(crate) fn command(&self, edu: &Edu, req: &str) -> Result {
         let mut w = req.split_whitespace();
@@ -275,6 +306,14 @@ impl EduIms {
                 let slot = num()?;
                 self.unmask(edu, slot)
             }
+            "iommufd" => match w.next().ok_or(EINVAL)? {
+                "off" => self.iommufd(None),
+                fd => {
+                    let fd = fd.parse().map_err(|_| EINVAL)?;
+                    let pt = w.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+                    self.iommufd(Some((fd, pt)))
+                }
+            },
             "change_pasid" => {
                 let (slot, pasid) = (num()?, num()?);
                 self.with(|d| d.change_pasid(slot, pasid))
@@ -302,6 +341,10 @@ impl EduIms {
         let chip = d.chip();
         writeln!(f, "domain {} slots {} storage {}", d.slots(), d.count(), chip.storage.kind())?;
         writeln!(f, "pasid {}", d.pasid())?;
+        match self.iommufd.lock().as_ref() {
+            Some(b) => writeln!(f, "iommufd pt {}", b.pt_id())?,
+            None => writeln!(f, "iommufd none")?,
+        }
         writeln!(f, "bytes_per_slot {}", driver_bytes_per_slot())?;
         for slot in 0..d.slots() {
             let Some(irq) = d.irq(slot) else { continue };
