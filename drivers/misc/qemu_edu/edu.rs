@@ -313,6 +313,24 @@ impl Edu {
         self.transfer(EDU_BUF, dst, len as u32, true)
     }
 
+    /// Has edu's DMA engine write `data` (4 bytes) to the bus address
+    /// `address`: the IMS model's device write where the platform lets a
+    /// device's DMA ring a doorbell (`Documentation/ims.md`). Serialised
+    /// with round trips (the engine and its buffer are shared).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an address beyond 32 bits, else as [`Self::round_trip`].
+    pub(crate) fn dma_message(&self, address: u64, data: u32) -> Result {
+        let dst = u32::try_from(address).map_err(|_| EINVAL)?;
+        let guard = self.buf.lock();
+        let buf: &Coherent<[u32]> = &guard;
+        io_write!(buf, [try: 0], data);
+        let src = u32::try_from(buf.dma_address()).map_err(|_| ERANGE)?;
+        self.transfer(src, EDU_BUF, 4, false)?;
+        self.transfer(EDU_BUF, dst, 4, true)
+    }
+
     /// Runs one DMA transfer and waits for it.
     ///
     /// The BAR is reached through its revocable guard, an RCU read-side

@@ -229,10 +229,15 @@ impl EduIms {
         })
     }
 
-    /// The device writes `slot`'s message.
+    /// The device writes `slot`'s message: as its MSI, or, with `ims_dma`,
+    /// with its DMA engine.
     fn send(&self, edu: &Edu, chip: &Chip, slot: u32) -> Result {
         let s = chip.storage.read(slot).ok_or(EINVAL)?;
-        edu.send_message(self.domain.device(), self.msi_cap, s.address, s.data)?;
+        if crate::module_parameters::ims_dma.value() {
+            edu.dma_message(s.address, s.data)?;
+        } else {
+            edu.send_message(self.domain.device(), self.msi_cap, s.address, s.data)?;
+        }
         self.counters.sent.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -341,6 +346,7 @@ impl EduIms {
         let chip = d.chip();
         writeln!(f, "domain {} slots {} storage {}", d.slots(), d.count(), chip.storage.kind())?;
         writeln!(f, "pasid {}", d.pasid())?;
+        writeln!(f, "send {}", if crate::module_parameters::ims_dma.value() { "dma" } else { "msi" })?;
         match self.iommufd.lock().as_ref() {
             Some(b) => writeln!(f, "iommufd pt {}", b.pt_id())?,
             None => writeln!(f, "iommufd none")?,

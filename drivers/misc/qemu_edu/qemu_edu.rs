@@ -31,6 +31,10 @@ kernel::module_pci_driver! {
             default: 4096,
             description: "Slots of the device's interrupt message store (1 to 8192)",
         },
+        ims_dma: bool {
+            default: false,
+            description: "IMS messages written by edu's DMA engine rather than its MSI (lands only where the IOMMU translates MSIs like DMA)",
+        },
         ims_queue: bool {
             default: false,
             description: "IMS slots in a DMA-coherent queue in system memory rather than an array in device memory",
