@@ -119,15 +119,6 @@ static int reload_edu(const char *extra)
 	return msr_load_module_with("qemu_edu", params);
 }
 
-/* Whether `addr` is some CPU's IMSIC supervisor file (riscv64). */
-static int is_imsic_file(unsigned long long addr)
-{
-	for (int cpu = 0; cpu < get_nprocs_conf(); cpu++)
-		if ((addr & ~0xfffULL) == msr_imsic_file(cpu))
-			return 1;
-	return 0;
-}
-
 FIXTURE(ims)
 {
 	int unused;
@@ -207,9 +198,9 @@ TEST_F_TIMEOUT(ims, vectors_beyond_pci_limits_fire_once_each, 300)
 		/* Enabled, PASID enabled, the device's PASID, unmasked. */
 		EXPECT_EQ((unsigned long)PASID << 12 | 0xa, all[i].ctrl) TH_LOG("slot %d", s);
 		if (riscv && !msr_msis_translated()) {
-			EXPECT_TRUE(is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", s, all[i].address);
+			EXPECT_TRUE(msr_is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", s, all[i].address);
 		} else if (riscv) {
-			EXPECT_FALSE(is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", s, all[i].address);
+			EXPECT_FALSE(msr_is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", s, all[i].address);
 		} else {
 			/* An IOVA (sw_msi), not the ITS's frame (virt: 0x08080000, 128 KiB). */
 			EXPECT_FALSE(all[i].address >= 0x08080000ULL && all[i].address < 0x080a0000ULL)
@@ -488,7 +479,7 @@ TEST_F(ims, behind_an_iommufd_domain)
 	ASSERT_EQ(64, n);
 	for (int i = 0; i < n; i++) {
 		if (riscv && !msr_msis_translated()) {
-			EXPECT_TRUE(is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", i, all[i].address);
+			EXPECT_TRUE(msr_is_imsic_file(all[i].address)) TH_LOG("slot %d: %#llx", i, all[i].address);
 		} else {
 			EXPECT_TRUE(all[i].address >= start && all[i].address <= end)
 				TH_LOG("slot %d: %#llx outside %#llx-%#llx", i, all[i].address, start, end);

@@ -203,28 +203,48 @@ static inline int msr_dir_entries(const char *path)
 }
 
 /*
- * The IRQ hierarchy of PCI device `bdf`'s MSI (its last listed vector),
- * /sys/kernel/debug/irq/irqs/<irq>, into `buf`; the irq, or -errno.
+ * The Linux interrupt numbers of PCI device `bdf`'s MSI or MSI-X vectors
+ * (sysfs msi_irqs), ascending, at most `max` into `irqs`; their number, or
+ * -errno.
  */
-static inline int msr_pci_msi_irq_debug(const char *bdf, char *buf, size_t len)
+static inline int msr_pci_msi_irqs(const char *bdf, int *irqs, int max)
 {
 	char path[256];
 	struct dirent *de;
-	int irq = -ENOENT;
+	int n = 0;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
 	d = opendir(path);
 	if (!d)
 		return -errno;
-	while ((de = readdir(d)))
+	while ((de = readdir(d)) && n < max)
 		if (de->d_name[0] != '.')
-			irq = atoi(de->d_name);
+			irqs[n++] = atoi(de->d_name);
 	closedir(d);
-	if (irq < 0)
-		return irq;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
-	return msr_read(path, buf, len) < 0 ? -errno : irq;
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && irqs[j - 1] > irqs[j]; j--) {
+			int t = irqs[j];
+
+			irqs[j] = irqs[j - 1];
+			irqs[j - 1] = t;
+		}
+	return n;
+}
+
+/*
+ * The IRQ hierarchy of PCI device `bdf`'s MSI (its last vector),
+ * /sys/kernel/debug/irq/irqs/<irq>, into `buf`; the irq, or -errno.
+ */
+static inline int msr_pci_msi_irq_debug(const char *bdf, char *buf, size_t len)
+{
+	char path[256];
+	int irqs[64], n = msr_pci_msi_irqs(bdf, irqs, 64);
+
+	if (n <= 0)
+		return n ? n : -ENOENT;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irqs[n - 1]);
+	return msr_read(path, buf, len) < 0 ? -errno : irqs[n - 1];
 }
 
 /* Enables ("1") or disables ("0") trace event iommu:`event`; 0 or -errno. */
@@ -466,6 +486,15 @@ static inline unsigned long long msr_imsic_file(int cpu)
 	if (d)
 		closedir(d);
 	return 0x28000000ULL + ((unsigned long long)msr_cpu_hart(cpu) << (12 + guest_bits));
+}
+
+/* Whether `addr` lies in some CPU's IMSIC supervisor file (riscv64). */
+static inline int msr_is_imsic_file(unsigned long long addr)
+{
+	for (int cpu = 0; cpu < sysconf(_SC_NPROCESSORS_CONF); cpu++)
+		if ((addr & ~0xfffULL) == msr_imsic_file(cpu))
+			return 1;
+	return 0;
 }
 
 /*

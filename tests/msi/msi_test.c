@@ -14,21 +14,10 @@
 static long msi_count(const char *bdf)
 {
 	static char procint[1 << 16];
-	char path[256];
-	int irqs[64], n = 0;
-	struct dirent *de;
+	int irqs[64], n = msr_pci_msi_irqs(bdf, irqs, 64);
 	long total = 0;
-	DIR *d;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
-	d = opendir(path);
-	if (!d)
-		return -1;
-	while ((de = readdir(d)) && n < 64)
-		if (de->d_name[0] != '.')
-			irqs[n++] = atoi(de->d_name);
-	closedir(d);
-	if (!n || msr_read("/proc/interrupts", procint, sizeof(procint)) < 0)
+	if (n <= 0 || msr_read("/proc/interrupts", procint, sizeof(procint)) < 0)
 		return -1;
 	for (char *line = procint; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		char *t = line, *end;

@@ -159,15 +159,6 @@ static unsigned long long edu_msi_address(const char *bdf)
 	return msr_pci_msi(bdf, &addr, &data, &ao, &dof) ? 0 : addr;
 }
 
-/* Whether `addr` is an IMSIC supervisor interrupt file (riscv64). */
-static int is_imsic_file(unsigned long long addr)
-{
-	for (int cpu = 0; cpu < get_nprocs_conf(); cpu++)
-		if ((addr & ~(PAGE - 1ULL)) == msr_imsic_file(cpu))
-			return 1;
-	return 0;
-}
-
 FIXTURE(sw_msi)
 {
 	struct vdev d;
@@ -278,7 +269,7 @@ TEST_F(sw_msi, every_msi_lands_once)
 		TH_LOG("edu writes its MSI to %#llx", addr);
 		EXPECT_TRUE(overlaps(addr, addr + 3, self->start, self->end));
 		if (!msr_msis_translated()) {
-			EXPECT_TRUE(is_imsic_file(addr));
+			EXPECT_TRUE(msr_is_imsic_file(addr));
 		}
 	}
 }
@@ -327,32 +318,6 @@ TEST_F(sw_msi, msis_across_a_second_ioas_and_detach)
 	}
 }
 
-/* The Linux interrupt numbers of `bdf`'s MSIs, ascending; their count. */
-static int msi_irqs(const char *bdf, int *irqs, int max)
-{
-	char path[256];
-	struct dirent *de;
-	int n = 0;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
-	dir = opendir(path);
-	if (!dir)
-		return -errno;
-	while ((de = readdir(dir)) && n < max)
-		if (de->d_name[0] != '.')
-			irqs[n++] = atoi(de->d_name);
-	closedir(dir);
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && irqs[j - 1] > irqs[j]; j--) {
-			int t = irqs[j];
-
-			irqs[j] = irqs[j - 1];
-			irqs[j - 1] = t;
-		}
-	return n;
-}
-
 /*
  * Moving the interrupts between CPUs changes the doorbell (IMSIC files
  * are per hart; the ITS has one): the message follows, with the IOVA of
@@ -370,7 +335,7 @@ TEST_F(sw_msi, msis_follow_affinity_changes)
 
 	if (get_nprocs() < 2)
 		SKIP(return, "one CPU");
-	n = msi_irqs(self->d.bdf, irqs, VFIO_MAX_VECTORS);
+	n = msr_pci_msi_irqs(self->d.bdf, irqs, VFIO_MAX_VECTORS);
 	ASSERT_EQ((int)variant->kind->vectors, n);
 	for (int round = 0; round < 4; round++) {
 		int cpu = round % 2;
@@ -452,13 +417,13 @@ TEST(dma_api_domains_map_the_doorbells)
 	ASSERT_EQ(0, msr_msi_region(bdf, &start, &end));
 	TH_LOG("edu writes its MSI to %#llx", addr);
 	if (!msr_msis_translated()) {
-		EXPECT_TRUE(is_imsic_file(addr));
+		EXPECT_TRUE(msr_is_imsic_file(addr));
 	} else {
 		EXPECT_FALSE(overlaps(addr, addr + 3, start, end));
 		if (riscv) {
 			char buf[256];
 
-			EXPECT_FALSE(is_imsic_file(addr));
+			EXPECT_FALSE(msr_is_imsic_file(addr));
 			ASSERT_LT(0, msr_riscv_iommu_file("msi", buf, sizeof(buf)));
 			EXPECT_LE(1, msr_key_value(buf, "translated_vectors"));
 		} else {

@@ -57,8 +57,6 @@ pub(crate) const MAX_SLOTS: u32 = 8192;
 pub(crate) struct ImsEvents {
     /// Interrupts handled, per slot.
     fired: KVec<Atomic<u32>>,
-    /// Slots unmasked with a pending send, sent after the unmask returns.
-    resend: KVec<Atomic<u32>>,
 }
 
 impl SlotEvents for ImsEvents {
@@ -67,12 +65,6 @@ impl SlotEvents for ImsEvents {
             c.fetch_add(1, Relaxed);
         }
         IrqReturn::Handled
-    }
-
-    fn send_pending(&self, slot: u32) {
-        if let Some(r) = self.resend.get(slot as usize) {
-            r.store(1, Relaxed);
-        }
     }
 }
 
@@ -140,12 +132,10 @@ impl EduIms {
             _ => return Err(EINVAL),
         };
         let mut fired = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
-        let mut resend = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
         for _ in 0..slots {
             fired.push(Atomic::new(0), GFP_KERNEL)?;
-            resend.push(Atomic::new(0), GFP_KERNEL)?;
         }
-        let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired, resend }), GFP_KERNEL)?;
+        let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired }), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             msi_cap,
             // SAFETY: The caller drops `Self`, and with it the domain,
@@ -156,83 +146,69 @@ impl EduIms {
         }))
     }
 
-    /// Runs `f` on the domain.
-    fn with<R>(&self, f: impl FnOnce(&ImsDomain<Chip>) -> Result<R>) -> Result<R> {
-        f(&self.domain)
-    }
-
     /// `alloc N`: N interrupts, all or none.
     fn alloc(&self, n: u32) -> Result {
-        self.with(|d| {
-            let start = Instant::<Monotonic>::now();
-            let mut got = KVec::with_capacity(n as usize, GFP_KERNEL)?;
-            let ev = &d.chip().events;
-            for _ in 0..n {
-                match d.alloc() {
-                    Ok((slot, _)) => {
-                        // A new interrupt: nothing fired or pending yet.
-                        if let (Some(f), Some(r)) = (ev.fired.get(slot as usize), ev.resend.get(slot as usize)) {
-                            f.store(0, Relaxed);
-                            r.store(0, Relaxed);
-                        }
-                        got.push(slot, GFP_KERNEL)?
+        let d = &self.domain;
+        let start = Instant::<Monotonic>::now();
+        let mut got = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        for _ in 0..n {
+            match d.alloc() {
+                Ok((slot, _)) => {
+                    // A new interrupt: nothing fired yet.
+                    if let Some(f) = d.chip().events.fired.get(slot as usize) {
+                        f.store(0, Relaxed);
                     }
-                    Err(e) => {
-                        for &s in got.iter() {
-                            let _ = d.free(s);
-                        }
-                        return Err(e);
+                    got.push(slot, GFP_KERNEL)?
+                }
+                Err(e) => {
+                    for &s in got.iter() {
+                        let _ = d.free(s);
                     }
+                    return Err(e);
                 }
             }
-            // CAST: a batch takes far less than 2^63 ns.
-            self.counters.alloc_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
-            self.counters.alloc_n.store(u64::from(n), Relaxed);
-            Ok(())
-        })
+        }
+        // CAST: a batch takes far less than 2^63 ns.
+        self.counters.alloc_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.counters.alloc_n.store(u64::from(n), Relaxed);
+        Ok(())
     }
 
     /// `free all`
-    fn free_all(&self) -> Result {
-        self.with(|d| {
-            let start = Instant::<Monotonic>::now();
-            let n = d.free_all();
-            // CAST: as above.
-            self.counters.free_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
-            self.counters.free_n.store(n as u64, Relaxed);
-            Ok(())
-        })
+    fn free_all(&self) {
+        let start = Instant::<Monotonic>::now();
+        let n = self.domain.free_all();
+        // CAST: as above.
+        self.counters.free_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.counters.free_n.store(n as u64, Relaxed);
     }
 
     /// `submit SLOT PASID`: a completion with that handle and PASID; the
     /// model's device checks the slot and sends, pends or refuses.
     fn submit(&self, edu: &Edu, slot: u32, pasid: u32) -> Result {
         self.counters.submitted.fetch_add(1, Relaxed);
-        self.with(|d| {
-            let chip = d.chip();
-            let s = chip.storage.read(slot).filter(|s| s.enabled() && s.pasid() == Some(pasid));
-            let Some(_) = s else {
-                self.counters.invalid.fetch_add(1, Relaxed);
-                self.counters.last_status.store(INVALID_HANDLE, Relaxed);
-                return Err(EINVAL);
-            };
-            // Masked: pending, under the chip's lock so an unmask sees it.
-            let old = chip
-                .update_ctrl(slot, |c| if c & CTRL_MASK != 0 { c | CTRL_PENDING } else { c })
-                .ok_or(EINVAL)?;
-            self.counters.last_status.store(0, Relaxed);
-            if old & CTRL_MASK != 0 {
-                self.counters.pended.fetch_add(1, Relaxed);
-                return Ok(());
-            }
-            self.send(edu, chip, slot)
-        })
+        let chip = self.domain.chip();
+        if !chip.storage.read(slot).is_some_and(|s| s.enabled() && s.pasid() == Some(pasid)) {
+            self.counters.invalid.fetch_add(1, Relaxed);
+            self.counters.last_status.store(INVALID_HANDLE, Relaxed);
+            return Err(EINVAL);
+        }
+        // Masked: pending, under the chip's lock so an unmask sees it.
+        let old = chip
+            .update_ctrl(slot, |c| if c & CTRL_MASK != 0 { c | CTRL_PENDING } else { c })
+            .ok_or(EINVAL)?;
+        self.counters.last_status.store(0, Relaxed);
+        if old & CTRL_MASK != 0 {
+            self.counters.pended.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        self.send(edu, slot)
     }
 
     /// The device writes `slot`'s message: as its MSI, or, with `ims_dma`,
     /// with its DMA engine.
-    fn send(&self, edu: &Edu, chip: &Chip, slot: u32) -> Result {
-        let s = chip.storage.read(slot).ok_or(EINVAL)?;
+    fn send(&self, edu: &Edu, slot: u32) -> Result {
+        let s = self.domain.chip().storage.read(slot).ok_or(EINVAL)?;
         if crate::module_parameters::ims_dma.value() {
             edu.dma_message(s.address, s.data)?;
         } else {
@@ -242,16 +218,15 @@ impl EduIms {
         Ok(())
     }
 
-    /// `unmask SLOT`, then what was pending is sent.
+    /// `unmask SLOT`; then the device sends what was pending, and clears
+    /// the pending bit.
     fn unmask(&self, edu: &Edu, slot: u32) -> Result {
-        self.with(|d| {
-            d.unmask(slot)?;
-            let chip = d.chip();
-            if chip.events.resend.get(slot as usize).is_some_and(|r| r.xchg(0, Relaxed) != 0) {
-                self.send(edu, chip, slot)?;
-            }
-            Ok(())
-        })
+        self.domain.unmask(slot)?;
+        let old = self.domain.chip().update_ctrl(slot, |c| c & !CTRL_PENDING).ok_or(EINVAL)?;
+        if old & CTRL_PENDING != 0 {
+            self.send(edu, slot)?;
+        }
+        Ok(())
     }
 
     /// `iommufd FD PT`: hands the device to the iommufd context of the
@@ -286,17 +261,20 @@ impl EduIms {
         let res = match cmd {
             "pasid" => {
                 let p = num()?;
-                self.with(|d| d.set_pasid(p))
+                self.domain.set_pasid(p)
             }
             "alloc" => {
                 let n = num()?;
                 self.alloc(n)
             }
             "free" => match w.next().ok_or(EINVAL)? {
-                "all" => self.free_all(),
+                "all" => {
+                    self.free_all();
+                    Ok(())
+                }
                 s => {
                     let slot = s.parse().map_err(|_| EINVAL)?;
-                    self.with(|d| d.free(slot))
+                    self.domain.free(slot)
                 }
             },
             "submit" => {
@@ -305,7 +283,7 @@ impl EduIms {
             }
             "mask" => {
                 let slot = num()?;
-                self.with(|d| d.mask(slot))
+                self.domain.mask(slot)
             }
             "unmask" => {
                 let slot = num()?;
@@ -321,7 +299,7 @@ impl EduIms {
             },
             "change_pasid" => {
                 let (slot, pasid) = (num()?, num()?);
-                self.with(|d| d.change_pasid(slot, pasid))
+                self.domain.change_pasid(slot, pasid)
             }
             _ => Err(EINVAL),
         };
@@ -352,24 +330,22 @@ impl EduIms {
             None => writeln!(f, "iommufd none")?,
         }
         writeln!(f, "bytes_per_slot {}", driver_bytes_per_slot())?;
-        for slot in 0..d.slots() {
-            let Some(irq) = d.irq(slot) else { continue };
+        d.try_for_each_irq(|slot, irq| {
             let s = chip.storage.read(slot).unwrap_or_default();
             let fired = chip.events.fired.get(slot as usize).map_or(0, |c| c.load(Relaxed));
             writeln!(
                 f,
                 "slot {slot} irq {irq} fired {fired} ctrl {:#x} address {:#x} data {:#x}",
                 s.ctrl, s.address, s.data
-            )?;
-        }
-        Ok(())
+            )
+        })
     }
 }
 
 /// What the driver keeps per slot: the slot's 16 bytes of storage, its
-/// two counters, the domain's vector entry and the handler's cookie.
+/// interrupt counter, the domain's vector entry and the handler's cookie.
 fn driver_bytes_per_slot() -> usize {
-    Storage::SLOT_BYTES + 2 * core::mem::size_of::<Atomic<u32>>() + ImsDomain::<Chip>::BYTES_PER_SLOT
+    Storage::SLOT_BYTES + core::mem::size_of::<Atomic<u32>>() + ImsDomain::<Chip>::BYTES_PER_SLOT
 }
 
 /// Finds edu's MSI capability (id 0x05) in its config space.

@@ -298,9 +298,16 @@ impl<T: ImsChip> ImsDomain<T> {
         n
     }
 
-    /// The Linux interrupt number of `slot`'s interrupt.
-    pub fn irq(&self, slot: u32) -> Option<u32> {
-        self.vectors.lock().get(slot as usize).and_then(|e| e.as_ref().map(|v| v.virq))
+    /// Calls `f` with the slot and Linux interrupt number of every allocated
+    /// interrupt, in slot order, under one lock; stops at `f`'s first error.
+    pub fn try_for_each_irq<E>(&self, mut f: impl FnMut(u32, u32) -> core::result::Result<(), E>) -> core::result::Result<(), E> {
+        for (slot, v) in self.vectors.lock().iter().enumerate() {
+            if let Some(v) = v {
+                // CAST: slots fit a `u32` (the domain size is one).
+                f(slot as u32, v.virq)?;
+            }
+        }
+        Ok(())
     }
 
     /// How many interrupts are allocated.

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | 0 | mask: the device must not send the message |
 //! | 1 | enable: the slot is in use (set at startup, cleared at shutdown) |
-//! | 2 | pending: the device had to send while masked (device-set) |
+//! | 2 | pending: the device had to send while masked (set and cleared by the device) |
 //! | 3 | PASID enable: the device checks and tags requests with the PASID |
 //! | 12..=31 | PASID |
 //!
@@ -189,9 +189,6 @@ fn kernel_dma_write(q: &Coherent<[u32]>, i: usize, val: u32) {
 pub trait SlotEvents: Send + Sync + 'static {
     /// The interrupt of `slot` fired (hard interrupt context).
     fn fired(&self, slot: u32) -> IrqReturn;
-    /// `slot` was unmasked, and its pending bit was set: the device sends
-    /// the message now (atomic context).
-    fn send_pending(&self, _slot: u32) {}
 }
 
 /// The [`ImsChip`](super::ImsChip) of slots in a [`Storage`].
@@ -239,10 +236,8 @@ impl<E: SlotEvents> super::ImsChip for SlotChip<E> {
     }
 
     fn unmask(&self, slot: u32) {
-        let old = self.update_ctrl(slot, |c| c & !(CTRL_MASK | CTRL_PENDING)).unwrap_or(0);
-        if old & CTRL_PENDING != 0 && old & CTRL_ENABLE != 0 {
-            self.events.send_pending(slot);
-        }
+        // The pending bit is the device's: it sends and clears it.
+        self.update_ctrl(slot, |c| c & !CTRL_MASK);
     }
 
     fn startup(&self, slot: u32, pasid: u32) {
