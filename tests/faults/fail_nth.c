@@ -14,9 +14,9 @@
  * mapping (IOMMU_IOAS_MAP), allocating a remapped MSI
  * (VFIO_DEVICE_SET_IRQS through the remapping domain), and allocating an
  * IMS interrupt (qemu_edu's IMS: its IMS domain, the MSI core, the
- * remapping domain and the IMSIC under it). Probing the IOMMU
- * itself is not swept here: one bind takes seconds on this kernel under
- * TCG, and it has hundreds of allocations.
+ * remapping domain and the IMSIC under it), and probing the IOMMU itself
+ * (binding riscv_iommu to it: queues, directory, MSI remapping domain,
+ * registration with the IOMMU core and its probe of the devices behind).
  */
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -289,6 +289,140 @@ TEST_F_TIMEOUT(ims, allocation, 600)
 	EXPECT_NE(NULL, strstr(state, "slot 0 irq ")) TH_LOG("%s", state);
 	EXPECT_NE(NULL, strstr(state, " fired 1 ")) TH_LOG("%s", state);
 	EXPECT_EQ(0, msr_write(path, "free all"));
+}
+
+/*
+ * Probing the IOMMU: riscv_iommu bound to the IOMMU's PCI function with its
+ * Nth allocation failing (those with riscv_iommu's code on the stack: its
+ * own, and the IOMMU core's and the IRQ core's on its behalf, including
+ * the core's probe of the devices behind the IOMMU). A failed bind leaves
+ * nothing: the driver unbound, no IOMMU registered, no MSI remapping
+ * domain, no debugfs directory, no device in an IOMMU group; a bind that
+ * absorbed the failure unbinds cleanly. The sweep runs with edu unbound
+ * (its driver would hold the IOMMU's module); at the end the IOMMU binds
+ * clean, edu comes back to qemu_edu, and its DMA and MSI work through it.
+ */
+#define RISCV_IOMMU_DRV	"/sys/bus/pci/drivers/riscv_iommu"
+
+/* The IOMMU's PCI address: the one device riscv_iommu is bound to. */
+static int iommu_bdf(char *bdf, size_t len)
+{
+	struct dirent *de;
+	DIR *d = opendir(RISCV_IOMMU_DRV);
+	int ret = -ENOENT;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "0000:", 5)) {
+			snprintf(bdf, len, "%s", de->d_name);
+			ret = 0;
+			break;
+		}
+	closedir(d);
+	return ret;
+}
+
+/* IRQ domains whose name starts with `prefix` (debugfs irq/domains). */
+static int irq_domains(const char *prefix)
+{
+	struct dirent *de;
+	DIR *d = opendir("/sys/kernel/debug/irq/domains");
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
+/* What a bound IOMMU leaves behind when it is gone: all of it, 0 when none. */
+static int iommu_remains(const char *iommu, const char *edu, char *what, size_t len)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), RISCV_IOMMU_DRV "/%s", iommu);
+	if (access(path, F_OK) == 0)
+		snprintf(what, len, "the driver is bound");
+	else if (msr_dir_entries("/sys/class/iommu") > 0)
+		snprintf(what, len, "an IOMMU is registered");
+	else if (irq_domains("riscv-iommu-ir-") != 0)
+		snprintf(what, len, "an MSI remapping domain is left");
+	else if (msr_dir_entries("/sys/kernel/debug/riscv_iommu") > 0)
+		snprintf(what, len, "a debugfs directory is left");
+	else if (snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", edu),
+		 access(path, F_OK) == 0)
+		snprintf(what, len, "edu is still in an IOMMU group");
+	else
+		return 0;
+	return -1;
+}
+
+FIXTURE(iommu)
+{
+	char iommu[32], edu[32];
+};
+
+FIXTURE_SETUP(iommu)
+{
+	char path[256];
+
+	ASSERT_EQ(0, setup_injection("riscv_iommu"));
+	ASSERT_EQ(0, iommu_bdf(self->iommu, sizeof(self->iommu)));
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->edu, sizeof(self->edu)));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", self->edu);
+	if (access(path, F_OK) == 0)
+		ASSERT_EQ(0, msr_write(path, self->edu));
+	ASSERT_EQ(0, msr_write(RISCV_IOMMU_DRV "/unbind", self->iommu));
+}
+
+FIXTURE_TEARDOWN(iommu)
+{
+	char path[256];
+
+	fail_nth(0);
+	snprintf(path, sizeof(path), RISCV_IOMMU_DRV "/%s", self->iommu);
+	if (access(path, F_OK))
+		msr_write(RISCV_IOMMU_DRV "/bind", self->iommu);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", self->edu);
+	if (access(path, F_OK))
+		msr_write("/sys/bus/pci/drivers_probe", self->edu);
+}
+
+/* A bind takes about half a second on the debug kernel; 450-odd of them. */
+TEST_F_TIMEOUT(iommu, probe, 900)
+{
+	char path[256], what[64];
+	int n, injected = 0, absorbed = 0;
+
+	ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) TH_LOG("unbound: %s", what);
+	SWEEP(n, injected, msr_write(RISCV_IOMMU_DRV "/bind", self->iommu),
+	      ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) {
+		      TH_LOG("N=%d: failed bind, but %s", n, what);
+	      },
+	      {
+		      absorbed++;
+		      ASSERT_EQ(0, msr_write(RISCV_IOMMU_DRV "/unbind", self->iommu)) TH_LOG("N=%d", n);
+		      ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) {
+			      TH_LOG("N=%d: unbound after an absorbed failure, but %s", n, what);
+		      }
+	      });
+	TH_LOG("IOMMU probe: %d injected failures (%d absorbed) before N=%d went through",
+	       injected, absorbed, n);
+	EXPECT_LT(100, injected);
+
+	/* The bind that went through works: edu's DMA and MSI through it. */
+	EXPECT_EQ(1, msr_dir_entries("/sys/class/iommu"));
+	EXPECT_EQ(1, irq_domains("riscv-iommu-ir-"));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", self->edu);
+	ASSERT_EQ(0, access(path, F_OK));
+	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", self->edu));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", self->edu);
+	EXPECT_EQ(0, msr_write(path, "64"));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/irq", self->edu);
+	EXPECT_EQ(0, msr_write(path, "10"));
 }
 
 TEST_HARNESS_MAIN

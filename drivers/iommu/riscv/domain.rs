@@ -116,6 +116,7 @@ impl Driver for RiscvIommu {
                 dev_err!(dev, "requester id {:#x} does not fit the device directory\n", id);
                 return Err(ENODEV);
             }
+            self.hw.prepare_context(&dir, id)?;
             v.push(id, GFP_KERNEL)?;
         }
         drop(dir);

@@ -665,11 +665,22 @@ impl Hw {
         }
     }
 
+    /// Makes the directory path to device `id`'s context, allocating the
+    /// missing intermediate directories (kept until the IOMMU goes).
+    pub(crate) fn prepare_context(&self, dir: &Directory, id: u32) -> Result {
+        let mut mem = KernelMem { atomic: false };
+        ddt::dc_address(&mut mem, dir.root, dir.mode, self.extended, id, true).map_err(errno)?;
+        Ok(())
+    }
+
     /// Writes device `id`'s context: first invalidating a valid one, so the
     /// IOMMU never uses a half-written context, then the new one.
     pub(crate) fn set_context(&self, dir: &Directory, id: u32, dc: &DeviceContext) -> Result {
         let mut mem = KernelMem { atomic: false };
-        let pa = ddt::dc_address(&mut mem, dir.root, dir.mode, self.extended, id, true)
+        // Never allocates: `prepare_context` made the path when the device
+        // was probed, so attaching (which the core forbids to fail the first
+        // time) cannot run out of memory.
+        let pa = ddt::dc_address(&mut mem, dir.root, dir.mode, self.extended, id, false)
             .map_err(errno)?
             .ok_or(EINVAL)?;
         let old = DeviceContext::read(&mem, pa, self.extended);

@@ -393,9 +393,14 @@ impl<T: Driver> Registration<T> {
         let ids = unsafe { core::slice::from_raw_parts((*fwspec).ids.as_ptr(), num as usize) };
         // SAFETY: `dev` is valid for the duration of the call.
         let device = unsafe { Device::from_raw(dev) };
-        let res = reg.data.probe_device(device, ids).and_then(|master| {
-            KBox::new(MasterData { reg: ptr::from_ref(reg), master }, GFP_KERNEL).map_err(Into::into)
-        });
+        // The box first: once the driver has probed the device, nothing may
+        // fail, or the core would never call `release_device` to undo it.
+        let res = KBox::<MasterData<T>>::new_uninit(GFP_KERNEL)
+            .map_err(Error::from)
+            .and_then(|slot| {
+                let master = reg.data.probe_device(device, ids)?;
+                Ok(KBox::write(slot, MasterData { reg: ptr::from_ref(reg), master }))
+            });
         match res {
             Ok(data) => {
                 // SAFETY: `dev` is valid; the core keeps `dev->iommu` until release.
