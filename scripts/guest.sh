@@ -66,12 +66,12 @@ cp "$kobj/include/config/kernel.release" "$root/etc/msiremap/release"
 cat "$TOP/config/common.config" "$TOP/config/$arch.config" >"$root/etc/msiremap/config"
 echo "$arch" >"$root/etc/msiremap/arch"
 [ -d "$tbin" ] && cp -a "$tbin/." "$root/tests/"
-for g in "$TOP"/tests/*/; do
-	g=$(basename "$g")
+for conf in "$TOP"/tests/*/group.conf; do
+	g=$(basename "$(dirname "$conf")")
 	# Data files a group ships next to its programs (not C sources or configs).
 	for f in "$TOP/tests/$g"/*; do
 		case "$f" in *.c | *.h | */group.conf) continue ;; esac
-		[ -f "$f" ] && [ "$g" != guest ] && [ "$g" != lib ] && cp "$f" "$root/tests/$g/"
+		[ -f "$f" ] && mkdir -p "$root/tests/$g" && cp "$f" "$root/tests/$g/"
 	done
 done
 [ -n "$cmdfile" ] && install -m 0644 "$cmdfile" "$root/etc/msiremap/cmd"

@@ -14,9 +14,33 @@ qemu_cmd() {
 		;;
 	arm64) qemu=qemu-system-aarch64 image=$kobj/arch/arm64/boot/Image console=ttyAMA0 ;;
 	esac
+	if [[ " $pargs " =~ \ -dtb\ @([A-Za-z0-9_-]+)\  ]]; then
+		local name=${BASH_REMATCH[1]} dtb
+		dtb=$(profile_dtb "$profile" "$qemu" "$name" "${pargs/-dtb @$name/}") || exit 1
+		pargs=${pargs/-dtb @$name/-dtb $dtb}
+	fi
 	# shellcheck disable=SC2206 # profile and user arguments are word lists
 	QCMD=($qemu $pargs $extra -kernel "$image" -initrd "$initrd" -no-reboot
 		-append "console=$console panic=-1 quiet msiremap.profile=$profile $append")
+}
+
+# profile_dtb PROFILE QEMU NAME ARGS: a profile's `-dtb @NAME`: the device
+# tree QEMU makes for ARGS, with tests/dt/NAME.dtsi laid over it (dtc merges
+# its nodes into QEMU's), compiled to $BUILD/dt/PROFILE.dtb; prints the path.
+profile_dtb() {
+	local profile=$1 qemu=$2 name=$3 args=$4 dir=$BUILD/dt
+	local dtsi=$TOP/tests/dt/$name.dtsi out=$dir/$profile.dtb
+	[ -f "$dtsi" ] || die "profile $profile: no device tree overlay tests/dt/$name.dtsi"
+	command -v dtc >/dev/null || die "dtc not found (Debian: device-tree-compiler; make setup installs it)"
+	mkdir -p "$dir"
+	# shellcheck disable=SC2086 # the profile's arguments are a word list
+	$qemu $args -machine dumpdtb="$dir/$profile.qemu.dtb" -display none >"$dir/$profile.log" 2>&1 ||
+		die "profile $profile: QEMU could not dump its device tree (log: $dir/$profile.log)"
+	dtc -q -I dtb -O dts -o "$dir/$profile.qemu.dts" "$dir/$profile.qemu.dtb" 2>>"$dir/$profile.log" &&
+		cat "$dir/$profile.qemu.dts" "$dtsi" >"$dir/$profile.dts" &&
+		dtc -q -I dts -O dtb -o "$out" "$dir/$profile.dts" 2>>"$dir/$profile.log" ||
+		die "profile $profile: cannot build its device tree from tests/dt/$name.dtsi (log: $dir/$profile.log)"
+	printf '%s' "$out"
 }
 
 # qemu_batch LOG TIMEOUT: run QCMD without a terminal, console to LOG (CRs

@@ -28,7 +28,7 @@ PKGS_MAIN=(make flex bison bc libelf-dev libssl-dev cpio xz-utils
 	clang-$LLVM_VER lld-$LLVM_VER llvm-$LLVM_VER libclang-$LLVM_VER-dev
 	gcc-riscv64-linux-gnu gcc-aarch64-linux-gnu
 	libc6-dev-riscv64-cross libc6-dev-arm64-cross
-	python3 rsync)
+	python3 rsync device-tree-compiler)
 PKGS_BPO=(qemu-system-riscv qemu-system-arm)
 
 missing=()

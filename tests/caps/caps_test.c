@@ -9,6 +9,9 @@
  *                         not know; refused.
  *   riscv64-caps-nooff    off=off, no "off" directory mode; handled.
  *   riscv64-caps-noats    ats=off; handled, no page-request queue.
+ *   riscv64-caps-dt       QEMU's platform IOMMU (iommu-sys=on), handled,
+ *                         next to riscv,iommu nodes with a bad `reg`
+ *                         (tests/dt/iommu-bad-reg.dtsi), each refused.
  *
  * A refused IOMMU registers nothing and is left as reset left it, in its
  * "off" directory mode: the devices behind it are probed once the kernel
@@ -28,6 +31,20 @@ static const char *refusal(const char *profile)
 		return "unsupported specification version 0x20";
 	return NULL;
 }
+
+/*
+ * The device-tree nodes of tests/dt/iommu-bad-reg.dtsi and what the driver
+ * must say of each; none may bind, and what their `reg` names (the UART,
+ * the test device that powers the machine off) must be left alone.
+ */
+static const struct {
+	const char *node, *says;
+} bad_reg[] = {
+	{ "3020000.iommu", "register region 0x3020000+0x100 is smaller than the 0x1000-byte register file" },
+	{ "10000000.iommu", "register region 0x10000000+0x1000 is held by another driver" },
+	{ "soc:iommu-noreg", "no register region (reg)" },
+	{ "100000.iommu", "unsupported specification version 0x0" },
+};
 
 /* The edu device's debugfs directory, waiting up to 25 s for its driver. */
 static int edu_dir(char *dir, size_t len)
@@ -75,6 +92,20 @@ TEST(the_driver_refuses_or_handles_this_combination)
 		EXPECT_NE(NULL, strstr(stats, strcmp(p, "riscv64-caps-noats") ? "page_request_queue on\n"
 									  : "page_request_queue none\n"))
 			TH_LOG("%s", stats);
+	}
+	if (strcmp(p, "riscv64-caps-dt"))
+		return;
+	/* One platform IOMMU bound, QEMU's; every bad node refused, saying why. */
+	EXPECT_EQ(0, access("/sys/bus/platform/drivers/riscv_iommu_platform/3010000.iommu", F_OK));
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad_reg); i++) {
+		char line[256];
+
+		snprintf(path, sizeof(path), "/sys/bus/platform/devices/%s", bad_reg[i].node);
+		EXPECT_EQ(0, access(path, F_OK)) TH_LOG("no platform device %s", bad_reg[i].node);
+		snprintf(path, sizeof(path), "/sys/bus/platform/drivers/riscv_iommu_platform/%s", bad_reg[i].node);
+		EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s bound", bad_reg[i].node);
+		snprintf(line, sizeof(line), "riscv_iommu_platform %s: %s\n", bad_reg[i].node, bad_reg[i].says);
+		EXPECT_NE(NULL, strstr(msr_kernel_log(), line)) TH_LOG("not logged: %s", line);
 	}
 }
 

@@ -239,22 +239,30 @@ TEST_F_TIMEOUT(cycles, modules_load_and_unload, 1100)
 }
 
 /*
- * A module parameter out of range (qemu_edu's dma_bits) is refused with a
- * clear message: the module loads, its probe fails with EINVAL and says
- * why, edu stays unbound; loaded again with the rig's parameters, it works.
+ * A module parameter out of range (qemu_edu's dma_bits, ims_slots) is
+ * refused with a clear message: the module loads, its probe fails with
+ * EINVAL and says why, edu stays unbound; loaded again with the rig's
+ * parameters, it works.
  */
 TEST(bad_module_parameters_are_refused)
 {
-	const char *bad[] = { "dma_bits=99", "dma_bits=12" };
+	static const struct {
+		const char *param, *range;
+	} bad[] = {
+		{ "dma_bits=99", "28..32" },
+		{ "dma_bits=12", "28..32" },
+		{ "ims_slots=0", "1..8192" },
+		{ "ims_slots=9000", "1..8192" },
+	};
 	char bdf[32], path[256];
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
-	for (unsigned int i = 0; i < 2; i++) {
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
 		ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));
-		ASSERT_EQ(0, msr_load_module_with("qemu_edu", bad[i]));
+		ASSERT_EQ(0, msr_load_module_with("qemu_edu", bad[i].param));
 		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/qemu_edu/%s", bdf);
-		EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s: edu bound", bad[i]);
-		snprintf(path, sizeof(path), "%s is outside 28..32", bad[i]);
+		EXPECT_NE(0, access(path, F_OK)) TH_LOG("%s: edu bound", bad[i].param);
+		snprintf(path, sizeof(path), "%s is outside %s", bad[i].param, bad[i].range);
 		EXPECT_NE(NULL, strstr(msr_kernel_log(), path)) TH_LOG("no '%s' in the log", path);
 	}
 	ASSERT_EQ(0, syscall(SYS_delete_module, "qemu_edu", O_NONBLOCK));

@@ -11,7 +11,7 @@ use kernel::{
     io::{
         io_read,
         io_write,
-        mem::{DevresIoMem, IoMem},
+        mem::{DevresExclusiveIoMem, ExclusiveIoMem},
         poll::read_poll_timeout_atomic,
         Io,
         IoBase,
@@ -79,14 +79,14 @@ pub(crate) enum Regs {
     /// BAR 0 of a PCI IOMMU.
     Pci(pci::DevresBar<REGS_SIZE>),
     /// The `reg` region of a platform (device-tree) IOMMU.
-    Platform(DevresIoMem<REGS_SIZE>),
+    Platform(DevresExclusiveIoMem<REGS_SIZE>),
 }
 
 /// Access to the registers while the device is bound: an RCU read-side
 /// section, so it is held only around register accesses, never across sleeps.
 pub(crate) enum RegsGuard<'a> {
     Pci(DevresGuard<'a, pci::Bar<'static, REGS_SIZE>>),
-    Platform(DevresGuard<'a, IoMem<'static, REGS_SIZE>>),
+    Platform(DevresGuard<'a, ExclusiveIoMem<'static, REGS_SIZE>>),
 }
 
 impl Regs {
@@ -252,12 +252,14 @@ impl Hw {
         // Probe may sleep (allocations): the registers through the bound
         // device, not through an RCU read-side section.
         let bar = regs.bound_io(dev)?;
-        let caps = bar.try_read(regs::CAPABILITIES)?;
-        let version = caps.version().get();
+        // Nothing is written, and nothing read 64 bits wide, before the
+        // version says this is an IOMMU this driver knows.
+        let version = bar.try_read(regs::CAPABILITIES_LO)?.version().get();
         if version != 0x10 {
             dev_err!(dev, "unsupported specification version {:#x}\n", version);
             return Err(ENODEV);
         }
+        let caps = bar.try_read(regs::CAPABILITIES)?;
         let paging_mode = if caps.sv48x4() {
             Mode::Sv48x4
         } else if caps.sv39x4() {

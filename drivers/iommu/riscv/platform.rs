@@ -48,12 +48,29 @@ impl platform::Driver for RiscvIommuPlatform {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let dev = pdev.as_ref();
+            let Some(res) = pdev.resource_by_index(0) else {
+                dev_err!(dev, "no register region (reg)\n");
+                return Err(ENODEV);
+            };
+            let (start, size) = (res.start(), res.size());
+            if size < REGS_SIZE as u64 {
+                dev_err!(dev, "register region {start:#x}+{size:#x} is smaller than the {REGS_SIZE:#x}-byte register file\n");
+                return Err(EINVAL);
+            }
+            // Exclusive: the registers are ours alone, and a region another
+            // driver holds (a `reg` naming someone else's registers) is
+            // refused before anything is read from it.
             let regs = pdev
                 .io_request_by_index(0)
-                .ok_or(ENODEV)
-                .inspect_err(|_| dev_err!(dev, "no register region (reg)\n"))?
-                .iomap_sized::<REGS_SIZE>()
-                .inspect_err(|e| dev_err!(dev, "register region unusable: {:?}\n", e))?;
+                .ok_or(ENODEV)?
+                .iomap_exclusive_sized::<REGS_SIZE>()
+                .inspect_err(|&e| {
+                    if e == EBUSY {
+                        dev_err!(dev, "register region {start:#x}+{size:#x} is held by another driver\n");
+                    } else {
+                        dev_err!(dev, "register region {start:#x}+{size:#x} cannot be mapped: error {}\n", e.to_errno());
+                    }
+                })?;
             let (hw, instance) = Instance::new(dev, Regs::Platform(regs.into_devres()?))?;
             let irq_hw = hw.clone();
             Ok(try_pin_init!(PlatformData {

@@ -42,6 +42,15 @@ register! {
         7:0 version;
     }
 
+    /// The low half of `CAPABILITIES`, read before anything else: 32-bit
+    /// accesses to 64-bit registers are always allowed, and a device that
+    /// is not an IOMMU at all (a bad device-tree `reg`) may refuse 64-bit
+    /// ones with a bus error.
+    pub(crate) CAPABILITIES_LO(u32) @ 0x00 {
+        /// Specification version, 0x10 for 1.0.
+        7:0 version;
+    }
+
     /// Feature control.
     pub(crate) FCTL(u32) @ 0x08 {
         /// Wired (not MSI) interrupts.

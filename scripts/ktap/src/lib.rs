@@ -68,6 +68,8 @@ const SPLATS: &[&str] = &[
     "rcu_sched self-detected stall",
     "rcu: INFO:",
     "blocked for more than",
+    // A region released that was never requested (or from another tree).
+    "Trying to free nonexistent resource",
 ];
 
 /// The splat a console line shows, if any.
@@ -228,6 +230,12 @@ mod tests {
         assert!(v.problems.iter().any(|p| p.contains("did not finish")));
         assert!(v.problems.iter().any(|p| p.contains("no kernel log dump")));
         assert!(v.problems.iter().any(|p| p.contains("kernel splat")));
+    }
+
+    #[test]
+    fn a_resource_freed_that_was_never_requested_fails() {
+        let line = "[ 0.9] resource: Trying to free nonexistent resource <0x0000000010000000-0x0000000010000fff>";
+        assert_eq!(splat(line), Some("Trying to free nonexistent resource"));
     }
 
     #[test]
