@@ -165,6 +165,29 @@ static inline const char *msr_kernel_log(void)
 }
 
 /*
+ * The kernel log after the last line containing `marker` (which the test
+ * wrote to /dev/kmsg), the whole log if there is none.
+ */
+static inline const char *msr_kernel_log_since(const char *marker)
+{
+	const char *log = msr_kernel_log(), *last = NULL;
+
+	for (const char *p = log; (p = strstr(p, marker)); p++)
+		last = p;
+	return last ? last : log;
+}
+
+/* How many times `what` occurs in `text`. */
+static inline int msr_count(const char *text, const char *what)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, what)); p++)
+		n++;
+	return n;
+}
+
+/*
  * The number after `key` in text made of `key value` lines (our debugfs
  * `stats` files), decimal or 0x-hexadecimal; -1 when absent. Destroys
  * `text`.

@@ -22,6 +22,7 @@ pub(crate) mod msi;
 pub(crate) mod pgtable;
 pub(crate) mod pte;
 pub(crate) mod queue;
+pub(crate) mod ratelimit;
 pub(crate) mod walk;
 
 /// Base page size.

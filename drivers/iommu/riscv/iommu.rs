@@ -31,7 +31,7 @@ use kernel::{
         Mutex,
         SpinLock, //
     },
-    time::Delta,
+    time::{Delta, Instant, Monotonic},
 };
 
 use crate::{
@@ -44,13 +44,19 @@ use crate::{
         pgtable::PageTable,
         pte::Mode,
         queue::Ring,
+        ratelimit::RateLimit,
     },
     mem::{errno, KernelMem},
     regs::{self, REGS_SIZE},
 };
 
-/// Fault records logged per drain; the rest are counted.
-const FAULTS_LOGGED: u32 = 8;
+/// Fault lines logged every `FAULT_LOG_INTERVAL_MS`, the kernel's default
+/// rate limit (`DEFAULT_RATELIMIT_BURST` in `DEFAULT_RATELIMIT_INTERVAL`);
+/// the rest are counted, and the count logged when the next interval opens.
+const FAULT_LOG_BURST: u32 = 10;
+const FAULT_LOG_INTERVAL_MS: u64 = 5000;
+/// Page requests logged (none is expected: no context enables PRI).
+const PAGE_REQUESTS_LOGGED: u64 = 8;
 /// Command-queue entries (4096 commands, 64 KiB).
 const CQ_LOG2: u32 = 12;
 /// Fault-queue entries (1024 records, 32 KiB).
@@ -202,6 +208,34 @@ pub(crate) struct Stats {
     pub(crate) page_requests: Atomic<u64>,
 }
 
+/// The fault-queue consumer: its head, and the rate limits of its log.
+struct FaultLog {
+    head: u32,
+    /// Origin of the rate limits' clock.
+    epoch: Instant<Monotonic>,
+    /// One line per fault record, rate-limited.
+    records: RateLimit,
+    /// Queue overflows and memory faults: one line an interval.
+    errors: RateLimit,
+}
+
+impl FaultLog {
+    fn new() -> Self {
+        Self {
+            head: 0,
+            epoch: Instant::now(),
+            records: RateLimit::new(FAULT_LOG_INTERVAL_MS, FAULT_LOG_BURST),
+            errors: RateLimit::new(FAULT_LOG_INTERVAL_MS, 1),
+        }
+    }
+
+    /// Milliseconds since `epoch`.
+    fn now_ms(&self) -> u64 {
+        // CAST: the monotonic clock does not go back: never negative.
+        self.epoch.elapsed().as_millis() as u64
+    }
+}
+
 /// One RISC-V IOMMU.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Hw {
@@ -223,9 +257,9 @@ pub(crate) struct Hw {
     #[pin]
     cmd_state: RawSpinLockIrq<CmdState>,
     fq: FaultQueue,
-    /// Serialises the fault-queue consumer.
+    /// The fault-queue consumer's state; serialises it.
     #[pin]
-    fq_head: SpinLock<u32>,
+    fq_state: SpinLock<FaultLog>,
     /// The page-request queue, when the IOMMU has one.
     pq: Option<FaultQueue>,
     /// Serialises the page-request-queue consumer.
@@ -371,7 +405,7 @@ impl Hw {
             cmdq: CmdQueue { ring: cq_ring, buf: cq_buf, fence },
             cmd_state <- new_raw_spinlock_irq!(CmdState { tail: 0, head: 0, seq: 0 }, "Hw::cmd_state"),
             fq: FaultQueue { ring: fq_ring, buf: fq_buf },
-            fq_head <- new_spinlock!(0, "Hw::fq_head"),
+            fq_state <- new_spinlock!(FaultLog::new(), "Hw::fq_state"),
             pq,
             pq_head <- new_spinlock!(0, "Hw::pq_head"),
             ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
@@ -446,14 +480,14 @@ impl Hw {
     /// Reports every fault the IOMMU queued since the last call, one
     /// rate-limited line each, and counts them.
     pub(crate) fn drain_faults(&self) {
-        let mut head = self.fq_head.lock();
+        let mut st = self.fq_state.lock();
         let Some(guard) = self.regs.access() else { return };
         let bar = guard.io();
         let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else { return };
-        let mut n = 0u32;
-        while *head != tail {
+        let now = st.now_ms();
+        while st.head != tail {
             // CAST: `head` is below the ring size.
-            let slot = 4 * *head as usize;
+            let slot = 4 * st.head as usize;
             let read = || -> Result<[u64; 4]> {
                 let mut w = [0u64; 4];
                 for (i, word) in w.iter_mut().enumerate() {
@@ -464,19 +498,22 @@ impl Hw {
             let Ok(w) = read() else { return };
             let f = FaultRecord::decode(w);
             self.stats.faults.fetch_add(1, Relaxed);
-            if n < FAULTS_LOGGED {
+            let (log, missed) = st.records.allow(now);
+            if missed > 0 {
+                dev_warn!(self.dev, "{} fault records not logged (rate limit)\n", missed);
+            }
+            if log {
                 log_fault(&self.dev, &f);
             }
-            n += 1;
-            *head = self.fq.ring.next(*head);
+            st.head = self.fq.ring.next(st.head);
         }
-        if n > FAULTS_LOGGED {
-            dev_err!(self.dev, "{} more faults not logged\n", n - FAULTS_LOGGED);
-        }
-        let _ = bar.try_write_reg(regs::FQH::from_raw(*head));
+        let _ = bar.try_write_reg(regs::FQH::from_raw(st.head));
         if let Ok(csr) = bar.try_read(regs::FQCSR) {
             if csr.fqof() || csr.fqmf() {
-                dev_warn!(self.dev, "fault queue {} (fqcsr {:#x})\n", if csr.fqof() { "overflowed" } else { "memory fault" }, csr.into_raw());
+                if st.errors.allow(now).0 {
+                    let what = if csr.fqof() { "overflowed" } else { "memory fault" };
+                    dev_warn!(self.dev, "fault queue {} (fqcsr {:#x})\n", what, csr.into_raw());
+                }
                 // The status bits are write-1-to-clear.
                 let _ = bar.try_write_reg(csr);
             }
@@ -496,7 +533,7 @@ impl Hw {
             let slot = 2 * *head as usize;
             let read = || -> Result<[u64; 2]> { Ok([io_read!(&pq.buf, [try: slot]), io_read!(&pq.buf, [try: slot + 1])]) };
             let Ok(w) = read() else { return };
-            if self.stats.page_requests.fetch_add(1, Relaxed) < FAULTS_LOGGED.into() {
+            if self.stats.page_requests.fetch_add(1, Relaxed) < PAGE_REQUESTS_LOGGED {
                 // Spec 4.3: device id in bits 63:40, PASID in 31:12 of word 0;
                 // the page address in 63:12 of word 1.
                 dev_err!(

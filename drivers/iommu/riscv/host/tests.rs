@@ -16,6 +16,7 @@ use crate::hw::{
     pgtable::PageTable,
     pte::{Mode, Prot, Pte},
     queue::Ring,
+    ratelimit::RateLimit,
     walk::{self, Access},
     HwError, PAGE_SIZE,
 };
@@ -511,6 +512,30 @@ fn command_encodings() {
     let d = Command::iodir_inval_ddt(Some(0x123));
     assert_eq!(d.0, [3 | 1 << 33 | 0x123 << 40, 0]);
     assert_eq!(Command::iodir_inval_ddt(None).0, [3, 0]);
+}
+
+#[test]
+fn rate_limit_holds_back_and_reports_when_the_next_interval_opens() {
+    let mut r = RateLimit::new(5000, 10);
+    // A storm at t = 100..: ten lines, then nothing, counted.
+    for i in 0..10 {
+        assert_eq!(r.allow(100 + i), (true, 0), "line {i}");
+    }
+    for i in 0..3000 {
+        assert_eq!(r.allow(200 + i % 4000), (false, 0));
+    }
+    // Still the same interval a millisecond before it ends.
+    assert_eq!(r.allow(5099), (false, 0));
+    // The next one opens it again and reports what was held back.
+    assert_eq!(r.allow(5100), (true, 3001));
+    assert_eq!(r.allow(5101), (true, 0));
+    // A quiet spell: the first line after it reports nothing held back.
+    assert_eq!(r.allow(60_000), (true, 0));
+    // A clock that goes backwards opens nothing and holds lines back.
+    let mut r = RateLimit::new(1000, 1);
+    assert_eq!(r.allow(10_000), (true, 0));
+    assert_eq!(r.allow(9_000), (false, 0));
+    assert_eq!(r.allow(11_000), (true, 1));
 }
 
 #[test]
