@@ -35,7 +35,10 @@ cache_lock source
 stage=$MSIREMAP_CACHE/linux.stage
 rm -rf "$stage"
 say "laying our kernel layer over Linux $kver (linux-source-7.3 $debver)"
-cp -al "$KSRC_PRISTINE" "$stage"
+# The tree's contents (`/.`): were the pristine tree a symbolic link, `cp -a`
+# of the link would make the stage the pristine tree itself.
+mkdir "$stage"
+cp -al "$KSRC_PRISTINE/." "$stage/"
 
 for p in "${patches[@]}"; do
 	name=$(basename "$p")
