@@ -325,15 +325,11 @@ FIXTURE(iommu)
 
 FIXTURE_SETUP(iommu)
 {
-	char path[256];
-
 	ASSERT_EQ(0, setup_injection("riscv_iommu"));
 	ASSERT_EQ(0, iommu_bdf(self->iommu, sizeof(self->iommu)));
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->edu, sizeof(self->edu)));
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", self->edu);
-	if (access(path, F_OK) == 0)
-		ASSERT_EQ(0, msr_write(path, self->edu));
-	ASSERT_EQ(0, msr_write(RISCV_IOMMU_DRV "/unbind", self->iommu));
+	ASSERT_EQ(0, _pci_unbind(self->edu));
+	ASSERT_EQ(0, _pci_unbind(self->iommu));
 }
 
 FIXTURE_TEARDOWN(iommu)

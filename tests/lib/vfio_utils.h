@@ -17,6 +17,15 @@
 
 #include "msiremap.h"
 
+/* Unbinds PCI device `bdf` from its driver, if it has one; 0 or -errno. */
+static inline int _pci_unbind(const char *bdf)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+	return access(path, F_OK) == 0 ? msr_write(path, bdf) : 0;
+}
+
 /*
  * Unbinds PCI device `bdf` from its driver, sets its driver_override
  * (`override`, or "\n" to clear it) and lets the bus probe it again.
@@ -26,8 +35,7 @@ static inline int _pci_rebind(const char *bdf, const char *override)
 	char path[256];
 	int ret;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
-	if (access(path, F_OK) == 0 && (ret = msr_write(path, bdf)))
+	if ((ret = _pci_unbind(bdf)))
 		return ret;
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
 	if ((ret = msr_write(path, override)))

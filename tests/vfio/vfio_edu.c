@@ -382,6 +382,7 @@ static void *tick(void *arg)
 TEST_F_TIMEOUT(vfio_edu, fault_storm_stays_responsive, 120)
 {
 	const char *marker = "msiremap: vfio fault storm";
+	int riscv = !strcmp(msr_arch(), "riscv64");
 	struct ticker tk = { 0 };
 	volatile int stop = 0;
 	long faults = 0, end;
@@ -391,7 +392,7 @@ TEST_F_TIMEOUT(vfio_edu, fault_storm_stays_responsive, 120)
 
 	test_ioas_unmap(self->iommufd, self->ioas, IOVA_B, PAGE);
 	memset(self->buf + PAGE, 0xa5, PAGE);
-	if (!strcmp(msr_arch(), "riscv64"))
+	if (riscv)
 		faults = msr_riscv_iommu_stat("faults");
 	ASSERT_EQ(0, msr_write("/dev/kmsg", marker));
 	tk.stop = &stop;
@@ -400,7 +401,7 @@ TEST_F_TIMEOUT(vfio_edu, fault_storm_stays_responsive, 120)
 		ASSERT_EQ(0, vfio_edu_dma(self->bar, EDU_BUF, IOVA_B, variant->len, 1));
 	stop = 1;
 	pthread_join(t, NULL);
-	if (!strcmp(msr_arch(), "riscv64")) {
+	if (riscv) {
 		faults = msr_riscv_iommu_stat("faults") - faults;	/* reading drains */
 		snprintf(who, sizeof(who), "fault: device ");
 	} else {
@@ -415,7 +416,7 @@ TEST_F_TIMEOUT(vfio_edu, fault_storm_stays_responsive, 120)
 	EXPECT_GT(500000, tk.longest_us);
 	EXPECT_LT(0, lines);
 	EXPECT_GE(20, lines);
-	if (!strcmp(msr_arch(), "riscv64")) {
+	if (riscv) {
 		EXPECT_LE(dmas, faults);
 	}
 	for (int i = 0; i < PAGE; i++) {

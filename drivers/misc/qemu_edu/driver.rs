@@ -87,10 +87,6 @@ impl pci::Driver for EduDriver {
             // IMS before the device's MSI: on the GIC ITS both share one
             // event table, sized when the first of them is set up.
             let m = &crate::module_parameters::ims_slots;
-            if !(1..=crate::ims::MAX_SLOTS).contains(&m.value()) {
-                dev_err!(pdev, "ims_slots={} is outside 1..{}\n", m.value(), crate::ims::MAX_SLOTS);
-                return Err(EINVAL);
-            }
             let storage = if crate::module_parameters::ims_queue.value() { "queue" } else { "array" };
             // SAFETY: `EduFiles` is kept in the driver data, which the driver
             // core drops when the device unbinds, before its MSI domains go.

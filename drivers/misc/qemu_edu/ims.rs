@@ -122,7 +122,8 @@ impl EduIms {
     /// The result is dropped before `pdev` is unbound (see
     /// [`ImsDomain::new`]).
     pub(crate) unsafe fn new<'a>(pdev: &'a pci::Device<Bound>, slots: u32, storage: &str) -> Result<impl PinInit<Self, Error> + 'a> {
-        if slots == 0 || slots > MAX_SLOTS {
+        if !(1..=MAX_SLOTS).contains(&slots) {
+            dev_err!(pdev, "ims_slots={slots} is outside 1..{MAX_SLOTS}\n");
             return Err(EINVAL);
         }
         let msi_cap = find_msi_cap(pdev)?;

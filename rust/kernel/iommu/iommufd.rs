@@ -50,10 +50,8 @@ impl Binding {
         let ictx = NonNull::new(ictx).ok_or(EINVAL)?;
         let mut id = 0u32;
         // SAFETY: `dev` is a bound device; `ictx` is a live context.
-        let idev = match from_err_ptr(unsafe { bindings::iommufd_device_bind(ictx.as_ptr(), dev.as_raw(), &mut id) }) {
-            Ok(p) => NonNull::new(p).ok_or(EINVAL),
-            Err(e) => Err(e),
-        };
+        let idev = from_err_ptr(unsafe { bindings::iommufd_device_bind(ictx.as_ptr(), dev.as_raw(), &mut id) })
+            .and_then(|p| NonNull::new(p).ok_or(EINVAL));
         let idev = match idev {
             Ok(i) => i,
             Err(e) => {
