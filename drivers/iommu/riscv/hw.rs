@@ -23,6 +23,8 @@ pub(crate) mod pgtable;
 pub(crate) mod pte;
 pub(crate) mod queue;
 pub(crate) mod ratelimit;
+// The test oracle: host tests only, never in the module.
+#[cfg(test)]
 pub(crate) mod walk;
 
 /// Base page size.

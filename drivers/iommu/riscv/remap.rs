@@ -19,7 +19,8 @@
 //! vector is allocated (`sw_msi`: dma-iommu or iommufd picks the IOVAs) and
 //! composes the vector's messages with the IOVA of the file it targets, on
 //! moves too (the IMSIC composes moved vectors through the hierarchy,
-//! patch 0007), so a move never needs a new mapping.
+//! "irqchip/riscv-imsic: Compose the message of a moved vector through the
+//! hierarchy"), so a move never needs a new mapping.
 
 use kernel::{
     cpumask::Cpumask,

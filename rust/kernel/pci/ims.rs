@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! PCI/IMS: a device's own interrupt message store, as the secondary
-//! per-device MSI domain of a PCI device (patches 0008 to 0010), and an
+//! per-device MSI domain of a PCI device (`pci_create_ims_domain()`), and an
 //! IMS irqchip library ([`slots`]).
 //!
 //! A driver describes its store with an [`ImsChip`]: how a slot gets a
@@ -13,7 +13,8 @@
 //! at free slots, each with a hard-interrupt handler that calls
 //! [`ImsChip::handle`].
 //!
-//! Thomas Gleixner's rules from the IMS reviews (seed 002) are the design:
+//! Thomas Gleixner's rules from the IMS reviews (the IDXD IMS series, v6, June
+//! 2021, and his v6.2 per-device MSI domain series) are the design:
 //! the PASID belongs to the device ([`ImsDomain::set_pasid`]) and is known
 //! when an interrupt is allocated: it travels in the MSI descriptor's
 //! instance cookie, not in a side channel; the chip programs it when the

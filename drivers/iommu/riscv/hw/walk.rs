@@ -3,8 +3,8 @@
 //! The specification's translation process for one inbound request (spec
 //! 2.3), written independently of the table code (its own decoding of every
 //! word) so that tests can check the tables the driver writes against what
-//! an IOMMU would do with them. It also answers the driver's debugfs
-//! `translate` queries.
+//! an IOMMU would do with them: a test oracle, built for the host tests
+//! only.
 //!
 //! Modelled: directory modes Off, Bare and 1-3 levels, base and extended
 //! device contexts, first stage Sv39/48/57, second stage Sv39x4/48x4/57x4,

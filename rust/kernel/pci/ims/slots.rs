@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! An IMS irqchip library: interrupt message store slots in the format of
-//! Intel DSA's IMS entries, in either of the two kinds of storage seed 002
-//! discusses, and the [`ImsChip`] that programs them.
+//! Intel DSA's IMS entries, in either of the two kinds of storage the IDXD
+//! IMS review discusses ("[PATCH v6 05/20] vfio: mdev: common lib code for
+//! setting up Interrupt Message Store", June 2021), and the [`ImsChip`] that programs them.
 //!
 //! A slot is four 32-bit words: the message address (low, high), the
 //! message data, and a control word:
@@ -26,7 +27,7 @@
 //!   the array is kernel memory standing in for it: every access is a
 //!   single 32-bit volatile access, as it would be through `Io`.
 //! - [`Storage::Queue`]: slots in system memory the device reads by DMA
-//!   (seed 002's "queue memory"): a DMA-coherent allocation of the device.
+//!   (that review's "queue memory"): a DMA-coherent allocation of the device.
 //!
 //! [`ImsChip`]: super::ImsChip
 
