@@ -57,7 +57,10 @@ impl DomainType {
 
     /// Whether DMA addresses are translated by page tables.
     pub fn is_paging(self) -> bool {
-        matches!(self, Self::Unmanaged | Self::Dma | Self::DmaFq | Self::Nested)
+        matches!(
+            self,
+            Self::Unmanaged | Self::Dma | Self::DmaFq | Self::Nested
+        )
     }
 }
 

@@ -97,7 +97,11 @@ impl HwInfo {
     fn into_raw(self) -> Result<(*mut core::ffi::c_void, u32)> {
         match self {
             Self::RiscvIommu { capability, fctl } => {
-                let data = bindings::iommu_hw_info_riscv_iommu { capability, fctl, __reserved: 0 };
+                let data = bindings::iommu_hw_info_riscv_iommu {
+                    capability,
+                    fctl,
+                    __reserved: 0,
+                };
                 let b = KBox::new(data, GFP_KERNEL)?;
                 // CAST: the structure is 16 bytes.
                 let len = core::mem::size_of_val(&*b) as u32;
@@ -143,7 +147,13 @@ impl ResvRegions<'_> {
         // SAFETY: Plain allocation; any arguments are accepted.
         // CAST: `IOMMU_*` bits fit an `int`; lengths are 64 bits here.
         let region = unsafe {
-            bindings::iommu_alloc_resv_region(start, len as usize, prot as i32, kind, GFP_KERNEL.as_raw())
+            bindings::iommu_alloc_resv_region(
+                start,
+                len as usize,
+                prot as i32,
+                kind,
+                GFP_KERNEL.as_raw(),
+            )
         };
         if region.is_null() {
             return Err(ENOMEM);
@@ -199,7 +209,12 @@ pub trait Driver: Send + Sync + Sized + 'static {
     fn release_device(&self, _dev: &Device, _master: &Self::Master) {}
 
     /// Allocates a paging domain for `dev` (`IOMMU_HWPT_ALLOC_*` `flags`).
-    fn domain_alloc_paging(&self, dev: &Device, master: &Self::Master, flags: u32) -> Result<Self::Paging>;
+    fn domain_alloc_paging(
+        &self,
+        dev: &Device,
+        master: &Self::Master,
+        flags: u32,
+    ) -> Result<Self::Paging>;
 
     /// Attaches `dev` to an identity (untranslated) domain.
     fn attach_identity(&self, dev: &Device, master: &Self::Master) -> Result;
@@ -210,7 +225,13 @@ pub trait Driver: Send + Sync + Sized + 'static {
     }
 
     /// Adds the device's reserved IOVA regions.
-    fn get_resv_regions(&self, _dev: &Device, _master: &Self::Master, _regions: &mut ResvRegions<'_>) {}
+    fn get_resv_regions(
+        &self,
+        _dev: &Device,
+        _master: &Self::Master,
+        _regions: &mut ResvRegions<'_>,
+    ) {
+    }
 
     /// What the IOMMU behind `master` reports to user space.
     fn hw_info(&self, _master: &Self::Master) -> HwInfo {
@@ -230,12 +251,25 @@ pub trait PagingDomain: Send + Sync + Sized + 'static {
     fn aperture_end(&self) -> u64;
 
     /// Attaches `dev`, moving it from whatever domain it had.
-    fn attach(&self, iommu: &Self::Driver, dev: &Device, master: &<Self::Driver as Driver>::Master) -> Result;
+    fn attach(
+        &self,
+        iommu: &Self::Driver,
+        dev: &Device,
+        master: &<Self::Driver as Driver>::Master,
+    ) -> Result;
 
     /// Maps `count` pages of `pgsize` bytes at `iova` to `pa`; returns the
     /// bytes mapped and, when it stopped early, why. `atomic` forbids sleeping
     /// allocations.
-    fn map_pages(&self, iova: u64, pa: u64, pgsize: u64, count: u64, prot: Prot, atomic: bool) -> (u64, Result);
+    fn map_pages(
+        &self,
+        iova: u64,
+        pa: u64,
+        pgsize: u64,
+        count: u64,
+        prot: Prot,
+        atomic: bool,
+    ) -> (u64, Result);
 
     /// Unmaps up to `count` pages of `pgsize` bytes at `iova`, adding what it
     /// unmapped to `gather`; returns the bytes unmapped.
@@ -294,7 +328,11 @@ impl<T: Driver> Registration<T> {
     /// Registers the IOMMU behind `parent` (its hardware device), named
     /// `name` in `/sys/class/iommu`. Devices already present whose firmware
     /// names this IOMMU are probed before this returns.
-    pub fn new<'a>(parent: &'a Device<Bound>, name: &'a CStr, data: impl PinInit<T, Error> + 'a) -> impl PinInit<Self, Error> + 'a {
+    pub fn new<'a>(
+        parent: &'a Device<Bound>,
+        name: &'a CStr,
+        data: impl PinInit<T, Error> + 'a,
+    ) -> impl PinInit<Self, Error> + 'a {
         try_pin_init!(&this in Self {
             raw: Opaque::zeroed(),
             data <- data,
@@ -336,8 +374,16 @@ impl<T: Driver> Registration<T> {
         release_device: Some(Self::release_device_callback),
         device_group: Some(Self::device_group_callback),
         of_xlate: Some(Self::of_xlate_callback),
-        get_resv_regions: if T::HAS_GET_RESV_REGIONS { Some(Self::resv_regions_callback) } else { None },
-        hw_info: if T::HAS_HW_INFO { Some(Self::hw_info_callback) } else { None },
+        get_resv_regions: if T::HAS_GET_RESV_REGIONS {
+            Some(Self::resv_regions_callback)
+        } else {
+            None
+        },
+        hw_info: if T::HAS_HW_INFO {
+            Some(Self::hw_info_callback)
+        } else {
+            None
+        },
         default_domain_ops: &Self::PAGING_OPS,
         owner: crate::module::this_module::<T::OwnerModule>().as_ptr(),
         // SAFETY: All-zero is a valid `iommu_ops` (no callbacks, no domains).
@@ -399,7 +445,13 @@ impl<T: Driver> Registration<T> {
             .map_err(Error::from)
             .and_then(|slot| {
                 let master = reg.data.probe_device(device, ids)?;
-                Ok(KBox::write(slot, MasterData { reg: ptr::from_ref(reg), master }))
+                Ok(KBox::write(
+                    slot,
+                    MasterData {
+                        reg: ptr::from_ref(reg),
+                        master,
+                    },
+                ))
             });
         match res {
             Ok(data) => {
@@ -414,11 +466,13 @@ impl<T: Driver> Registration<T> {
     extern "C" fn release_device_callback(dev: *mut bindings::device) {
         // SAFETY: The core releases only devices we probed; the pointer was made by
         // `KBox::into_raw` in probe and is not used again after this.
-        let data = unsafe { KBox::from_raw(bindings::dev_iommu_priv_get(dev).cast::<MasterData<T>>()) };
+        let data =
+            unsafe { KBox::from_raw(bindings::dev_iommu_priv_get(dev).cast::<MasterData<T>>()) };
         // SAFETY: `data.reg` is valid by the type invariant.
         let reg = unsafe { &*data.reg };
         // SAFETY: `dev` is valid for the duration of the call.
-        reg.data.release_device(unsafe { Device::from_raw(dev) }, &data.master);
+        reg.data
+            .release_device(unsafe { Device::from_raw(dev) }, &data.master);
         // `dev->iommu`, with the stale pointer, is freed by the core right
         // after this (`dev_iommu_free()`); it may not be set here, outside
         // the probe lock.
@@ -435,7 +489,10 @@ impl<T: Driver> Registration<T> {
         }
     }
 
-    extern "C" fn of_xlate_callback(dev: *mut bindings::device, args: *const bindings::of_phandle_args) -> i32 {
+    extern "C" fn of_xlate_callback(
+        dev: *mut bindings::device,
+        args: *const bindings::of_phandle_args,
+    ) -> i32 {
         // SAFETY: The core passes valid arguments.
         let args = unsafe { &*args };
         if args.args_count != 1 {
@@ -445,19 +502,31 @@ impl<T: Driver> Registration<T> {
         unsafe { bindings::iommu_fwspec_add_ids(dev, args.args.as_ptr(), 1) }
     }
 
-    extern "C" fn resv_regions_callback(dev: *mut bindings::device, list: *mut bindings::list_head) {
+    extern "C" fn resv_regions_callback(
+        dev: *mut bindings::device,
+        list: *mut bindings::list_head,
+    ) {
         // SAFETY: The core asks only about devices we probed.
         let m = unsafe { Self::master(dev) };
-        let mut regions = ResvRegions { list, _p: core::marker::PhantomData };
+        let mut regions = ResvRegions {
+            list,
+            _p: core::marker::PhantomData,
+        };
         // SAFETY: `m.reg` is valid; `dev` is valid for the call.
-        unsafe { &*m.reg }.data.get_resv_regions(unsafe { Device::from_raw(dev) }, &m.master, &mut regions);
+        unsafe { &*m.reg }.data.get_resv_regions(
+            unsafe { Device::from_raw(dev) },
+            &m.master,
+            &mut regions,
+        );
     }
 
     extern "C" fn capable_callback(dev: *mut bindings::device, cap: bindings::iommu_cap) -> bool {
         // SAFETY: The core asks only about devices we probed.
         let m = unsafe { Self::master(dev) };
         // SAFETY: `m.reg` is valid by the type invariant of `MasterData`.
-        unsafe { &*m.reg }.data.capable(&m.master, Capability::from_raw(cap))
+        unsafe { &*m.reg }
+            .data
+            .capable(&m.master, Capability::from_raw(cap))
     }
 
     extern "C" fn hw_info_callback(
@@ -471,7 +540,9 @@ impl<T: Driver> Registration<T> {
         let info = unsafe { &*m.reg }.data.hw_info(&m.master);
         // SAFETY: `kind` is valid for reads and writes: it holds the requested type.
         let wanted = unsafe { *kind };
-        if wanted != bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_DEFAULT && wanted != info.kind() {
+        if wanted != bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_DEFAULT
+            && wanted != info.kind()
+        {
             return EOPNOTSUPP.to_ptr();
         }
         match info.into_raw() {
@@ -487,8 +558,16 @@ impl<T: Driver> Registration<T> {
         }
     }
 
-    extern "C" fn alloc_identity_callback(_dev: *mut bindings::device) -> *mut bindings::iommu_domain {
-        let domain = KBox::new(Domain { raw: Opaque::zeroed(), inner: () }, GFP_KERNEL);
+    extern "C" fn alloc_identity_callback(
+        _dev: *mut bindings::device,
+    ) -> *mut bindings::iommu_domain {
+        let domain = KBox::new(
+            Domain {
+                raw: Opaque::zeroed(),
+                inner: (),
+            },
+            GFP_KERNEL,
+        );
         match domain {
             Ok(d) => {
                 let d = KBox::into_raw(d);
@@ -510,7 +589,9 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core attaches only devices we probed.
         let m = unsafe { Self::master(dev) };
         // SAFETY: `m.reg` is valid; `dev` is valid for the call.
-        let res = unsafe { &*m.reg }.data.attach_identity(unsafe { Device::from_raw(dev) }, &m.master);
+        let res = unsafe { &*m.reg }
+            .data
+            .attach_identity(unsafe { Device::from_raw(dev) }, &m.master);
         match res {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
@@ -519,7 +600,11 @@ impl<T: Driver> Registration<T> {
 
     extern "C" fn identity_free_callback(domain: *mut bindings::iommu_domain) {
         // SAFETY: Identity domains are `Domain<()>` allocated in `alloc_identity_callback`.
-        drop(unsafe { KBox::from_raw(crate::container_of!(Opaque::cast_from(domain), Domain<()>, raw).cast_mut()) });
+        drop(unsafe {
+            KBox::from_raw(
+                crate::container_of!(Opaque::cast_from(domain), Domain<()>, raw).cast_mut(),
+            )
+        });
     }
 
     extern "C" fn alloc_paging_callback(
@@ -533,13 +618,23 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core allocates only for devices we probed.
         let m = unsafe { Self::master(dev) };
         // SAFETY: `m.reg` is valid; `dev` is valid for the call.
-        let res = unsafe { &*m.reg }.data.domain_alloc_paging(unsafe { Device::from_raw(dev) }, &m.master, flags);
+        let res = unsafe { &*m.reg }.data.domain_alloc_paging(
+            unsafe { Device::from_raw(dev) },
+            &m.master,
+            flags,
+        );
         let inner = match res {
             Ok(inner) => inner,
             Err(e) => return e.to_ptr(),
         };
         let (pgsizes, end) = (inner.pgsize_bitmap(), inner.aperture_end());
-        match KBox::new(Domain { raw: Opaque::zeroed(), inner }, GFP_KERNEL) {
+        match KBox::new(
+            Domain {
+                raw: Opaque::zeroed(),
+                inner,
+            },
+            GFP_KERNEL,
+        ) {
             Ok(d) => {
                 let d = KBox::into_raw(d);
                 // SAFETY: `d` is a valid, exclusively owned allocation.
@@ -578,7 +673,11 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core attaches our devices to our live domains.
         let (d, m) = unsafe { (Self::paging(domain), Self::master(dev)) };
         // SAFETY: `m.reg` is valid; `dev` is valid for the call.
-        match d.attach(&unsafe { &*m.reg }.data, unsafe { Device::from_raw(dev) }, &m.master) {
+        match d.attach(
+            &unsafe { &*m.reg }.data,
+            unsafe { Device::from_raw(dev) },
+            &m.master,
+        ) {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         }
@@ -599,7 +698,14 @@ impl<T: Driver> Registration<T> {
         let d = unsafe { Self::paging(domain) };
         let atomic = gfp & (1 << bindings::___GFP_DIRECT_RECLAIM_BIT) == 0;
         // CAST: sizes and addresses are 64 bits wide here; `prot` holds `IOMMU_*` bits.
-        let (n, res) = d.map_pages(iova as u64, paddr, pgsize as u64, pgcount as u64, Prot(prot as u32), atomic);
+        let (n, res) = d.map_pages(
+            iova as u64,
+            paddr,
+            pgsize as u64,
+            pgcount as u64,
+            Prot(prot as u32),
+            atomic,
+        );
         // SAFETY: `mapped` is a valid out-parameter.
         unsafe { *mapped += n as usize };
         match res {
@@ -618,10 +724,18 @@ impl<T: Driver> Registration<T> {
         // SAFETY: The core unmaps from our live domains with a valid gather.
         let (d, g) = unsafe { (Self::paging(domain), &mut *gather) };
         // CAST: 64-bit sizes and addresses.
-        d.unmap_pages(iova as u64, pgsize as u64, pgcount as u64, &mut IotlbGather(g)) as usize
+        d.unmap_pages(
+            iova as u64,
+            pgsize as u64,
+            pgcount as u64,
+            &mut IotlbGather(g),
+        ) as usize
     }
 
-    extern "C" fn iotlb_sync_callback(domain: *mut bindings::iommu_domain, gather: *mut bindings::iommu_iotlb_gather) {
+    extern "C" fn iotlb_sync_callback(
+        domain: *mut bindings::iommu_domain,
+        gather: *mut bindings::iommu_iotlb_gather,
+    ) {
         // SAFETY: As for unmap.
         let (d, g) = unsafe { (Self::paging(domain), &mut *gather) };
         d.iotlb_sync(&IotlbGather(g));
@@ -632,14 +746,21 @@ impl<T: Driver> Registration<T> {
         unsafe { Self::paging(domain) }.flush_iotlb_all();
     }
 
-    extern "C" fn iova_to_phys_callback(domain: *mut bindings::iommu_domain, iova: bindings::dma_addr_t) -> bindings::phys_addr_t {
+    extern "C" fn iova_to_phys_callback(
+        domain: *mut bindings::iommu_domain,
+        iova: bindings::dma_addr_t,
+    ) -> bindings::phys_addr_t {
         // SAFETY: The core looks up our live domains.
         unsafe { Self::paging(domain) }.iova_to_phys(iova)
     }
 
     extern "C" fn paging_free_callback(domain: *mut bindings::iommu_domain) {
         // SAFETY: The core frees each of our domains once, when no device uses it.
-        drop(unsafe { KBox::from_raw(crate::container_of!(Opaque::cast_from(domain), Domain<T::Paging>, raw).cast_mut()) });
+        drop(unsafe {
+            KBox::from_raw(
+                crate::container_of!(Opaque::cast_from(domain), Domain<T::Paging>, raw).cast_mut(),
+            )
+        });
     }
 }
 

@@ -50,8 +50,10 @@ impl Binding {
         let ictx = NonNull::new(ictx).ok_or(EINVAL)?;
         let mut id = 0u32;
         // SAFETY: `dev` is a bound device; `ictx` is a live context.
-        let idev = from_err_ptr(unsafe { bindings::iommufd_device_bind(ictx.as_ptr(), dev.as_raw(), &mut id) })
-            .and_then(|p| NonNull::new(p).ok_or(EINVAL));
+        let idev = from_err_ptr(unsafe {
+            bindings::iommufd_device_bind(ictx.as_ptr(), dev.as_raw(), &mut id)
+        })
+        .and_then(|p| NonNull::new(p).ok_or(EINVAL));
         let idev = match idev {
             Ok(i) => i,
             Err(e) => {
@@ -62,7 +64,9 @@ impl Binding {
         };
         let mut pt = pt_id;
         // SAFETY: `idev` was just bound.
-        if let Err(e) = to_result(unsafe { bindings::iommufd_device_attach(idev.as_ptr(), bindings::IOMMU_NO_PASID, &mut pt) }) {
+        if let Err(e) = to_result(unsafe {
+            bindings::iommufd_device_attach(idev.as_ptr(), bindings::IOMMU_NO_PASID, &mut pt)
+        }) {
             // SAFETY: Undoes the bind and the reference above.
             unsafe {
                 bindings::iommufd_device_unbind(idev.as_ptr());
@@ -71,7 +75,11 @@ impl Binding {
             return Err(e);
         }
         // INVARIANT: bound and attached above; the caller keeps `dev` bound.
-        Ok(Self { ictx, idev, pt_id: pt })
+        Ok(Self {
+            ictx,
+            idev,
+            pt_id: pt,
+        })
     }
 
     /// The page table the device is attached to (a HW page table iommufd

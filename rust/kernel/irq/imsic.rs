@@ -89,7 +89,9 @@ pub fn msi_parent() -> Option<IrqDomainRef> {
     loop {
         // SAFETY: `np` is NULL or a node from the previous call, whose
         // reference the function drops.
-        np = unsafe { bindings::of_find_compatible_node(np, core::ptr::null(), c"riscv,imsics".as_ptr()) };
+        np = unsafe {
+            bindings::of_find_compatible_node(np, core::ptr::null(), c"riscv,imsics".as_ptr())
+        };
         if np.is_null() {
             return None;
         }
@@ -98,7 +100,12 @@ pub fn msi_parent() -> Option<IrqDomainRef> {
         let mut spec: bindings::irq_fwspec = unsafe { core::mem::zeroed() };
         spec.fwnode = unsafe { core::ptr::addr_of_mut!((*np).fwnode) };
         // SAFETY: `spec` is valid; the lookup takes no reference.
-        let d = unsafe { bindings::irq_find_matching_fwspec(&mut spec, bindings::irq_domain_bus_token_DOMAIN_BUS_NEXUS) };
+        let d = unsafe {
+            bindings::irq_find_matching_fwspec(
+                &mut spec,
+                bindings::irq_domain_bus_token_DOMAIN_BUS_NEXUS,
+            )
+        };
         if !d.is_null() {
             // SAFETY: Drops the reference the search took.
             unsafe { bindings::of_node_put(np) };
@@ -127,7 +134,11 @@ impl Layout {
         let base = self.base & !((1u64 << (self.guest_index_bits + self.hart_index_bits + 12)) - 1);
         for group in 0..(1u64 << self.group_index_bits) {
             for hart in 0..(1u64 << self.hart_index_bits) {
-                let group_bits = if self.group_index_bits > 0 { group << self.group_index_shift } else { 0 };
+                let group_bits = if self.group_index_bits > 0 {
+                    group << self.group_index_shift
+                } else {
+                    0
+                };
                 f(base | group_bits | (hart << self.guest_index_bits) << 12);
             }
         }

@@ -152,7 +152,12 @@ pub trait Remap: Send + Sync + 'static {
     /// the driver must make every target the device might write reachable
     /// before calling it, and must not stop the old one from being reached
     /// while MSIs sent to it may still be in flight.
-    fn set_affinity(&self, irq: &Self::Irq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result;
+    fn set_affinity(
+        &self,
+        irq: &Self::Irq,
+        mask: &Cpumask,
+        parent: &mut dyn FnMut() -> Result<MsiMsg>,
+    ) -> Result;
 
     /// Sends the interrupt to a vCPU's interrupt file (`Some`), or back to
     /// the host (`None`).
@@ -171,7 +176,10 @@ pub trait Remap: Send + Sync + 'static {
 /// takes a `struct imsic_vcpu_info` (true on RISC-V, where only MSI
 /// remapping domains implement it).
 pub unsafe fn set_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
-    let mut info = bindings::imsic_vcpu_info { msi_addr: 0, target: 0 };
+    let mut info = bindings::imsic_vcpu_info {
+        msi_addr: 0,
+        target: 0,
+    };
     let arg = match vcpu {
         Some(v) => {
             info.msi_addr = v.msi_addr;
@@ -292,7 +300,13 @@ impl<T: Remap> RemapDomain<T> {
             return Err(ENOMEM);
         };
         // INVARIANT: created as described.
-        Ok(Self { domain, parent, fwnode, pops, data })
+        Ok(Self {
+            domain,
+            parent,
+            fwnode,
+            pops,
+            data,
+        })
     }
 
     /// The driver's data.
@@ -396,7 +410,10 @@ impl<T: Remap> RemapDomain<T> {
             }
             let lo = m.__bindgen_anon_1.address_lo;
             let hi = m.__bindgen_anon_2.address_hi;
-            MsiMsg { address: u64::from(hi) << 32 | u64::from(lo), data: m.__bindgen_anon_3.data }
+            MsiMsg {
+                address: u64::from(hi) << 32 | u64::from(lo),
+                data: m.__bindgen_anon_3.data,
+            }
         }
     }
 
@@ -418,15 +435,28 @@ impl<T: Remap> RemapDomain<T> {
         }
     }
 
-    extern "C" fn alloc_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32, arg: *mut c_void) -> i32 {
+    extern "C" fn alloc_callback(
+        d: *mut bindings::irq_domain,
+        virq: u32,
+        nr: u32,
+        arg: *mut c_void,
+    ) -> i32 {
         // SAFETY: MSI device domains allocate with `msi_alloc_info_t`, whose
         // descriptor, valid for the allocation, names the device.
         let (dev, mut desc) = unsafe {
             let desc = (*arg.cast::<bindings::msi_alloc_info_t>()).desc;
-            let Some(ptr) = NonNull::new(desc) else { return EINVAL.to_errno() };
+            let Some(ptr) = NonNull::new(desc) else {
+                return EINVAL.to_errno();
+            };
             // INVARIANT: The descriptor is valid for this allocation, which
             // the IRQ core serialises.
-            (Device::from_raw((*desc).dev), MsiDesc { ptr, _p: core::marker::PhantomData })
+            (
+                Device::from_raw((*desc).dev),
+                MsiDesc {
+                    ptr,
+                    _p: core::marker::PhantomData,
+                },
+            )
         };
         // SAFETY: The IRQ core passes our domain and the MSI allocation
         // info of the device domain above.
@@ -442,7 +472,15 @@ impl<T: Remap> RemapDomain<T> {
                 let hwirq = (virq + i) as bindings::irq_hw_number_t;
                 // SAFETY: `virq + i` was allocated in the parent above; the
                 // chip is static; hwirq = virq keeps hwirqs unique.
-                to_result(unsafe { bindings::irq_domain_set_hwirq_and_chip(d, virq + i, hwirq, &Self::CHIP, ptr::null_mut()) })?;
+                to_result(unsafe {
+                    bindings::irq_domain_set_hwirq_and_chip(
+                        d,
+                        virq + i,
+                        hwirq,
+                        &Self::CHIP,
+                        ptr::null_mut(),
+                    )
+                })?;
                 // SAFETY: Set just above.
                 let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
                 // SAFETY: `data` is ours, allocated in the parent.
@@ -458,7 +496,10 @@ impl<T: Remap> RemapDomain<T> {
                 // chip data of ours; reset them and free them in the parent.
                 unsafe {
                     for j in i..nr {
-                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(d, virq + j));
+                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(
+                            d,
+                            virq + j,
+                        ));
                     }
                     bindings::irq_domain_free_irqs_parent(d, virq + i, nr - i);
                 }
@@ -501,9 +542,15 @@ impl<T: Remap> RemapDomain<T> {
         }
     }
 
-    extern "C" fn set_affinity_callback(d: *mut bindings::irq_data, mask: *const bindings::cpumask, force: bool) -> i32 {
+    extern "C" fn set_affinity_callback(
+        d: *mut bindings::irq_data,
+        mask: *const bindings::cpumask,
+        force: bool,
+    ) -> i32 {
         // SAFETY: The IRQ core calls this for interrupts of ours.
-        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else { return ENOENT.to_errno() };
+        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else {
+            return ENOENT.to_errno();
+        };
         // SAFETY: The IRQ core passes a valid mask for the call.
         let cpus = unsafe { Cpumask::from_raw(mask) };
         let mut ret = 0;
@@ -541,14 +588,19 @@ impl<T: Remap> RemapDomain<T> {
 
     extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
         // SAFETY: As in `set_affinity_callback`.
-        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else { return ENOENT.to_errno() };
+        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else {
+            return ENOENT.to_errno();
+        };
         let vcpu = if info.is_null() {
             None
         } else {
             // SAFETY: Callers pass a `struct imsic_vcpu_info` (see its
             // documentation) or NULL.
             let i = unsafe { &*info.cast::<bindings::imsic_vcpu_info>() };
-            Some(VcpuTarget { msi_addr: i.msi_addr, target: i.target })
+            Some(VcpuTarget {
+                msi_addr: i.msi_addr,
+                target: i.target,
+            })
         };
         match this.set_vcpu_affinity(irq, vcpu) {
             Ok(()) => 0,
@@ -564,7 +616,11 @@ impl<T: Remap> Drop for RemapDomain<T> {
         if mapped != 0 {
             // Interrupts of devices still bound to drivers use it: removing
             // it would free what they use. Leak it and what it points to.
-            pr_err!("{}: {} interrupts still allocated, domain leaked\n", self.domain().name(), mapped);
+            pr_err!(
+                "{}: {} interrupts still allocated, domain leaked\n",
+                self.domain().name(),
+                mapped
+            );
             core::mem::forget(self.data.clone());
             return;
         }

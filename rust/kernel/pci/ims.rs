@@ -30,8 +30,7 @@ use crate::{
     bindings,
     device::Bound,
     irq::{remap::MsiMsg, IrqReturn},
-    new_mutex,
-    pci,
+    new_mutex, pci,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
 };
@@ -124,7 +123,12 @@ impl<T: ImsChip> ImsDomain<T> {
     ///
     /// The result is dropped before `pdev` is unbound (a driver keeps it in
     /// its device data): the device's MSI domains go away at unbind.
-    pub unsafe fn new<'a>(pdev: &'a pci::Device<Bound>, slots: u32, name: &'static CStr, chip: Arc<T>) -> impl PinInit<Self, Error> + 'a {
+    pub unsafe fn new<'a>(
+        pdev: &'a pci::Device<Bound>,
+        slots: u32,
+        name: &'static CStr,
+        chip: Arc<T>,
+    ) -> impl PinInit<Self, Error> + 'a {
         pin_init::pin_init_scope(move || {
             if slots == 0 {
                 return Err(EINVAL);
@@ -149,12 +153,18 @@ impl<T: ImsChip> ImsDomain<T> {
             // PCI/MSI-X.
             t.ops.set_desc = Some(Self::set_desc_callback);
             t.info.bus_token = bindings::irq_domain_bus_token_DOMAIN_BUS_PCI_DEVICE_IMS;
-            t.info.flags = (bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS | bindings::MSI_FLAG_FREE_MSI_DESCS) as _;
+            t.info.flags = (bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS
+                | bindings::MSI_FLAG_FREE_MSI_DESCS) as _;
             // SAFETY: `pdev` is bound; the template is complete and copied
             // by the call; the domain data, `chip`, lives in `Self`, which
             // removes the domain before dropping it.
             let ok = unsafe {
-                bindings::pci_create_ims_domain(pdev.as_raw(), &t, slots, Arc::as_ptr(&chip).cast_mut().cast())
+                bindings::pci_create_ims_domain(
+                    pdev.as_raw(),
+                    &t,
+                    slots,
+                    Arc::as_ptr(&chip).cast_mut().cast(),
+                )
             };
             if !ok {
                 return Err(EINVAL);
@@ -191,7 +201,8 @@ impl<T: ImsChip> ImsDomain<T> {
 
     /// Bytes this domain keeps per slot (its vector entry and, for an
     /// allocated slot, the handler's cookie).
-    pub const BYTES_PER_SLOT: usize = core::mem::size_of::<Option<Vector>>() + core::mem::size_of::<HandlerCookie>();
+    pub const BYTES_PER_SLOT: usize =
+        core::mem::size_of::<Option<Vector>>() + core::mem::size_of::<HandlerCookie>();
 
     /// The device, bound for as long as the domain lives.
     pub fn device(&self) -> &pci::Device<Bound> {
@@ -225,13 +236,20 @@ impl<T: ImsChip> ImsDomain<T> {
     pub fn alloc(&self) -> Result<(u32, u32)> {
         let pasid = *self.pasid.lock();
         let mut v = self.vectors.lock();
-        let mut icookie = bindings::msi_instance_cookie { value: u64::from(pasid) };
+        let mut icookie = bindings::msi_instance_cookie {
+            value: u64::from(pasid),
+        };
         // SAFETY: `pdev` is bound and has our IMS domain (type invariant);
         // the cookie is copied into the descriptor.
-        let map = unsafe { bindings::pci_ims_alloc_irq(self.pdev.as_raw(), &mut icookie, ptr::null()) };
+        let map =
+            unsafe { bindings::pci_ims_alloc_irq(self.pdev.as_raw(), &mut icookie, ptr::null()) };
         if map.index < 0 {
             // The index space is full when the xarray is (`EBUSY`).
-            return Err(if map.index == -(bindings::EBUSY as i32) { ENOSPC } else { Error::from_errno(map.index) });
+            return Err(if map.index == -(bindings::EBUSY as i32) {
+                ENOSPC
+            } else {
+                Error::from_errno(map.index)
+            });
         }
         // CAST: non-negative, checked above; the core allocates below the
         // domain's size, which is `v.len()`.
@@ -243,7 +261,13 @@ impl<T: ImsChip> ImsDomain<T> {
             // once rather than when the next interrupt comes.
             // SAFETY: `virq` was just allocated.
             unsafe { bindings::irq_modify_status(virq, 0, bindings::IRQ_DISABLE_UNLAZY as _) };
-            let cookie = KBox::new(HandlerCookie { chip: Arc::as_ptr(&self.chip).cast(), slot }, GFP_KERNEL)?;
+            let cookie = KBox::new(
+                HandlerCookie {
+                    chip: Arc::as_ptr(&self.chip).cast(),
+                    slot,
+                },
+                GFP_KERNEL,
+            )?;
             // SAFETY: `virq` was just allocated for this device; the cookie
             // lives in `vectors` until `free_irq` in `free_slot`.
             crate::error::to_result(unsafe {
@@ -255,7 +279,11 @@ impl<T: ImsChip> ImsDomain<T> {
                     ptr::from_ref(&*cookie).cast_mut().cast(),
                 )
             })?;
-            *entry = Some(Vector { virq, cookie, masked: false });
+            *entry = Some(Vector {
+                virq,
+                cookie,
+                masked: false,
+            });
             Ok(())
         })();
         if let Err(e) = res {
@@ -270,7 +298,11 @@ impl<T: ImsChip> ImsDomain<T> {
     /// (shut down: the chip clears the slot). `ENOENT` if none.
     pub fn free(&self, slot: u32) -> Result {
         let mut v = self.vectors.lock();
-        let entry = v.get_mut(slot as usize).ok_or(EINVAL)?.take().ok_or(ENOENT)?;
+        let entry = v
+            .get_mut(slot as usize)
+            .ok_or(EINVAL)?
+            .take()
+            .ok_or(ENOENT)?;
         self.free_vector(slot, entry);
         Ok(())
     }
@@ -280,7 +312,10 @@ impl<T: ImsChip> ImsDomain<T> {
         // invariant); `free_irq` waits for running handlers.
         unsafe { bindings::free_irq(vec.virq, ptr::from_ref(&*vec.cookie).cast_mut().cast()) };
         // CAST: slots and interrupt numbers fit an `int`.
-        let map = bindings::msi_map { index: slot as i32, virq: vec.virq as i32 };
+        let map = bindings::msi_map {
+            index: slot as i32,
+            virq: vec.virq as i32,
+        };
         // SAFETY: Allocated in our domain at `slot`, no handler any more.
         unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
     }
@@ -301,7 +336,10 @@ impl<T: ImsChip> ImsDomain<T> {
 
     /// Calls `f` with the slot and Linux interrupt number of every allocated
     /// interrupt, in slot order, under one lock; stops at `f`'s first error.
-    pub fn try_for_each_irq<E>(&self, mut f: impl FnMut(u32, u32) -> core::result::Result<(), E>) -> core::result::Result<(), E> {
+    pub fn try_for_each_irq<E>(
+        &self,
+        mut f: impl FnMut(u32, u32) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
         for (slot, v) in self.vectors.lock().iter().enumerate() {
             if let Some(v) = v {
                 // CAST: slots fit a `u32` (the domain size is one).
@@ -326,7 +364,11 @@ impl<T: ImsChip> ImsDomain<T> {
     /// `EALREADY` if it is masked.
     pub fn mask(&self, slot: u32) -> Result {
         let mut v = self.vectors.lock();
-        let vec = v.get_mut(slot as usize).ok_or(EINVAL)?.as_mut().ok_or(ENOENT)?;
+        let vec = v
+            .get_mut(slot as usize)
+            .ok_or(EINVAL)?
+            .as_mut()
+            .ok_or(ENOENT)?;
         if vec.masked {
             return Err(EALREADY);
         }
@@ -340,7 +382,11 @@ impl<T: ImsChip> ImsDomain<T> {
     /// [`ImsDomain::mask`] masked it.
     pub fn unmask(&self, slot: u32) -> Result {
         let mut v = self.vectors.lock();
-        let vec = v.get_mut(slot as usize).ok_or(EINVAL)?.as_mut().ok_or(ENOENT)?;
+        let vec = v
+            .get_mut(slot as usize)
+            .ok_or(EINVAL)?
+            .as_mut()
+            .ok_or(ENOENT)?;
         if !vec.masked {
             return Err(EALREADY);
         }
@@ -357,7 +403,12 @@ impl<T: ImsChip> ImsDomain<T> {
             return Err(EINVAL);
         }
         let v = self.vectors.lock();
-        let virq = v.get(slot as usize).ok_or(EINVAL)?.as_ref().ok_or(ENOENT)?.virq;
+        let virq = v
+            .get(slot as usize)
+            .ok_or(EINVAL)?
+            .as_ref()
+            .ok_or(ENOENT)?
+            .virq;
         // SAFETY: `virq` is allocated (we hold the lock that frees it).
         let d = unsafe { bindings::irq_get_irq_data(virq) };
         if d.is_null() {
@@ -396,7 +447,10 @@ impl<T: ImsChip> ImsDomain<T> {
         }
     }
 
-    extern "C" fn set_desc_callback(arg: *mut bindings::msi_alloc_info_t, desc: *mut bindings::msi_desc) {
+    extern "C" fn set_desc_callback(
+        arg: *mut bindings::msi_alloc_info_t,
+        desc: *mut bindings::msi_desc,
+    ) {
         // SAFETY: The MSI core passes the allocation info and the
         // descriptor being allocated.
         unsafe {
@@ -415,7 +469,10 @@ impl<T: ImsChip> ImsDomain<T> {
             (*desc).msg = *msg;
             let lo = (*msg).__bindgen_anon_1.address_lo;
             let hi = (*msg).__bindgen_anon_2.address_hi;
-            MsiMsg { address: u64::from(hi) << 32 | u64::from(lo), data: (*msg).__bindgen_anon_3.data }
+            MsiMsg {
+                address: u64::from(hi) << 32 | u64::from(lo),
+                data: (*msg).__bindgen_anon_3.data,
+            }
         };
         chip.write_msg(slot, m);
     }

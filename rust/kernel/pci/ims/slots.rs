@@ -104,7 +104,11 @@ impl Storage {
 
     /// `slots` slots in DMA-coherent memory of `dev`.
     pub fn queue(dev: &Device<Bound>, slots: u32) -> Result<Self> {
-        Ok(Storage::Queue(Coherent::zeroed_slice(dev, 4 * slots as usize, GFP_KERNEL)?))
+        Ok(Storage::Queue(Coherent::zeroed_slice(
+            dev,
+            4 * slots as usize,
+            GFP_KERNEL,
+        )?))
     }
 
     /// The kind, for messages: `array` or `queue`.
@@ -183,7 +187,10 @@ fn kernel_dma_read(q: &Coherent<[u32]>, i: usize) -> u32 {
 
 /// Writes word `i` of the queue (callers stay below its length).
 fn kernel_dma_write(q: &Coherent<[u32]>, i: usize, val: u32) {
-    let _ = (|| -> Result { io_write!(q, [try: i], val); Ok(()) })();
+    let _ = (|| -> Result {
+        io_write!(q, [try: i], val);
+        Ok(())
+    })();
 }
 
 /// What a driver's device does with its slots' interrupts.
@@ -243,16 +250,26 @@ impl<E: SlotEvents> super::ImsChip for SlotChip<E> {
 
     fn startup(&self, slot: u32, pasid: u32) {
         // Still masked: the IRQ core unmasks after startup.
-        self.update_ctrl(slot, |_| CTRL_MASK | CTRL_ENABLE | CTRL_PASID_EN | pasid << CTRL_PASID_SHIFT);
+        self.update_ctrl(slot, |_| {
+            CTRL_MASK | CTRL_ENABLE | CTRL_PASID_EN | pasid << CTRL_PASID_SHIFT
+        });
     }
 
     fn shutdown(&self, slot: u32) {
         self.update_ctrl(slot, |_| CTRL_MASK);
-        self.storage.write_msg(slot, MsiMsg { address: 0, data: 0 });
+        self.storage.write_msg(
+            slot,
+            MsiMsg {
+                address: 0,
+                data: 0,
+            },
+        );
     }
 
     fn set_pasid(&self, slot: u32, pasid: u32) {
-        self.update_ctrl(slot, |c| (c & ((1 << CTRL_PASID_SHIFT) - 1)) | CTRL_PASID_EN | pasid << CTRL_PASID_SHIFT);
+        self.update_ctrl(slot, |c| {
+            (c & ((1 << CTRL_PASID_SHIFT) - 1)) | CTRL_PASID_EN | pasid << CTRL_PASID_SHIFT
+        });
     }
 
     fn handle(&self, slot: u32) -> IrqReturn {

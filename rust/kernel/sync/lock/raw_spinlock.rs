@@ -40,7 +40,11 @@ unsafe impl Backend for RawSpinLockIrqBackend {
     type GuardState = c_ulong;
 
     #[inline]
-    unsafe fn init(ptr: *mut Self::State, name: *const crate::ffi::c_char, key: *mut bindings::lock_class_key) {
+    unsafe fn init(
+        ptr: *mut Self::State,
+        name: *const crate::ffi::c_char,
+        key: *mut bindings::lock_class_key,
+    ) {
         // SAFETY: The safety requirements ensure that `ptr` is valid for
         // writes, and `name` and `key` valid for reads indefinitely.
         unsafe { bindings::__raw_spin_lock_init_irqsave(ptr, name, key) }
