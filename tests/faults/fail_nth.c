@@ -318,6 +318,76 @@ static int iommu_remains(const char *iommu, const char *edu, char *what, size_t 
 	return -1;
 }
 
+/*
+ * The IOMMU's own registers, read from user space through its BAR (the
+ * PCI resource file), as a device sees them: after a failed bind the
+ * IOMMU must be off, translating nothing (DDTP mode Off) and using no
+ * queue (CQCSR, FQCSR and PQCSR neither enabled nor on), for it would
+ * otherwise go on writing fault records and reading commands from memory
+ * the failed probe freed. Memory decoding is turned on for the reads if
+ * the failed probe left it off. 0 when off, -1 with `what` saying why.
+ */
+#define REG_CAPS	0x00
+#define REG_DDTP	0x10
+#define DDTP_MODE	0xfULL
+static const struct { const char *name; int off; uint32_t on; } iommu_queues[] = {
+	{ "cqcsr", 0x48, 1u << 0 | 1u << 16 },	/* cqen, cqon */
+	{ "fqcsr", 0x4c, 1u << 0 | 1u << 16 },	/* fqen, fqon */
+	{ "pqcsr", 0x50, 1u << 0 | 1u << 16 },	/* pqen, pqon */
+};
+
+static int iommu_regs_off(const char *bdf, char *what, size_t len)
+{
+	char path[256];
+	unsigned char cmd[2];
+	volatile uint32_t *r;
+	int fd, ret = 0, decode;
+	uint64_t ddtp;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pread(fd, cmd, 2, 4) != 2) {
+		snprintf(what, len, "cannot read %s", path);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	decode = cmd[0] & 2;	/* PCI_COMMAND_MEMORY */
+	if (!decode)
+		msr_pci_config_write32(bdf, 4, cmd[0] | cmd[1] << 8 | 2);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	fd = open(path, O_RDONLY | O_SYNC | O_CLOEXEC);
+	r = fd < 0 ? MAP_FAILED : mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (r == MAP_FAILED) {
+		snprintf(what, len, "cannot map %s: %s", path, strerror(errno));
+		ret = -1;
+		goto out;
+	}
+	/* Registers are what they say only if this is the IOMMU, v1.0. */
+	ddtp = r[REG_DDTP / 4] | (uint64_t)r[REG_DDTP / 4 + 1] << 32;
+	if ((r[REG_CAPS / 4] & 0xff) != 0x10) {
+		snprintf(what, len, "capabilities read %#x: not the IOMMU's registers", r[REG_CAPS / 4]);
+		ret = -1;
+	} else if (ddtp & DDTP_MODE) {
+		snprintf(what, len, "ddtp %#llx: translation on", (unsigned long long)ddtp);
+		ret = -1;
+	}
+	for (size_t i = 0; !ret && i < sizeof(iommu_queues) / sizeof(iommu_queues[0]); i++)
+		if (r[iommu_queues[i].off / 4] & iommu_queues[i].on) {
+			snprintf(what, len, "%s %#x: queue on", iommu_queues[i].name,
+				 r[iommu_queues[i].off / 4]);
+			ret = -1;
+		}
+	munmap((void *)r, PAGE);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (!decode)
+		msr_pci_config_write32(bdf, 4, cmd[0] | cmd[1] << 8);
+	return ret;
+}
+
 FIXTURE(iommu)
 {
 	char iommu[32], edu[32];
@@ -349,12 +419,19 @@ FIXTURE_TEARDOWN(iommu)
 TEST_F_TIMEOUT(iommu, probe, 900)
 {
 	char path[256], what[64];
-	int n, injected = 0, absorbed = 0;
+	int n, injected = 0, absorbed = 0, failed = 0;
 
 	ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) TH_LOG("unbound: %s", what);
+	ASSERT_EQ(0, iommu_regs_off(self->iommu, what, sizeof(what))) TH_LOG("unbound: %s", what);
 	SWEEP(n, injected, msr_write(RISCV_IOMMU_DRV "/bind", self->iommu),
-	      ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) {
-		      TH_LOG("N=%d: failed bind, but %s", n, what);
+	      {
+		      ASSERT_EQ(0, iommu_remains(self->iommu, self->edu, what, sizeof(what))) {
+			      TH_LOG("N=%d: failed bind, but %s", n, what);
+		      }
+		      ASSERT_EQ(0, iommu_regs_off(self->iommu, what, sizeof(what))) {
+			      TH_LOG("N=%d: failed bind, but the IOMMU is not off: %s", n, what);
+		      }
+		      failed++;
 	      },
 	      {
 		      absorbed++;
@@ -363,9 +440,10 @@ TEST_F_TIMEOUT(iommu, probe, 900)
 			      TH_LOG("N=%d: unbound after an absorbed failure, but %s", n, what);
 		      }
 	      });
-	TH_LOG("IOMMU probe: %d injected failures (%d absorbed) before N=%d went through",
-	       injected, absorbed, n);
+	TH_LOG("IOMMU probe: %d injected failures (%d absorbed) before N=%d went through; "
+	       "registers read off after each of the %d failed binds", injected, absorbed, n, failed);
 	EXPECT_LT(100, injected);
+	EXPECT_LT(100, failed);
 
 	/* The bind that went through works: edu's DMA and MSI through it. */
 	EXPECT_EQ(1, msr_dir_entries("/sys/class/iommu"));
