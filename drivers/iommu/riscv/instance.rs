@@ -43,6 +43,9 @@ impl Instance {
     /// Brings up the IOMMU whose registers are `regs` and registers it.
     pub(crate) fn new(dev: &device::Device<Bound>, regs: Regs) -> Result<(Arc<Hw>, impl PinInit<Self, Error>)> {
         let hw = Arc::pin_init(Hw::new(dev, regs)?, GFP_KERNEL)?;
+        // From here on, dropping `hw` (on any failure below) turns the
+        // IOMMU off before its memory is freed.
+        hw.start(dev)?;
         let name = CString::try_from_fmt(fmt!("{}", dev.name()))?;
         // The MSI remapping domain exists from probe on, before any device
         // behind the IOMMU is probed, and never changes; without MSI page

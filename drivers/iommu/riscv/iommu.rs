@@ -46,7 +46,7 @@ use crate::{
         queue::Ring,
         ratelimit::RateLimit,
     },
-    mem::{errno, KernelMem},
+    mem::{errno, KernelMem, OwnedPages},
     regs::{self, REGS_SIZE},
 };
 
@@ -280,8 +280,8 @@ pub(crate) struct Hw {
 }
 
 impl Hw {
-    /// Brings the IOMMU up: checks its version, turns it off, starts the
-    /// command and fault queues and installs an empty device directory.
+    /// Reads what the IOMMU implements and allocates everything it will
+    /// use; writes nothing to it. [`Hw::start`] then turns it on.
     pub(crate) fn new<'a>(dev: &'a device::Device<Bound>, regs: Regs) -> Result<impl PinInit<Self, Error> + 'a> {
         // Probe may sleep (allocations): the registers through the bound
         // device, not through an RCU read-side section.
@@ -316,32 +316,16 @@ impl Hw {
             _ => None,
         };
 
-        // Start from a known state: translation off, queues off.
-        bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)))?;
-        bar.try_write_reg(regs::CQCSR::zeroed())?;
-        bar.try_write_reg(regs::FQCSR::zeroed())?;
-        // Interrupts are not used yet: MSI (not wired) signalling, all masked.
-        bar.try_write_reg(regs::FCTL::zeroed())?;
-
+        // Everything the IOMMU reads or writes exists before it is told
+        // where: a failure from here to the end frees it all, and the
+        // IOMMU has not seen any of it.
         // PANIC: the ring sizes are constants within 1..=31.
         let cq_ring = Ring::new(CQ_LOG2).expect("CQ_LOG2 is valid");
         let cq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * cq_ring.entries() as usize, GFP_KERNEL)?;
         let fence: Coherent<[u32]> = Coherent::zeroed_slice(dev, 1, GFP_KERNEL)?;
-        bar.try_write_reg(regs::CQB::from_raw(cq_ring.base_reg(cq_buf.dma_address())))?;
-        bar.try_write_reg(regs::CQT::zeroed())?;
-        bar.try_write_reg(regs::CQCSR::zeroed().with_cqen(true))?;
-        wait_reg(|| bar.try_read(regs::CQCSR).map(|r| r.cqon() && !r.busy()))
-            .inspect_err(|_| dev_err!(dev, "command queue does not start\n"))?;
-
         // PANIC: as above.
         let fq_ring = Ring::new(FQ_LOG2).expect("FQ_LOG2 is valid");
         let fq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 4 * fq_ring.entries() as usize, GFP_KERNEL)?;
-        bar.try_write_reg(regs::FQB::from_raw(fq_ring.base_reg(fq_buf.dma_address())))?;
-        bar.try_write_reg(regs::FQH::zeroed())?;
-        bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true))?;
-        wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
-            .inspect_err(|_| dev_err!(dev, "fault queue does not start\n"))?;
-
         // A page-request queue where the IOMMU has one (ATS): no device
         // context enables PRI, so a record there means a device asked for
         // a page anyway; it is reported and counted.
@@ -349,50 +333,17 @@ impl Hw {
             // PANIC: as above.
             let pq_ring = Ring::new(PQ_LOG2).expect("PQ_LOG2 is valid");
             let pq_buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * pq_ring.entries() as usize, GFP_KERNEL)?;
-            bar.try_write_reg(regs::PQB::from_raw(pq_ring.base_reg(pq_buf.dma_address())))?;
-            bar.try_write_reg(regs::PQH::zeroed())?;
-            bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true))?;
-            wait_reg(|| bar.try_read(regs::PQCSR).map(|r| r.pqon() && !r.busy()))
-                .inspect_err(|_| dev_err!(dev, "page-request queue does not start\n"))?;
             Some(FaultQueue { ring: pq_ring, buf: pq_buf })
         } else {
             None
         };
-
-        // The largest directory the IOMMU accepts.
-        let mut mem = KernelMem { atomic: false };
-        let root = PhysMem::alloc_pages(&mut mem, 0).map_err(errno)?;
-        let mut mode = DdtMode::Lvl3;
-        loop {
-            bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, root)))?;
-            wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
-            let got = bar.try_read(regs::DDTP)?.mode().get();
-            if got == mode as u64 {
-                break;
-            }
-            mode = match mode.smaller() {
-                Some(m) => m,
-                None => {
-                    dev_err!(dev, "no device-directory mode accepted\n");
-                    PhysMem::free_pages(&mut mem, root, 0);
-                    return Err(ENODEV);
-                }
-            };
-        }
-        dev_info!(
-            dev,
-            "RISC-V IOMMU v1.0: caps {:#x}, {}-level directory, {} contexts, paging {:?}, MSI tables: {}\n",
-            caps.into_raw(),
-            mode.levels(),
-            if extended { "extended" } else { "base" },
-            paging_mode,
-            if extended { "flat" } else { "none" }
-        );
-
         let mut ids = KVec::new();
         // 65536 context ids; id 0 stays reserved for contexts without one.
         ids.extend_from_slice(&[0u64; 1024], GFP_KERNEL)?;
         ids[0] = 1;
+        // The root directory, handed to `ddt` (which `drop` frees) by the
+        // initialiser, after which nothing can fail.
+        let root = OwnedPages::alloc(0)?;
 
         Ok(try_pin_init!(Self {
             dev: dev.into(),
@@ -408,7 +359,8 @@ impl Hw {
             fq_state <- new_spinlock!(FaultLog::new(), "Hw::fq_state"),
             pq,
             pq_head <- new_spinlock!(0, "Hw::pq_head"),
-            ddt <- new_mutex!(Directory { root, mode }, "Hw::ddt"),
+            // The mode is the largest the IOMMU accepts, found by `start`.
+            ddt <- new_mutex!(Directory { root: root.into_raw(), mode: DdtMode::Off }, "Hw::ddt"),
             domains <- new_mutex!(KVec::new(), "Hw::domains"),
             ids <- new_spinlock!(ids, "Hw::ids"),
             stats: Stats {
@@ -420,6 +372,78 @@ impl Hw {
                 page_requests: Atomic::new(0),
             },
         }))
+    }
+
+    /// Turns the IOMMU on: starts the command, fault and page-request
+    /// queues and installs the empty device directory, in the largest mode
+    /// the IOMMU accepts. On failure the IOMMU is off again: translating
+    /// nothing, every queue disabled.
+    pub(crate) fn start(&self, dev: &device::Device<Bound>) -> Result {
+        let bar = self.regs.bound_io(dev)?;
+        let res = self.try_start(&bar);
+        if res.is_err() {
+            stop(&bar);
+        }
+        res
+    }
+
+    fn try_start(&self, bar: &Mmio<'_, Region<REGS_SIZE>>) -> Result {
+        // Start from a known state: translation off, queues off.
+        stop(bar);
+        // Interrupts are not used yet: MSI (not wired) signalling, all masked.
+        bar.try_write_reg(regs::FCTL::zeroed())?;
+
+        let q = &self.cmdq;
+        bar.try_write_reg(regs::CQB::from_raw(q.ring.base_reg(q.buf.dma_address())))?;
+        bar.try_write_reg(regs::CQT::zeroed())?;
+        bar.try_write_reg(regs::CQCSR::zeroed().with_cqen(true))?;
+        wait_reg(|| bar.try_read(regs::CQCSR).map(|r| r.cqon() && !r.busy()))
+            .inspect_err(|_| dev_err!(self.dev, "command queue does not start\n"))?;
+
+        let q = &self.fq;
+        bar.try_write_reg(regs::FQB::from_raw(q.ring.base_reg(q.buf.dma_address())))?;
+        bar.try_write_reg(regs::FQH::zeroed())?;
+        bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true))?;
+        wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
+            .inspect_err(|_| dev_err!(self.dev, "fault queue does not start\n"))?;
+
+        if let Some(q) = &self.pq {
+            bar.try_write_reg(regs::PQB::from_raw(q.ring.base_reg(q.buf.dma_address())))?;
+            bar.try_write_reg(regs::PQH::zeroed())?;
+            bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true))?;
+            wait_reg(|| bar.try_read(regs::PQCSR).map(|r| r.pqon() && !r.busy()))
+                .inspect_err(|_| dev_err!(self.dev, "page-request queue does not start\n"))?;
+        }
+
+        // The largest directory the IOMMU accepts.
+        let mut dir = self.ddt.lock();
+        let mut mode = DdtMode::Lvl3;
+        loop {
+            bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, dir.root)))?;
+            wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
+            let got = bar.try_read(regs::DDTP)?.mode().get();
+            if got == mode as u64 {
+                break;
+            }
+            mode = match mode.smaller() {
+                Some(m) => m,
+                None => {
+                    dev_err!(self.dev, "no device-directory mode accepted\n");
+                    return Err(ENODEV);
+                }
+            };
+        }
+        dir.mode = mode;
+        dev_info!(
+            self.dev,
+            "RISC-V IOMMU v1.0: caps {:#x}, {}-level directory, {} contexts, paging {:?}, MSI tables: {}\n",
+            self.caps,
+            mode.levels(),
+            if self.extended { "extended" } else { "base" },
+            self.paging_mode,
+            if self.extended { "flat" } else { "none" }
+        );
+        Ok(())
     }
 
     /// Queues `cmds` followed by an `IOFENCE.C` and waits for the fence, so
@@ -749,6 +773,16 @@ fn log_fault(dev: &device::Device, f: &FaultRecord) {
     );
 }
 
+/// Turns the IOMMU off: translation off first, which blocks all DMA, then
+/// every queue, so that nothing reads the directory or the queues any more.
+/// Errors are ignored: there is nothing else to try.
+fn stop(bar: &Mmio<'_, Region<REGS_SIZE>>) {
+    let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
+    let _ = bar.try_write_reg(regs::CQCSR::zeroed());
+    let _ = bar.try_write_reg(regs::FQCSR::zeroed());
+    let _ = bar.try_write_reg(regs::PQCSR::zeroed());
+}
+
 /// Polls a register condition for up to a second without sleeping.
 fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
     read_poll_timeout_atomic(cond, |ok: &bool| *ok, POLL_STEP, POLL_TRIES).map(|_| ())
@@ -764,12 +798,7 @@ impl PinnedDrop for Hw {
             dev_warn!(self.dev, "registers revoked before teardown; leaking the directory\n");
             return;
         };
-        let bar = guard.io();
-        // Off blocks all DMA; then nothing reads the directory or queues.
-        let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
-        let _ = bar.try_write_reg(regs::CQCSR::zeroed());
-        let _ = bar.try_write_reg(regs::FQCSR::zeroed());
-        let _ = bar.try_write_reg(regs::PQCSR::zeroed());
+        stop(&guard.io());
         let mut mem = KernelMem { atomic: false };
         ddt::free_directories(&mut mem, dir.root, dir.mode);
         PhysMem::free_pages(&mut mem, dir.root, 0);
