@@ -15,9 +15,9 @@ use kernel::{
 };
 
 use crate::{
-    instance::Instance,
-    iommu::{FaultIrq, Regs},
-    regs::REGS_SIZE, //
+    iommu::FaultIrq,
+    registered::Registered,
+    regs::{Regs, REGS_SIZE}, //
 };
 
 /// PCI class of an IOMMU (base system peripheral, IOMMU).
@@ -27,13 +27,13 @@ const IDS: [(u16, u16); 2] = [(0x1b36, 0x0014), (0x1efd, 0x0008)];
 
 pub(crate) struct RiscvIommuPci;
 
-/// Per-device data: the interrupt (freed first), then the IOMMU.
+/// Per-device data: the interrupt (freed first), then the registered IOMMU.
 #[pin_data]
 pub(crate) struct PciData<'bound> {
     #[pin]
     irq: ThreadedVector<'bound, FaultIrq>,
     #[pin]
-    instance: Instance,
+    registered: Registered,
 }
 
 kernel::pci_device_table!(
@@ -60,19 +60,19 @@ impl pci::Driver for RiscvIommuPci {
             // The IOMMU reads its queues and tables from memory.
             pdev.set_master();
             let bar = pdev.iomap_region_sized::<REGS_SIZE>(0, c"riscv_iommu")?;
-            let (hw, instance) = Instance::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
+            let (iommu, registered) = Registered::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
             let types = IrqTypes::default().with(IrqType::MsiX).with(IrqType::Msi);
-            let irq_hw = hw.clone();
+            let irq_iommu = iommu.clone();
             Ok(try_pin_init!(PciData {
-                instance <- instance,
+                registered <- registered,
                 // SAFETY: The vector is a pinned field of the driver data, which the
                 // driver core drops at unbind; it is never forgotten.
                 irq <- unsafe {
-                    ThreadedVector::new(pdev, types, irq::Flags::ONESHOT, c"riscv-iommu", try_pin_init!(FaultIrq { hw: irq_hw }))
+                    ThreadedVector::new(pdev, types, irq::Flags::ONESHOT, c"riscv-iommu", try_pin_init!(FaultIrq { iommu: irq_iommu }))
                 },
                 _: {
                     // One vector for every cause.
-                    hw.enable_fault_irq(false)?;
+                    iommu.enable_fault_irq(false)?;
                 },
             }))
         })

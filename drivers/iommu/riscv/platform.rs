@@ -12,9 +12,9 @@ use kernel::{
 };
 
 use crate::{
-    instance::Instance,
-    iommu::{FaultIrq, Regs},
-    regs::REGS_SIZE, //
+    iommu::FaultIrq,
+    registered::Registered,
+    regs::{Regs, REGS_SIZE}, //
 };
 
 pub(crate) struct RiscvIommuPlatform;
@@ -22,13 +22,13 @@ pub(crate) struct RiscvIommuPlatform;
 /// The fault queue's line among the node's `interrupts` (cq, fq, pm, pq).
 const FQ_IRQ_INDEX: u32 = 1;
 
-/// Per-device data: the interrupt (freed first), then the IOMMU.
+/// Per-device data: the interrupt (freed first), then the registered IOMMU.
 #[pin_data]
 pub(crate) struct PlatformData<'bound> {
     #[pin]
     irq: irq::ThreadedRegistration<'bound, FaultIrq>,
     #[pin]
-    instance: Instance,
+    registered: Registered,
 }
 
 kernel::of_device_table!(
@@ -71,10 +71,10 @@ impl platform::Driver for RiscvIommuPlatform {
                         dev_err!(dev, "register region {start:#x}+{size:#x} cannot be mapped: error {}\n", e.to_errno());
                     }
                 })?;
-            let (hw, instance) = Instance::new(dev, Regs::Platform(regs.into_devres()?))?;
-            let irq_hw = hw.clone();
+            let (iommu, registered) = Registered::new(dev, Regs::Platform(regs.into_devres()?))?;
+            let irq_iommu = iommu.clone();
             Ok(try_pin_init!(PlatformData {
-                instance <- instance,
+                registered <- registered,
                 // SAFETY: The registration is a pinned field of the driver data,
                 // which the driver core drops at unbind; it is never forgotten.
                 irq <- unsafe {
@@ -82,11 +82,11 @@ impl platform::Driver for RiscvIommuPlatform {
                         irq::Flags::ONESHOT,
                         FQ_IRQ_INDEX,
                         c"riscv-iommu",
-                        try_pin_init!(FaultIrq { hw: irq_hw }),
+                        try_pin_init!(FaultIrq { iommu: irq_iommu }),
                     )
                 },
                 _: {
-                    hw.enable_fault_irq(true)?;
+                    iommu.enable_fault_irq(true)?;
                 },
             }))
         })

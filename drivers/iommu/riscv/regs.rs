@@ -1,11 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The IOMMU's memory-mapped registers (spec chapter 6).
+//! The IOMMU's memory-mapped registers (spec chapter 6), and the register
+//! block behind whichever bus found the IOMMU.
 //!
 //! 64-bit registers are accessed with the runtime-checked `try_*` accessors:
 //! a PCI BAR region only allows 4-byte accesses through the compile-time path.
 
-use kernel::io::register;
+use kernel::{
+    device::{self, Bound},
+    devres::DevresGuard,
+    io::{
+        mem::{DevresExclusiveIoMem, ExclusiveIoMem},
+        register,
+        IoBase,
+        Mmio,
+        Region, //
+    },
+    pci,
+    prelude::*, //
+};
 
 register! {
     /// What the IOMMU implements.
@@ -208,3 +221,51 @@ register! {
 
 /// Size of the register file.
 pub(crate) const REGS_SIZE: usize = 0x1000;
+
+/// The IOMMU's register block, behind whichever bus found it.
+pub(crate) enum Regs {
+    /// BAR 0 of a PCI IOMMU.
+    Pci(pci::DevresBar<REGS_SIZE>),
+    /// The `reg` region of a platform (device-tree) IOMMU.
+    Platform(DevresExclusiveIoMem<REGS_SIZE>),
+}
+
+/// Access to the registers while the device is bound: an RCU read-side
+/// section, so it is held only around register accesses, never across sleeps.
+pub(crate) enum RegsGuard<'a> {
+    Pci(DevresGuard<'a, pci::Bar<'static, REGS_SIZE>>),
+    Platform(DevresGuard<'a, ExclusiveIoMem<'static, REGS_SIZE>>),
+}
+
+/// The register block as one MMIO view, whatever the bus.
+pub(crate) type RegsIo<'a> = Mmio<'a, Region<REGS_SIZE>>;
+
+impl Regs {
+    /// The registers, `None` once the device is unbound.
+    pub(crate) fn access(&self) -> Option<RegsGuard<'_>> {
+        match self {
+            Self::Pci(bar) => bar.try_access().map(RegsGuard::Pci),
+            Self::Platform(mem) => mem.try_access().map(RegsGuard::Platform),
+        }
+    }
+
+    /// The register block while `dev`, the IOMMU's device, is bound (it
+    /// cannot be revoked meanwhile): no RCU read-side section, so code
+    /// around it may sleep.
+    pub(crate) fn bound_io<'a>(&'a self, dev: &'a device::Device<Bound>) -> Result<RegsIo<'a>> {
+        match self {
+            Self::Pci(bar) => Ok(bar.access(dev)?.as_view()),
+            Self::Platform(mem) => Ok(mem.access(dev)?.as_view()),
+        }
+    }
+}
+
+impl RegsGuard<'_> {
+    /// The register block as one MMIO view, whatever the bus.
+    pub(crate) fn io(&self) -> RegsIo<'_> {
+        match self {
+            Self::Pci(bar) => (&**bar).as_view(),
+            Self::Platform(mem) => (&**mem).as_view(),
+        }
+    }
+}

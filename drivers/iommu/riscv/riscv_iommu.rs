@@ -8,16 +8,20 @@
 //! so that MSI page tables (which the IOMMU consults only for guest-physical
 //! addresses) can sit beside them.
 
-mod domain;
-// Shared with the host tests; MSI tables and the walker serve the MSI
-// remapping domain and debugfs, which come next.
-#[allow(dead_code)]
+mod command_queue;
+mod context_ids;
+mod debugfs;
+mod directory;
+mod fault_queue;
 mod hw;
-mod instance;
 mod iommu;
 mod mem;
+mod msi_page_table;
+mod ops;
+mod paging;
 mod pci;
 mod platform;
+mod registered;
 mod regs;
 mod remap;
 

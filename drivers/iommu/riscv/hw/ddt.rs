@@ -10,6 +10,7 @@ pub(crate) enum DdtMode {
     /// No inbound transaction allowed.
     Off = 0,
     /// No translation, no protection.
+    #[cfg_attr(not(test), expect(dead_code, reason = "never set by the driver; the host tests and walker use it"))]
     Bare = 1,
     /// One-level directory.
     Lvl1 = 2,
@@ -20,18 +21,6 @@ pub(crate) enum DdtMode {
 }
 
 impl DdtMode {
-    /// Decodes `ddtp.iommu_mode`.
-    pub(crate) fn from_raw(raw: u64) -> Option<Self> {
-        Some(match raw {
-            0 => Self::Off,
-            1 => Self::Bare,
-            2 => Self::Lvl1,
-            3 => Self::Lvl2,
-            4 => Self::Lvl3,
-            _ => return None,
-        })
-    }
-
     /// Directory levels (0 for Off and Bare).
     pub(crate) const fn levels(self) -> u32 {
         match self {
@@ -204,10 +193,6 @@ pub(crate) struct DeviceContext {
 impl DeviceContext {
     /// `tc.V`: the context is valid.
     pub(crate) const TC_V: u64 = 1 << 0;
-    /// `tc.DTF`: disable reporting of faults through the fault queue.
-    pub(crate) const TC_DTF: u64 = 1 << 4;
-    /// `tc.PDTV`: `fsc` holds a process-directory pointer.
-    pub(crate) const TC_PDTV: u64 = 1 << 5;
     /// `msiptp.MODE` Flat.
     pub(crate) const MSIPTP_FLAT: u64 = 1 << 60;
 

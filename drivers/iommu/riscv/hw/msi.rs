@@ -22,6 +22,7 @@ pub(crate) const fn flat_pte(pa: u64) -> [u64; 2] {
 
 /// The interrupt file a flat MSI PTE redirects to, `None` if it is invalid
 /// or not flat.
+#[cfg_attr(not(test), expect(dead_code, reason = "decodes entries for the host tests"))]
 pub(crate) const fn flat_target(pte: [u64; 2]) -> Option<u64> {
     if pte[0] & MSI_PTE_V == 0 || (pte[0] >> MSI_PTE_M_SHIFT) & 3 != MSI_PTE_M_FLAT || pte[0] >> 63 != 0 {
         return None;

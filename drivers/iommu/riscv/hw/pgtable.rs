@@ -68,6 +68,7 @@ impl PageTable {
     }
 
     /// The table's translation mode.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests check it"))]
     pub(crate) fn mode(&self) -> Mode {
         self.mode
     }

@@ -79,6 +79,7 @@ pub(crate) struct Prot {
     pub(crate) write: bool,
 }
 
+#[cfg_attr(not(test), expect(dead_code, reason = "permissions the host tests map with"))]
 impl Prot {
     /// Read and write.
     pub(crate) const RW: Self = Self { read: true, write: true };
@@ -105,6 +106,7 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// All modes, first stage then second.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests and walker iterate over them"))]
     pub(crate) const ALL: [Self; 6] =
         [Self::Sv39, Self::Sv48, Self::Sv57, Self::Sv39x4, Self::Sv48x4, Self::Sv57x4];
 

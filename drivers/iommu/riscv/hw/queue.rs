@@ -31,11 +31,6 @@ impl Ring {
         1 << self.log2
     }
 
-    /// `log2` of the number of entries.
-    pub(crate) const fn log2(self) -> u32 {
-        self.log2
-    }
-
     /// The index after `i`.
     pub(crate) const fn next(self, i: u32) -> u32 {
         (i + 1) & (self.entries() - 1)
@@ -57,6 +52,7 @@ impl Ring {
         (self.log2 - 1) as u64 | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10
     }
 
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests size rings with it"))]
     /// Page order of a ring of entries of `entry_size` bytes (at least a page).
     pub(crate) const fn order(self, entry_size: u32) -> u32 {
         let bytes_log2 = self.log2 + entry_size.trailing_zeros();

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device directory (spec 2.1): where the IOMMU finds each device's
+//! context, by requester id.
+
+use kernel::{
+    io::Io,
+    device,
+    new_mutex,
+    prelude::*,
+    sync::{Mutex, MutexGuard},
+};
+
+use crate::{
+    hw::{
+        cmd::Command,
+        ddt::{self, DdtMode, DeviceContext},
+        mem::PhysMem,
+    },
+    iommu::wait_reg,
+    mem::{errno, KernelMem, OwnedPages},
+    regs::{self, RegsIo},
+};
+
+/// The directory's tables as the IOMMU uses them.
+pub(crate) struct Tables {
+    /// The root directory page.
+    root: u64,
+    /// Its mode: `Off` until [`Directory::start`] found the largest one
+    /// the IOMMU accepts.
+    pub(crate) mode: DdtMode,
+    /// The pages are left to the IOMMU, never freed ([`Directory::leak`]).
+    leaked: bool,
+}
+
+/// The device directory.
+///
+/// # Invariants
+///
+/// `tables.root` is a page this object owns, freed when it is dropped
+/// unless leaked; every valid non-leaf entry below it points to a page it
+/// owns too.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Directory {
+    /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
+    pub(crate) extended: bool,
+    /// Serialises directory updates; only in process context.
+    #[pin]
+    tables: Mutex<Tables>,
+}
+
+impl Directory {
+    /// Allocates an empty root directory; the IOMMU does not know it
+    /// before [`Directory::start`].
+    pub(crate) fn new(extended: bool) -> Result<impl PinInit<Self, Error>> {
+        // Handed to `tables`, after which nothing can fail.
+        let root = OwnedPages::alloc(0)?;
+        Ok(try_pin_init!(Self {
+            extended,
+            // INVARIANT: the root comes from `OwnedPages`, owned from here.
+            tables <- new_mutex!(Tables { root: root.into_raw(), mode: DdtMode::Off, leaked: false }, "Directory::tables"),
+        }))
+    }
+
+    /// Installs the directory in the largest mode the IOMMU accepts (3, 2
+    /// or 1 levels, falling back on what `ddtp` reads back).
+    pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
+        let mut t = self.tables.lock();
+        let mut mode = DdtMode::Lvl3;
+        loop {
+            bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, t.root)))?;
+            wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
+            let got = bar.try_read(regs::DDTP)?.mode().get();
+            if got == mode as u64 {
+                break;
+            }
+            mode = match mode.smaller() {
+                Some(m) => m,
+                None => {
+                    dev_err!(dev, "no device-directory mode accepted\n");
+                    return Err(ENODEV);
+                }
+            };
+        }
+        t.mode = mode;
+        Ok(())
+    }
+
+    /// The tables, locked.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock()
+    }
+
+    /// Whether requester id `id` has a place in the directory.
+    pub(crate) fn fits(&self, t: &Tables, id: u32) -> bool {
+        ddt::fits(id, t.mode, self.extended)
+    }
+
+    /// Makes the directory path to device `id`'s context, allocating the
+    /// missing intermediate directories (kept until the IOMMU goes).
+    pub(crate) fn prepare_context(&self, t: &Tables, id: u32) -> Result {
+        let mut mem = KernelMem { atomic: false };
+        ddt::dc_address(&mut mem, t.root, t.mode, self.extended, id, true).map_err(errno)?;
+        Ok(())
+    }
+
+    /// Writes device `id`'s context: first invalidating a valid one, so the
+    /// IOMMU never uses a half-written context, then the new one; `sync`
+    /// submits the IOMMU's invalidation of its copy and waits for it.
+    pub(crate) fn set_context(
+        &self,
+        t: &Tables,
+        id: u32,
+        dc: &DeviceContext,
+        sync: impl Fn(&[Command]) -> Result,
+    ) -> Result {
+        let mut mem = KernelMem { atomic: false };
+        // Never allocates: `prepare_context` made the path when the device
+        // was probed, so attaching (which the core forbids to fail the first
+        // time) cannot run out of memory.
+        let pa = ddt::dc_address(&mut mem, t.root, t.mode, self.extended, id, false)
+            .map_err(errno)?
+            .ok_or(EINVAL)?;
+        let old = DeviceContext::read(&mem, pa, self.extended);
+        if old.tc & DeviceContext::TC_V != 0 {
+            let mut off = old;
+            off.tc = 0;
+            off.write(&mut mem, pa, self.extended);
+            sync(&[Command::iodir_inval_ddt(Some(id))])?;
+        }
+        dc.write(&mut mem, pa, self.extended);
+        sync(&[Command::iodir_inval_ddt(Some(id))])
+    }
+
+    /// Calls `f(id, context)` for every valid device context, in id order.
+    pub(crate) fn for_each_context(&self, t: &Tables, f: &mut dyn FnMut(u32, DeviceContext)) {
+        ddt::for_each_context(&KernelMem { atomic: false }, t.root, t.mode, self.extended, f);
+    }
+
+    /// Leaves the directory to the IOMMU for good: dropping it frees
+    /// nothing, for an IOMMU that could not be turned off may still read it.
+    pub(crate) fn leak(&self) {
+        self.tables.lock().leaked = true;
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Directory {
+    /// Frees every directory page. The IOMMU's owner turned it off first
+    /// (or leaked the directory): nothing reads it any more.
+    fn drop(self: Pin<&mut Self>) {
+        let t = self.tables.lock();
+        if t.leaked {
+            return;
+        }
+        let mut mem = KernelMem { atomic: false };
+        ddt::free_directories(&mut mem, t.root, t.mode);
+        PhysMem::free_pages(&mut mem, t.root, 0);
+    }
+}

@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Paging domains: an IO page table of the IOMMU's paging mode, with its
+//! context id, as the core maps and unmaps through it
+//! (`struct iommu_domain_ops`).
+
+use kernel::{
+    device::Device,
+    iommu::{
+        driver::{IotlbGather, PagingDomain, Prot},
+        trace, //
+    },
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        atomic::Relaxed,
+        Arc,
+        SpinLockIrq, //
+    },
+};
+
+use crate::{
+    hw::{
+        cmd::Command,
+        ddt::DeviceContext,
+        pgtable::PageTable,
+        pte::{self, Mode},
+        PAGE_SIZE,
+    },
+    iommu::{DomainInfo, Iommu},
+    mem::{errno, KernelMem},
+    ops::{IommuOps, Master},
+};
+
+/// Above this many pages an unmap invalidates the whole context rather
+/// than page by page.
+const INVAL_PAGES_MAX: u64 = 32;
+
+/// A translating domain.
+///
+/// # Invariants
+///
+/// `id` is a context id allocated from `iommu` for this domain alone (GSCID for a
+/// second-stage table, PSCID for a first-stage one); `pt` is `Some` until drop.
+pub(crate) struct Paging {
+    iommu: Arc<Iommu>,
+    id: u32,
+    /// Map and unmap may run concurrently, in atomic context and in hard
+    /// interrupts (drivers unmap DMA from their handlers): interrupts off.
+    pt: Pin<KBox<SpinLockIrq<Option<PageTable>>>>,
+    mode: Mode,
+    root: u64,
+}
+
+impl Paging {
+    pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
+        let mode = iommu.paging_mode;
+        let pt = KBox::pin_init(new_spinlock_irq!(None, "Paging::pt"), GFP_KERNEL)?;
+        let id = iommu.ids.alloc()?;
+        let table = match PageTable::new(&mut KernelMem { atomic: false }, mode) {
+            Ok(table) => table,
+            Err(e) => {
+                iommu.ids.free(id);
+                return Err(errno(e));
+            }
+        };
+        let root = table.root();
+        *pt.lock() = Some(table);
+        // INVARIANT: `id` was just allocated, `pt` holds the table. From here
+        // on, dropping `this` undoes everything.
+        let this = Self { iommu, id, pt, mode, root };
+        // The id may have served a freed domain: drop what the IOTLB holds.
+        this.iommu.submit_sync(&[Self::inval_all(mode, id)])?;
+        this.iommu.domains.lock().push(DomainInfo { id, mode, root }, GFP_KERNEL)?;
+        Ok(this)
+    }
+
+    fn inval_all(mode: Mode, id: u32) -> Command {
+        if mode.is_second_stage() {
+            // CAST: GSCIDs are 16 bits; `alloc_id` hands out fewer than 65536.
+            Command::iotinval_gvma(Some(id as u16), None)
+        } else {
+            Command::iotinval_vma(None, Some(id), None)
+        }
+    }
+
+    fn inval_page(&self, iova: u64) -> Command {
+        trace::iotlb_inv(&self.iommu.dev, self.id, iova, PAGE_SIZE);
+        if self.mode.is_second_stage() {
+            // CAST: as in `inval_all`.
+            Command::iotinval_gvma(Some(self.id as u16), Some(iova))
+        } else {
+            Command::iotinval_vma(None, Some(self.id), Some(iova))
+        }
+    }
+
+    /// Invalidates every cached translation of the domain and waits.
+    fn flush_all(&self) -> Result {
+        trace::iotlb_inv(&self.iommu.dev, self.id, 0, 0);
+        self.iommu.submit_sync(&[Self::inval_all(self.mode, self.id)])
+    }
+
+    fn context(&self) -> DeviceContext {
+        if self.mode.is_second_stage() {
+            // CAST: as in `inval_all`.
+            DeviceContext::second_stage(self.mode, self.root, self.id as u16)
+        } else {
+            DeviceContext::first_stage(self.mode, self.root, self.id)
+        }
+    }
+}
+
+impl PagingDomain for Paging {
+    type Driver = IommuOps;
+
+    fn pgsize_bitmap(&self) -> u64 {
+        Mode::PGSIZE_BITMAP
+    }
+
+    fn aperture_end(&self) -> u64 {
+        self.mode.aperture_end() - 1
+    }
+
+    fn attach(&self, iommu: &IommuOps, dev: &Device, master: &Master) -> Result {
+        dev_dbg!(dev, "attach paging domain {:?} id {} root {:#x}\n", self.mode, self.id, self.root);
+        iommu.set_contexts(master, &self.context())
+    }
+
+    fn map_pages(&self, iova: u64, pa: u64, pgsize: u64, count: u64, prot: Prot, _atomic: bool) -> (u64, Result) {
+        let guard = self.pt.lock();
+        let Some(pt) = guard.as_ref() else { return (0, Err(ENODEV)) };
+        let prot = pte::Prot { read: prot.read(), write: prot.write() };
+        // Under the spinlock allocations never sleep.
+        let (n, res) = pt.map_pages(&mut KernelMem { atomic: true }, iova, pa, pgsize, count, prot);
+        (n, res.map_err(errno))
+    }
+
+    fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64 {
+        let guard = self.pt.lock();
+        let Some(pt) = guard.as_ref() else { return 0 };
+        let n = pt.unmap_pages(&mut KernelMem { atomic: true }, iova, pgsize, count);
+        if n > 0 {
+            gather.add_range(iova, n);
+        }
+        n
+    }
+
+    fn iotlb_sync(&self, gather: &IotlbGather<'_>) {
+        let Some((start, end)) = gather.range() else { return };
+        self.iommu.stats.unmap_syncs.fetch_add(1, Relaxed);
+        let pages = (end - start).div_ceil(PAGE_SIZE);
+        let res = if pages <= INVAL_PAGES_MAX {
+            let mut cmds = [Command::iofence(None); INVAL_PAGES_MAX as usize];
+            for (i, cmd) in cmds.iter_mut().take(pages as usize).enumerate() {
+                *cmd = self.inval_page(start + i as u64 * PAGE_SIZE);
+            }
+            self.iommu.submit_sync(&cmds[..pages as usize])
+        } else {
+            self.flush_all()
+        };
+        if let Err(e) = res {
+            dev_err!(self.iommu.dev, "IOTLB invalidation failed: {:?}\n", e);
+        }
+    }
+
+    fn flush_iotlb_all(&self) {
+        if let Err(e) = self.flush_all() {
+            dev_err!(self.iommu.dev, "IOTLB flush failed: {:?}\n", e);
+        }
+    }
+
+    fn iova_to_phys(&self, iova: u64) -> u64 {
+        let guard = self.pt.lock();
+        guard
+            .as_ref()
+            .and_then(|pt| pt.iova_to_phys(&KernelMem { atomic: true }, iova))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Paging {
+    fn drop(&mut self) {
+        // No device uses the domain any more; drop its cached translations
+        // before its id or its tables are reused.
+        let _ = self.flush_all();
+        // Off the debugfs list before the tables go.
+        let mut domains = self.iommu.domains.lock();
+        domains.retain(|d| d.id != self.id);
+        drop(domains);
+        if let Some(pt) = self.pt.lock().take() {
+            pt.destroy(&mut KernelMem { atomic: false });
+        }
+        self.iommu.ids.free(self.id);
+    }
+}
