@@ -61,7 +61,8 @@ impl CommandQueue {
     pub(crate) fn new(dev: &device::Device<Bound>) -> Result<impl PinInit<Self, Error>> {
         // PANIC: the ring size is a constant within 1..=31.
         let ring = Ring::new(CQ_LOG2).expect("CQ_LOG2 is valid");
-        let buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * ring.entries() as usize, GFP_KERNEL)?;
+        let buf: Coherent<[u64]> =
+            Coherent::zeroed_slice(dev, 2 * ring.entries() as usize, GFP_KERNEL)?;
         let fence: Coherent<[u32]> = Coherent::zeroed_slice(dev, 1, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             ring,
@@ -76,7 +77,9 @@ impl CommandQueue {
 
     /// Points the IOMMU at the queue and enables it.
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::CQB::from_raw(self.ring.base_reg(self.buf.dma_address())))?;
+        bar.try_write_reg(regs::CQB::from_raw(
+            self.ring.base_reg(self.buf.dma_address()),
+        ))?;
         bar.try_write_reg(regs::CQT::zeroed())?;
         bar.try_write_reg(regs::CQCSR::zeroed().with_cqen(true))?;
         wait_reg(|| bar.try_read(regs::CQCSR).map(|r| r.cqon() && !r.busy()))
@@ -85,7 +88,12 @@ impl CommandQueue {
 
     /// Queues `cmds` followed by an `IOFENCE.C` and waits for the fence, so
     /// every command has taken effect when this returns. Never sleeps.
-    pub(crate) fn submit_sync(&self, regs: &Regs, dev: &device::Device, cmds: &[Command]) -> Result {
+    pub(crate) fn submit_sync(
+        &self,
+        regs: &Regs,
+        dev: &device::Device,
+        cmds: &[Command],
+    ) -> Result {
         let mut st = self.state.lock();
         st.seq = st.seq.wrapping_add(1);
         let seq = st.seq;

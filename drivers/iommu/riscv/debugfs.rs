@@ -26,12 +26,18 @@ pub(crate) struct DebugData {
 pub(crate) type DebugDir = Pin<KBox<debugfs::Scope<DebugData>>>;
 
 /// Creates `riscv_iommu/<name>/` and its files.
-pub(crate) fn create(name: &CStr, iommu: Arc<Iommu>, remap: Option<Arc<Remapper>>) -> Result<DebugDir> {
+pub(crate) fn create(
+    name: &CStr,
+    iommu: Arc<Iommu>,
+    remap: Option<Arc<Remapper>>,
+) -> Result<DebugDir> {
     let data = DebugData { iommu, remap };
     KBox::pin_init(
         debugfs::Dir::new(c"riscv_iommu").scope(data, name, |d, dir| {
             dir.read_callback_file(c"stats", d, &|d: &DebugData, f| show_stats(&d.iommu, f));
-            dir.read_callback_file(c"contexts", d, &|d: &DebugData, f| show_contexts(&d.iommu, f));
+            dir.read_callback_file(c"contexts", d, &|d: &DebugData, f| {
+                show_contexts(&d.iommu, f)
+            });
             dir.read_callback_file(c"domains", d, &|d: &DebugData, f| show_domains(&d.iommu, f));
             dir.read_callback_file(c"msi", d, &|d: &DebugData, f| match &d.remap {
                 Some(r) => r.show(f),
@@ -68,7 +74,15 @@ fn show_stats(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     writeln!(f, "syncs {}", syncs)?;
     writeln!(f, "unmap_syncs {}", iommu.stats.unmap_syncs.load(Relaxed))?;
     writeln!(f, "interrupts {}", iommu.stats.interrupts.load(Relaxed))?;
-    writeln!(f, "page_request_queue {}", if page_requests.is_some() { "on" } else { "none" })?;
+    writeln!(
+        f,
+        "page_request_queue {}",
+        if page_requests.is_some() {
+            "on"
+        } else {
+            "none"
+        }
+    )?;
     writeln!(f, "page_requests {}", page_requests.unwrap_or(0))?;
     writeln!(f, "faults {}", faults)
 }

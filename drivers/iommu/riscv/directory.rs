@@ -4,8 +4,8 @@
 //! context, by requester id.
 
 use kernel::{
-    io::Io,
     device,
+    io::Io,
     new_mutex,
     prelude::*,
     sync::{Mutex, MutexGuard},
@@ -134,7 +134,13 @@ impl Directory {
 
     /// Calls `f(id, context)` for every valid device context, in id order.
     pub(crate) fn for_each_context(&self, t: &Tables, f: &mut dyn FnMut(u32, DeviceContext)) {
-        ddt::for_each_context(&KernelMem { atomic: false }, t.root, t.mode, self.extended, f);
+        ddt::for_each_context(
+            &KernelMem { atomic: false },
+            t.root,
+            t.mode,
+            self.extended,
+            f,
+        );
     }
 
     /// Leaves the directory to the IOMMU for good: dropping it frees

@@ -5,10 +5,10 @@
 //! thread (and when debugfs `stats` is read).
 
 use kernel::{
-    io::Io,
     device::{self, Bound},
     dma::Coherent,
     io::io_read,
+    io::Io,
     new_spinlock,
     prelude::*,
     sync::{
@@ -88,7 +88,8 @@ impl FaultQueue {
     pub(crate) fn new(dev: &device::Device<Bound>) -> Result<impl PinInit<Self, Error>> {
         // PANIC: the ring size is a constant within 1..=31.
         let ring = Ring::new(FQ_LOG2).expect("FQ_LOG2 is valid");
-        let buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, RECORD_WORDS * ring.entries() as usize, GFP_KERNEL)?;
+        let buf: Coherent<[u64]> =
+            Coherent::zeroed_slice(dev, RECORD_WORDS * ring.entries() as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             ring,
             // INVARIANT: `RECORD_WORDS` words per entry.
@@ -100,7 +101,9 @@ impl FaultQueue {
 
     /// Points the IOMMU at the queue and enables it (interrupt masked).
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::FQB::from_raw(self.ring.base_reg(self.buf.dma_address())))?;
+        bar.try_write_reg(regs::FQB::from_raw(
+            self.ring.base_reg(self.buf.dma_address()),
+        ))?;
         bar.try_write_reg(regs::FQH::zeroed())?;
         bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true))?;
         wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
@@ -113,7 +116,9 @@ impl FaultQueue {
         let mut st = self.log.lock();
         let Some(guard) = regs.access() else { return };
         let bar = guard.io();
-        let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else { return };
+        let Ok(tail) = bar.try_read(regs::FQT).map(|t| t.index().get()) else {
+            return;
+        };
         let now = st.now_ms();
         while st.head != tail {
             // CAST: `head` is below the ring size.
@@ -141,7 +146,11 @@ impl FaultQueue {
         if let Ok(csr) = bar.try_read(regs::FQCSR) {
             if csr.fqof() || csr.fqmf() {
                 if st.errors.allow(now).0 {
-                    let what = if csr.fqof() { "overflowed" } else { "memory fault" };
+                    let what = if csr.fqof() {
+                        "overflowed"
+                    } else {
+                        "memory fault"
+                    };
                     dev_warn!(dev, "fault queue {} (fqcsr {:#x})\n", what, csr.into_raw());
                 }
                 // The status bits are write-1-to-clear.
@@ -190,7 +199,8 @@ impl PageRequestQueue {
     pub(crate) fn new(dev: &device::Device<Bound>) -> Result<impl PinInit<Self, Error>> {
         // PANIC: the ring size is a constant within 1..=31.
         let ring = Ring::new(PQ_LOG2).expect("PQ_LOG2 is valid");
-        let buf: Coherent<[u64]> = Coherent::zeroed_slice(dev, 2 * ring.entries() as usize, GFP_KERNEL)?;
+        let buf: Coherent<[u64]> =
+            Coherent::zeroed_slice(dev, 2 * ring.entries() as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             ring,
             // INVARIANT: two words per entry.
@@ -202,7 +212,9 @@ impl PageRequestQueue {
 
     /// Points the IOMMU at the queue and enables it (interrupt masked).
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::PQB::from_raw(self.ring.base_reg(self.buf.dma_address())))?;
+        bar.try_write_reg(regs::PQB::from_raw(
+            self.ring.base_reg(self.buf.dma_address()),
+        ))?;
         bar.try_write_reg(regs::PQH::zeroed())?;
         bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true))?;
         wait_reg(|| bar.try_read(regs::PQCSR).map(|r| r.pqon() && !r.busy()))
@@ -214,11 +226,18 @@ impl PageRequestQueue {
         let mut head = self.head.lock();
         let Some(guard) = regs.access() else { return };
         let bar = guard.io();
-        let Ok(tail) = bar.try_read(regs::PQT).map(|t| t.index().get()) else { return };
+        let Ok(tail) = bar.try_read(regs::PQT).map(|t| t.index().get()) else {
+            return;
+        };
         while *head != tail {
             // CAST: `head` is below the ring size.
             let slot = 2 * *head as usize;
-            let read = || -> Result<[u64; 2]> { Ok([io_read!(&self.buf, [try: slot]), io_read!(&self.buf, [try: slot + 1])]) };
+            let read = || -> Result<[u64; 2]> {
+                Ok([
+                    io_read!(&self.buf, [try: slot]),
+                    io_read!(&self.buf, [try: slot + 1]),
+                ])
+            };
             let Ok(w) = read() else { return };
             if self.requests.fetch_add(1, Relaxed) < PAGE_REQUESTS_LOGGED {
                 // Spec 4.3: device id in bits 63:40, PASID in 31:12 of word 0;
@@ -236,7 +255,11 @@ impl PageRequestQueue {
         let _ = bar.try_write_reg(regs::PQH::from_raw(*head));
         if let Ok(csr) = bar.try_read(regs::PQCSR) {
             if csr.pqof() || csr.pqmf() {
-                dev_warn!(dev, "page-request queue error (pqcsr {:#x})\n", csr.into_raw());
+                dev_warn!(
+                    dev,
+                    "page-request queue error (pqcsr {:#x})\n",
+                    csr.into_raw()
+                );
                 // The status bits are write-1-to-clear.
                 let _ = bar.try_write_reg(csr);
             }

@@ -5,7 +5,10 @@
 //! The same `hw.rs` and `hw/` files compile into the kernel module; here they
 //! are checked against a model of memory and mappings, and against `hw::walk`.
 
-#![allow(dead_code, reason = "only `hw` is built here: parts of it only the driver uses")]
+#![allow(
+    dead_code,
+    reason = "only `hw` is built here: parts of it only the driver uses"
+)]
 
 mod hw;
 

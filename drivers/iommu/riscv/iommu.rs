@@ -6,9 +6,9 @@
 //! hardware needs.
 
 use kernel::{
-    io::Io,
     device::{self, Bound},
     io::poll::read_poll_timeout_atomic,
+    io::Io,
     irq::{imsic, IrqReturn, ThreadedHandler},
     new_mutex,
     prelude::*,
@@ -105,7 +105,10 @@ pub(crate) struct Iommu {
 impl Iommu {
     /// Reads what the IOMMU implements and allocates everything it will
     /// use; writes nothing to it. [`Iommu::start`] then turns it on.
-    pub(crate) fn new<'a>(dev: &'a device::Device<Bound>, regs: Regs) -> Result<impl PinInit<Self, Error> + 'a> {
+    pub(crate) fn new<'a>(
+        dev: &'a device::Device<Bound>,
+        regs: Regs,
+    ) -> Result<impl PinInit<Self, Error> + 'a> {
         // Probe may sleep (allocations): the registers through the bound
         // device, not through an RCU read-side section.
         let bar = regs.bound_io(dev)?;
@@ -214,12 +217,18 @@ impl Iommu {
 
     /// The command queue's counters: commands queued, fences waited for.
     pub(crate) fn command_counts(&self) -> (u64, u64) {
-        (self.cmdq.commands.load(Relaxed), self.cmdq.syncs.load(Relaxed))
+        (
+            self.cmdq.commands.load(Relaxed),
+            self.cmdq.syncs.load(Relaxed),
+        )
     }
 
     /// Fault records read, and page requests (`None` without the queue).
     pub(crate) fn fault_counts(&self) -> (u64, Option<u64>) {
-        (self.fq.faults.load(Relaxed), self.pq.as_ref().map(|q| q.requests.load(Relaxed)))
+        (
+            self.fq.faults.load(Relaxed),
+            self.pq.as_ref().map(|q| q.requests.load(Relaxed)),
+        )
     }
 
     /// Reports and counts every fault record and page request queued since
@@ -260,9 +269,13 @@ impl Iommu {
     /// The interrupt's thread: drains the fault queue when it signalled.
     pub(crate) fn handle_irq(&self) -> IrqReturn {
         let pending = {
-            let Some(guard) = self.regs.access() else { return IrqReturn::None };
+            let Some(guard) = self.regs.access() else {
+                return IrqReturn::None;
+            };
             let bar = guard.io();
-            let Ok(ipsr) = bar.try_read(regs::IPSR) else { return IrqReturn::None };
+            let Ok(ipsr) = bar.try_read(regs::IPSR) else {
+                return IrqReturn::None;
+            };
             // Acknowledge before draining, so a fault queued meanwhile
             // raises the interrupt again.
             let _ = bar.try_write_reg(ipsr);
@@ -306,7 +319,10 @@ impl PinnedDrop for Iommu {
         let Some(guard) = self.regs.access() else {
             // The registers are gone: the IOMMU may still walk the directory,
             // so it is leaked rather than freed under its feet.
-            dev_warn!(self.dev, "registers revoked before teardown; leaking the directory\n");
+            dev_warn!(
+                self.dev,
+                "registers revoked before teardown; leaking the directory\n"
+            );
             self.ddt.leak();
             return;
         };

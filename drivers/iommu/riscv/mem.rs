@@ -52,7 +52,10 @@ impl OwnedPages {
     /// Allocates `1 << order` zeroed pages (may sleep).
     pub(crate) fn alloc(order: u32) -> Result<Self> {
         // INVARIANT: just allocated, and nobody else knows the address.
-        Ok(Self { pa: pages::alloc(order, GFP_KERNEL)?, order })
+        Ok(Self {
+            pa: pages::alloc(order, GFP_KERNEL)?,
+            order,
+        })
     }
 
     /// The pages' physical address; their owner frees them from now on.

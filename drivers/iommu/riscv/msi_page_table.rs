@@ -43,7 +43,10 @@ impl MsiLayout {
         let geometry = MsiGeometry::from_files(&files).map_err(errno)?;
         let lo = files.iter().copied().min().unwrap_or(0);
         let hi = files.iter().copied().max().unwrap_or(0) + crate::hw::PAGE_SIZE;
-        Ok(Self { geometry, span: (lo, hi) })
+        Ok(Self {
+            geometry,
+            span: (lo, hi),
+        })
     }
 }
 
@@ -134,7 +137,10 @@ impl MsiPageTable {
             PhysMem::write_u64(&mut mem, slot, pte[0]);
         }
         trace::msi_remap(&self.dev, addr, target, e.refs[i]);
-        if let Err(err) = self.iommu.submit_sync(&[Command::iotinval_gvma(None, Some(addr))]) {
+        if let Err(err) = self
+            .iommu
+            .submit_sync(&[Command::iotinval_gvma(None, Some(addr))])
+        {
             dev_err!(self.dev, "MSI table invalidation: {:?}\n", err);
         }
     }
@@ -191,7 +197,14 @@ impl MsiPageTable {
             if target == 0 {
                 continue;
             }
-            writeln!(f, "  {:#x} -> {:#x} refs {}{}", addr, target, e.refs[i], if e.vcpu[i] != 0 { " vcpu" } else { "" })?;
+            writeln!(
+                f,
+                "  {:#x} -> {:#x} refs {}{}",
+                addr,
+                target,
+                e.refs[i],
+                if e.vcpu[i] != 0 { " vcpu" } else { "" }
+            )?;
         }
         Ok(())
     }
@@ -205,4 +218,3 @@ impl PinnedDrop for MsiPageTable {
         PhysMem::free_pages(&mut KernelMem { atomic: false }, self.pa, self.order);
     }
 }
-

@@ -67,7 +67,9 @@ impl IommuOps {
     /// own where the IOMMU has MSI page tables, if they were to go to the
     /// IMSIC.
     fn remap_msis(&self, dev: &Device) -> Result<Option<Arc<MsiPageTable>>> {
-        let Some(r) = &self.remap else { return Ok(None) };
+        let Some(r) = &self.remap else {
+            return Ok(None);
+        };
         let table = match self.iommu.msi {
             Some(_) => {
                 let t = MsiPageTable::new(&self.iommu, dev)?;
@@ -99,7 +101,11 @@ impl Driver for IommuOps {
         let mut v = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
         for &id in ids {
             if !ddt.fits(&t, id) {
-                dev_err!(dev, "requester id {:#x} does not fit the device directory\n", id);
+                dev_err!(
+                    dev,
+                    "requester id {:#x} does not fit the device directory\n",
+                    id
+                );
                 return Err(ENODEV);
             }
             ddt.prepare_context(&t, id)?;
@@ -146,10 +152,16 @@ impl Driver for IommuOps {
         if !self.remap.as_ref().is_some_and(|r| r.owns(dev)) {
             return;
         }
-        let res = match (&self.iommu.msi, &master.msi, self.iommu.paging_mode.is_second_stage()) {
+        let res = match (
+            &self.iommu.msi,
+            &master.msi,
+            self.iommu.paging_mode.is_second_stage(),
+        ) {
             // The device's MSI page table handles the IMSIC's addresses in
             // second-stage domains: no IOVA there may be handed out.
-            (Some(t), Some(_), true) => regions.add(t.span.0, t.span.1 - t.span.0, PROT_MSI, ResvType::Msi),
+            (Some(t), Some(_), true) => {
+                regions.add(t.span.0, t.span.1 - t.span.0, PROT_MSI, ResvType::Msi)
+            }
             // Otherwise the domain translates MSIs like any DMA: the files
             // are mapped (sw_msi) in a window of one page per CPU file.
             _ => regions.add(SW_MSI_BASE, sw_msi_len(), PROT_MSI, ResvType::SwMsi),
@@ -185,4 +197,3 @@ pub(crate) fn sw_msi_len() -> u64 {
     // CAST: at most `nr_cpu_ids` pages.
     imsic::cpu_files().count() as u64 * PAGE_SIZE
 }
-

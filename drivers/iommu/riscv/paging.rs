@@ -68,10 +68,19 @@ impl Paging {
         *pt.lock() = Some(table);
         // INVARIANT: `id` was just allocated, `pt` holds the table. From here
         // on, dropping `this` undoes everything.
-        let this = Self { iommu, id, pt, mode, root };
+        let this = Self {
+            iommu,
+            id,
+            pt,
+            mode,
+            root,
+        };
         // The id may have served a freed domain: drop what the IOTLB holds.
         this.iommu.submit_sync(&[Self::inval_all(mode, id)])?;
-        this.iommu.domains.lock().push(DomainInfo { id, mode, root }, GFP_KERNEL)?;
+        this.iommu
+            .domains
+            .lock()
+            .push(DomainInfo { id, mode, root }, GFP_KERNEL)?;
         Ok(this)
     }
 
@@ -97,7 +106,8 @@ impl Paging {
     /// Invalidates every cached translation of the domain and waits.
     fn flush_all(&self) -> Result {
         trace::iotlb_inv(&self.iommu.dev, self.id, 0, 0);
-        self.iommu.submit_sync(&[Self::inval_all(self.mode, self.id)])
+        self.iommu
+            .submit_sync(&[Self::inval_all(self.mode, self.id)])
     }
 
     fn context(&self) -> DeviceContext {
@@ -122,16 +132,42 @@ impl PagingDomain for Paging {
     }
 
     fn attach(&self, iommu: &IommuOps, dev: &Device, master: &Master) -> Result {
-        dev_dbg!(dev, "attach paging domain {:?} id {} root {:#x}\n", self.mode, self.id, self.root);
+        dev_dbg!(
+            dev,
+            "attach paging domain {:?} id {} root {:#x}\n",
+            self.mode,
+            self.id,
+            self.root
+        );
         iommu.set_contexts(master, &self.context())
     }
 
-    fn map_pages(&self, iova: u64, pa: u64, pgsize: u64, count: u64, prot: Prot, _atomic: bool) -> (u64, Result) {
+    fn map_pages(
+        &self,
+        iova: u64,
+        pa: u64,
+        pgsize: u64,
+        count: u64,
+        prot: Prot,
+        _atomic: bool,
+    ) -> (u64, Result) {
         let guard = self.pt.lock();
-        let Some(pt) = guard.as_ref() else { return (0, Err(ENODEV)) };
-        let prot = pte::Prot { read: prot.read(), write: prot.write() };
+        let Some(pt) = guard.as_ref() else {
+            return (0, Err(ENODEV));
+        };
+        let prot = pte::Prot {
+            read: prot.read(),
+            write: prot.write(),
+        };
         // Under the spinlock allocations never sleep.
-        let (n, res) = pt.map_pages(&mut KernelMem { atomic: true }, iova, pa, pgsize, count, prot);
+        let (n, res) = pt.map_pages(
+            &mut KernelMem { atomic: true },
+            iova,
+            pa,
+            pgsize,
+            count,
+            prot,
+        );
         (n, res.map_err(errno))
     }
 
@@ -146,7 +182,9 @@ impl PagingDomain for Paging {
     }
 
     fn iotlb_sync(&self, gather: &IotlbGather<'_>) {
-        let Some((start, end)) = gather.range() else { return };
+        let Some((start, end)) = gather.range() else {
+            return;
+        };
         self.iommu.stats.unmap_syncs.fetch_add(1, Relaxed);
         let pages = (end - start).div_ceil(PAGE_SIZE);
         let res = if pages <= INVAL_PAGES_MAX {

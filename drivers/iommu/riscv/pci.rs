@@ -60,7 +60,8 @@ impl pci::Driver for RiscvIommuPci {
             // The IOMMU reads its queues and tables from memory.
             pdev.set_master();
             let bar = pdev.iomap_region_sized::<REGS_SIZE>(0, c"riscv_iommu")?;
-            let (iommu, registered) = Registered::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
+            let (iommu, registered) =
+                Registered::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
             let types = IrqTypes::default().with(IrqType::MsiX).with(IrqType::Msi);
             let irq_iommu = iommu.clone();
             Ok(try_pin_init!(PciData {

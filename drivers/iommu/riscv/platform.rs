@@ -66,9 +66,16 @@ impl platform::Driver for RiscvIommuPlatform {
                 .iomap_exclusive_sized::<REGS_SIZE>()
                 .inspect_err(|&e| {
                     if e == EBUSY {
-                        dev_err!(dev, "register region {start:#x}+{size:#x} is held by another driver\n");
+                        dev_err!(
+                            dev,
+                            "register region {start:#x}+{size:#x} is held by another driver\n"
+                        );
                     } else {
-                        dev_err!(dev, "register region {start:#x}+{size:#x} cannot be mapped: error {}\n", e.to_errno());
+                        dev_err!(
+                            dev,
+                            "register region {start:#x}+{size:#x} cannot be mapped: error {}\n",
+                            e.to_errno()
+                        );
                     }
                 })?;
             let (iommu, registered) = Registered::new(dev, Regs::Platform(regs.into_devres()?))?;

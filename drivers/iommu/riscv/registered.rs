@@ -33,7 +33,10 @@ pub(crate) struct Registered {
 
 impl Registered {
     /// Brings up the IOMMU whose registers are `regs` and registers it.
-    pub(crate) fn new(dev: &device::Device<Bound>, regs: Regs) -> Result<(Arc<Iommu>, impl PinInit<Self, Error>)> {
+    pub(crate) fn new(
+        dev: &device::Device<Bound>,
+        regs: Regs,
+    ) -> Result<(Arc<Iommu>, impl PinInit<Self, Error>)> {
         let iommu = Arc::pin_init(Iommu::new(dev, regs)?, GFP_KERNEL)?;
         // From here on, dropping `iommu` (on any failure below) turns the
         // IOMMU off before its memory is freed.
@@ -47,16 +50,34 @@ impl Registered {
             Some(parent) => {
                 let ir_name = CString::try_from_fmt(fmt!("riscv-iommu-ir-{}", dev.name()))?;
                 let d = RemapDomain::new(&ir_name, parent, Remapper::new()?)?;
-                dev_info!(dev, "MSI remapping domain {} on {}\n", d.domain().name(), parent.name());
+                dev_info!(
+                    dev,
+                    "MSI remapping domain {} on {}\n",
+                    d.domain().name(),
+                    parent.name()
+                );
                 Some(d)
             }
             None => None,
         };
-        let debugfs = debugfs::create(&name, iommu.clone(), remap.as_ref().map(|r| r.data().clone()))?;
+        let debugfs = debugfs::create(
+            &name,
+            iommu.clone(),
+            remap.as_ref().map(|r| r.data().clone()),
+        )?;
         let sysfs_name = CString::try_from_fmt(fmt!("riscv-iommu-{}", dev.name()))?;
         let ops_iommu = iommu.clone();
-        let ops = try_pin_init!(IommuOps { iommu: ops_iommu, remap });
+        let ops = try_pin_init!(IommuOps {
+            iommu: ops_iommu,
+            remap
+        });
         let reg = KBox::pin_init(Registration::new(dev, &sysfs_name, ops), GFP_KERNEL)?;
-        Ok((iommu, try_pin_init!(Self { _reg: reg, _debugfs: debugfs })))
+        Ok((
+            iommu,
+            try_pin_init!(Self {
+                _reg: reg,
+                _debugfs: debugfs
+            }),
+        ))
     }
 }

@@ -95,7 +95,10 @@ impl Remapper {
 
     /// `dev`'s MSIs will be remapped through `table`.
     pub(crate) fn add(&self, dev: &Device, table: Arc<MsiPageTable>) -> Result {
-        Ok(self.tables.lock().push((Self::key(dev), table), GFP_KERNEL)?)
+        Ok(self
+            .tables
+            .lock()
+            .push((Self::key(dev), table), GFP_KERNEL)?)
     }
 
     /// `dev` left the IOMMU.
@@ -123,11 +126,18 @@ impl Remap for Remapper {
         let mut doorbells = KVec::new();
         for (_, file) in imsic::cpu_files() {
             match desc.map_doorbell(file)? {
-                Some(iova) if iova != file => doorbells.push(Doorbell { file, iova }, GFP_KERNEL)?,
+                Some(iova) if iova != file => {
+                    doorbells.push(Doorbell { file, iova }, GFP_KERNEL)?
+                }
                 _ => (),
             }
         }
-        let table = self.tables.lock().iter().find(|(k, _)| *k == Self::key(dev)).map(|(_, t)| t.clone());
+        let table = self
+            .tables
+            .lock()
+            .iter()
+            .find(|(k, _)| *k == Self::key(dev))
+            .map(|(_, t)| t.clone());
         let cur = match &table {
             Some(t) => t.get(msg.address)? as u64,
             None => NONE,
@@ -135,7 +145,13 @@ impl Remap for Remapper {
         if !doorbells.is_empty() {
             self.translated.fetch_add(1, Relaxed);
         }
-        Ok(RemapIrq { table, doorbells, cur: Atomic::new(cur), prev: Atomic::new(NONE), vcpu: Atomic::new(NONE) })
+        Ok(RemapIrq {
+            table,
+            doorbells,
+            cur: Atomic::new(cur),
+            prev: Atomic::new(NONE),
+            vcpu: Atomic::new(NONE),
+        })
     }
 
     fn free(&self, irq: RemapIrq) {
@@ -157,19 +173,31 @@ impl Remap for Remapper {
     fn compose(&self, irq: &RemapIrq, parent: MsiMsg) -> MsiMsg {
         let page = parent.address & !(PAGE_SIZE - 1);
         match irq.doorbells.iter().find(|d| d.file == page) {
-            Some(d) => MsiMsg { address: d.iova | (parent.address & (PAGE_SIZE - 1)), ..parent },
+            Some(d) => MsiMsg {
+                address: d.iova | (parent.address & (PAGE_SIZE - 1)),
+                ..parent
+            },
             None => parent,
         }
     }
 
-    fn set_affinity(&self, irq: &RemapIrq, mask: &Cpumask, parent: &mut dyn FnMut() -> Result<MsiMsg>) -> Result {
+    fn set_affinity(
+        &self,
+        irq: &RemapIrq,
+        mask: &Cpumask,
+        parent: &mut dyn FnMut() -> Result<MsiMsg>,
+    ) -> Result {
         let Some(t) = &irq.table else {
             // Nothing to steer: messages reach the IMSIC as composed.
             return parent().map(|_| ());
         };
         // Every file the parent may pick is valid before the device can be
         // told to write to it.
-        let candidates = || imsic::cpu_files().filter(|&(c, _)| mask.test(c)).filter_map(|(_, f)| t.entry(f).ok());
+        let candidates = || {
+            imsic::cpu_files()
+                .filter(|&(c, _)| mask.test(c))
+                .filter_map(|(_, f)| t.entry(f).ok())
+        };
         candidates().for_each(|i| t.hold(i));
         let res = parent().and_then(|msg| t.get(msg.address));
         candidates().for_each(|i| t.put(i));
@@ -199,7 +227,10 @@ impl Remap for Remapper {
                 // Only an interrupt file may become a target, and only a
                 // guest file: never memory, never a host file.
                 let doorbell = v.msi_addr & !(PAGE_SIZE - 1);
-                if t.geometry.index(v.target).is_none() || v.target & (PAGE_SIZE - 1) != 0 || is_host_file(v.target) {
+                if t.geometry.index(v.target).is_none()
+                    || v.target & (PAGE_SIZE - 1) != 0
+                    || is_host_file(v.target)
+                {
                     return Err(EINVAL);
                 }
                 let old = irq.vcpu.xchg(doorbell, Relaxed);

@@ -87,10 +87,16 @@ impl pci::Driver for EduDriver {
             // IMS before the device's MSI: on the GIC ITS both share one
             // event table, sized when the first of them is set up.
             let m = &crate::module_parameters::ims_slots;
-            let storage = if crate::module_parameters::ims_queue.value() { "queue" } else { "array" };
+            let storage = if crate::module_parameters::ims_queue.value() {
+                "queue"
+            } else {
+                "array"
+            };
             // SAFETY: `EduFiles` is kept in the driver data, which the driver
             // core drops when the device unbinds, before its MSI domains go.
-            let ims = match unsafe { EduIms::new(pdev, m.value(), storage) }.and_then(|i| KBox::pin_init(i, GFP_KERNEL)) {
+            let ims = match unsafe { EduIms::new(pdev, m.value(), storage) }
+                .and_then(|i| KBox::pin_init(i, GFP_KERNEL))
+            {
                 Ok(i) => Some(i),
                 Err(e) if e == EOPNOTSUPP => {
                     dev_info!(pdev, "no IMS: the MSI parent does not support PCI/IMS\n");
@@ -106,7 +112,13 @@ impl pci::Driver for EduDriver {
             // core drops at unbind; it is never forgotten.
             let irq = KBox::pin_init(
                 unsafe {
-                    ThreadedVector::new(pdev, IrqTypes::default().with(pci::IrqType::Msi), Flags::TRIGGER_NONE, c"qemu_edu", EduIrq::new(count.clone()))
+                    ThreadedVector::new(
+                        pdev,
+                        IrqTypes::default().with(pci::IrqType::Msi),
+                        Flags::TRIGGER_NONE,
+                        c"qemu_edu",
+                        EduIrq::new(count.clone()),
+                    )
                 },
                 GFP_KERNEL,
             )?;
@@ -118,12 +130,20 @@ impl pci::Driver for EduDriver {
             let root = debugfs::Dir::new(c"qemu_edu");
             let files = KBox::pin_init(
                 root.scope(files, &name, |f, dir| {
-                    dir.write_only_callback_file(c"dma", f, &|f: &EduFiles, r| dma_write(&f.edu, r));
-                    dir.write_only_callback_file(c"write_to", f, &|f: &EduFiles, r| write_to_write(&f.edu, r));
+                    dir.write_only_callback_file(c"dma", f, &|f: &EduFiles, r| {
+                        dma_write(&f.edu, r)
+                    });
+                    dir.write_only_callback_file(c"write_to", f, &|f: &EduFiles, r| {
+                        write_to_write(&f.edu, r)
+                    });
                     dir.read_callback_file(c"stats", f, &|f: &EduFiles, out| f.edu.show(out));
-                    dir.write_only_callback_file(c"irq", f, &|f: &EduFiles, r| irq_write(&f.edu, r));
+                    dir.write_only_callback_file(c"irq", f, &|f: &EduFiles, r| {
+                        irq_write(&f.edu, r)
+                    });
                     #[cfg(CONFIG_RISCV)]
-                    dir.write_only_callback_file(c"vcpu", f, &|f: &EduFiles, r| vcpu_write(&f.edu, r));
+                    dir.write_only_callback_file(c"vcpu", f, &|f: &EduFiles, r| {
+                        vcpu_write(&f.edu, r)
+                    });
                     if f.ims.is_some() {
                         dir.read_write_callback_file(
                             c"ims",
@@ -135,8 +155,15 @@ impl pci::Driver for EduDriver {
                 }),
                 GFP_KERNEL,
             )?;
-            dev_info!(pdev, "edu ready: {bits}-bit DMA, debugfs qemu_edu/{}\n", name.to_str()?);
-            Ok(try_pin_init!(EduData { _files: files, _irq: irq }))
+            dev_info!(
+                pdev,
+                "edu ready: {bits}-bit DMA, debugfs qemu_edu/{}\n",
+                name.to_str()?
+            );
+            Ok(try_pin_init!(EduData {
+                _files: files,
+                _irq: irq
+            }))
         })
     }
 }

@@ -12,23 +12,22 @@ use kernel::{
         DmaAddress, //
     },
     fmt,
-    iommu::domain::DomainType,
-    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
     io::{
         io_read,
         io_write,
         poll::read_poll_timeout,
         Io, //
     },
-    new_mutex,
-    pci,
+    iommu::domain::DomainType,
+    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
+    new_mutex, pci,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Relaxed, //
         },
-        aref::ARef,
         Arc,
         Mutex, //
     },
@@ -146,13 +145,17 @@ impl Edu {
             bar.write_reg(regs::LIVENESS::zeroed().with_value(probe));
             let back: u32 = bar.read(regs::LIVENESS).value().get();
             if back != !probe {
-                dev_err!(pdev, "liveness check failed: wrote {probe:#x}, read {back:#x}\n");
+                dev_err!(
+                    pdev,
+                    "liveness check failed: wrote {probe:#x}, read {back:#x}\n"
+                );
                 return Err(ENODEV);
             }
         }
         let version = (ident.major().get(), ident.minor().get());
         let dev: &device::Device<Bound> = pdev.as_ref();
-        let buf: Coherent<[u32]> = Coherent::zeroed_slice(pdev.as_ref(), 2 * HALF_WORDS, GFP_KERNEL)?;
+        let buf: Coherent<[u32]> =
+            Coherent::zeroed_slice(pdev.as_ref(), 2 * HALF_WORDS, GFP_KERNEL)?;
         // INVARIANT: `buf` was allocated with `2 * HALF_WORDS` words.
         Ok(try_pin_init!(Self {
             pdev: pdev.into(),
@@ -182,7 +185,10 @@ impl Edu {
         let start = Instant::<Monotonic>::now();
         for _ in 0..n {
             let before = self.irqs.load(Relaxed);
-            self.bar.try_access().ok_or(ENXIO)?.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
+            self.bar
+                .try_access()
+                .ok_or(ENXIO)?
+                .write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
             let seen = read_poll_timeout(
                 || Ok(self.irqs.load(Relaxed)),
                 |c| *c != before,
@@ -195,7 +201,8 @@ impl Edu {
             }
         }
         // CAST: a batch takes far less than 2^63 ns.
-        self.raise_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.raise_ns
+            .store(start.elapsed().as_nanos() as u64, Relaxed);
         self.raised.store(n, Relaxed);
         Ok(())
     }
@@ -209,7 +216,13 @@ impl Edu {
     ///
     /// `ERANGE` for a message the capability cannot hold (a 64-bit address
     /// without 64-bit support, data above 16 bits), `ENXIO` once unbound.
-    pub(crate) fn send_message(&self, pdev: &pci::Device<Bound>, cap: usize, address: u64, data: u32) -> Result {
+    pub(crate) fn send_message(
+        &self,
+        pdev: &pci::Device<Bound>,
+        cap: usize,
+        address: u64,
+        data: u32,
+    ) -> Result {
         let _batch = self.raising.lock();
         let cfg = pdev.config_space();
         let is64 = cfg.try_read16(cap + 2)? & 0x80 != 0;
@@ -218,7 +231,11 @@ impl Edu {
         if !is64 && address >> 32 != 0 {
             return Err(ERANGE);
         }
-        let own = (cfg.try_read32(cap + 4)?, if is64 { cfg.try_read32(cap + 8)? } else { 0 }, cfg.try_read16(data_off)?);
+        let own = (
+            cfg.try_read32(cap + 4)?,
+            if is64 { cfg.try_read32(cap + 8)? } else { 0 },
+            cfg.try_read16(data_off)?,
+        );
         let write = |lo: u32, hi: u32, d: u16| -> Result {
             cfg.try_write32(lo, cap + 4)?;
             if is64 {
@@ -228,14 +245,21 @@ impl Edu {
         };
         // CAST: the address is written as its two 32-bit halves.
         write(address as u32, (address >> 32) as u32, data)?;
-        let sent = self.bar.try_access().ok_or(ENXIO).map(|bar| bar.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32)));
+        let sent = self
+            .bar
+            .try_access()
+            .ok_or(ENXIO)
+            .map(|bar| bar.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32)));
         write(own.0, own.1, own.2)?;
         sent
     }
 
     /// Sends the MSI to a vCPU's guest interrupt file, or back to the host.
     #[cfg(CONFIG_RISCV)]
-    pub(crate) fn set_vcpu_affinity(&self, target: Option<kernel::irq::remap::VcpuTarget>) -> Result {
+    pub(crate) fn set_vcpu_affinity(
+        &self,
+        target: Option<kernel::irq::remap::VcpuTarget>,
+    ) -> Result {
         // SAFETY: On RISC-V only MSI remapping domains implement vCPU
         // affinity, and they take a `struct imsic_vcpu_info`.
         unsafe { kernel::irq::remap::set_vcpu_affinity(self.irq, target) }
@@ -272,7 +296,11 @@ impl Edu {
         let mut bad = 0usize;
         let mut first_bad = None;
         for i in 0..HALF_WORDS {
-            let want = if i < words { pattern(seed, i) } else { !pattern(seed, i) };
+            let want = if i < words {
+                pattern(seed, i)
+            } else {
+                !pattern(seed, i)
+            };
             let got: u32 = io_read!(buf, [try: HALF_WORDS + i]);
             if got != want {
                 bad += 1;
@@ -289,7 +317,10 @@ impl Edu {
         }
         self.stats.transfers.fetch_add(1, Relaxed);
         self.stats.bytes.fetch_add(len as u64, Relaxed);
-        dev_dbg!(self.pdev, "DMA round trip of {len} bytes at {base:#x} verified\n");
+        dev_dbg!(
+            self.pdev,
+            "DMA round trip of {len} bytes at {base:#x} verified\n"
+        );
         Ok(())
     }
 
@@ -342,11 +373,7 @@ impl Edu {
             bar.write_reg(regs::DMA_SRC::zeroed().with_addr(src));
             bar.write_reg(regs::DMA_DST::zeroed().with_addr(dst));
             bar.write_reg(regs::DMA_COUNT::zeroed().with_count(len));
-            bar.write_reg(
-                regs::DMA_CMD::zeroed()
-                    .with_start(true)
-                    .with_to_ram(to_ram),
-            );
+            bar.write_reg(regs::DMA_CMD::zeroed().with_start(true).with_to_ram(to_ram));
         }
         read_poll_timeout(
             || {
@@ -382,7 +409,12 @@ impl Edu {
         writeln!(f, "irq {}", self.irq)?;
         writeln!(f, "interrupts {}", self.irqs.load(Relaxed))?;
         writeln!(f, "lost {}", self.lost.load(Relaxed))?;
-        writeln!(f, "last_raise {} {}", self.raised.load(Relaxed), self.raise_ns.load(Relaxed))
+        writeln!(
+            f,
+            "last_raise {} {}",
+            self.raised.load(Relaxed),
+            self.raise_ns.load(Relaxed)
+        )
     }
 }
 

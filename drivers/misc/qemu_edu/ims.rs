@@ -27,10 +27,10 @@
 use kernel::{
     device::Bound,
     fmt,
-    iommu::iommufd::Binding,
-    new_mutex,
     io::Io as _,
+    iommu::iommufd::Binding,
     irq::IrqReturn,
+    new_mutex,
     pci::{
         self,
         ims::{
@@ -121,7 +121,11 @@ impl EduIms {
     ///
     /// The result is dropped before `pdev` is unbound (see
     /// [`ImsDomain::new`]).
-    pub(crate) unsafe fn new<'a>(pdev: &'a pci::Device<Bound>, slots: u32, storage: &str) -> Result<impl PinInit<Self, Error> + 'a> {
+    pub(crate) unsafe fn new<'a>(
+        pdev: &'a pci::Device<Bound>,
+        slots: u32,
+        storage: &str,
+    ) -> Result<impl PinInit<Self, Error> + 'a> {
         if !(1..=MAX_SLOTS).contains(&slots) {
             dev_err!(pdev, "ims_slots={slots} is outside 1..{MAX_SLOTS}\n");
             return Err(EINVAL);
@@ -170,7 +174,9 @@ impl EduIms {
             }
         }
         // CAST: a batch takes far less than 2^63 ns.
-        self.counters.alloc_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.counters
+            .alloc_ns
+            .store(start.elapsed().as_nanos() as u64, Relaxed);
         self.counters.alloc_n.store(u64::from(n), Relaxed);
         Ok(())
     }
@@ -180,7 +186,9 @@ impl EduIms {
         let start = Instant::<Monotonic>::now();
         let n = self.domain.free_all();
         // CAST: as above.
-        self.counters.free_ns.store(start.elapsed().as_nanos() as u64, Relaxed);
+        self.counters
+            .free_ns
+            .store(start.elapsed().as_nanos() as u64, Relaxed);
         self.counters.free_n.store(n as u64, Relaxed);
     }
 
@@ -189,14 +197,24 @@ impl EduIms {
     fn submit(&self, edu: &Edu, slot: u32, pasid: u32) -> Result {
         self.counters.submitted.fetch_add(1, Relaxed);
         let chip = self.domain.chip();
-        if !chip.storage.read(slot).is_some_and(|s| s.enabled() && s.pasid() == Some(pasid)) {
+        if !chip
+            .storage
+            .read(slot)
+            .is_some_and(|s| s.enabled() && s.pasid() == Some(pasid))
+        {
             self.counters.invalid.fetch_add(1, Relaxed);
             self.counters.last_status.store(INVALID_HANDLE, Relaxed);
             return Err(EINVAL);
         }
         // Masked: pending, under the chip's lock so an unmask sees it.
         let old = chip
-            .update_ctrl(slot, |c| if c & CTRL_MASK != 0 { c | CTRL_PENDING } else { c })
+            .update_ctrl(slot, |c| {
+                if c & CTRL_MASK != 0 {
+                    c | CTRL_PENDING
+                } else {
+                    c
+                }
+            })
             .ok_or(EINVAL)?;
         self.counters.last_status.store(0, Relaxed);
         if old & CTRL_MASK != 0 {
@@ -223,7 +241,11 @@ impl EduIms {
     /// the pending bit.
     fn unmask(&self, edu: &Edu, slot: u32) -> Result {
         self.domain.unmask(slot)?;
-        let old = self.domain.chip().update_ctrl(slot, |c| c & !CTRL_PENDING).ok_or(EINVAL)?;
+        let old = self
+            .domain
+            .chip()
+            .update_ctrl(slot, |c| c & !CTRL_PENDING)
+            .ok_or(EINVAL)?;
         if old & CTRL_PENDING != 0 {
             self.send(edu, slot)?;
         }
@@ -319,13 +341,37 @@ impl EduIms {
         writeln!(f, "pended {}", c.pended.load(Relaxed))?;
         writeln!(f, "invalid_handle {}", c.invalid.load(Relaxed))?;
         writeln!(f, "last_status {:#x}", c.last_status.load(Relaxed))?;
-        writeln!(f, "last_alloc {} {}", c.alloc_n.load(Relaxed), c.alloc_ns.load(Relaxed))?;
-        writeln!(f, "last_free {} {}", c.free_n.load(Relaxed), c.free_ns.load(Relaxed))?;
+        writeln!(
+            f,
+            "last_alloc {} {}",
+            c.alloc_n.load(Relaxed),
+            c.alloc_ns.load(Relaxed)
+        )?;
+        writeln!(
+            f,
+            "last_free {} {}",
+            c.free_n.load(Relaxed),
+            c.free_ns.load(Relaxed)
+        )?;
         let d = &self.domain;
         let chip = d.chip();
-        writeln!(f, "domain {} slots {} storage {}", d.slots(), d.count(), chip.storage.kind())?;
+        writeln!(
+            f,
+            "domain {} slots {} storage {}",
+            d.slots(),
+            d.count(),
+            chip.storage.kind()
+        )?;
         writeln!(f, "pasid {}", d.pasid())?;
-        writeln!(f, "send {}", if crate::module_parameters::ims_dma.value() { "dma" } else { "msi" })?;
+        writeln!(
+            f,
+            "send {}",
+            if crate::module_parameters::ims_dma.value() {
+                "dma"
+            } else {
+                "msi"
+            }
+        )?;
         match self.iommufd.lock().as_ref() {
             Some(b) => writeln!(f, "iommufd pt {}", b.pt_id())?,
             None => writeln!(f, "iommufd none")?,
@@ -333,7 +379,11 @@ impl EduIms {
         writeln!(f, "bytes_per_slot {}", driver_bytes_per_slot())?;
         d.try_for_each_irq(|slot, irq| {
             let s = chip.storage.read(slot).unwrap_or_default();
-            let fired = chip.events.fired.get(slot as usize).map_or(0, |c| c.load(Relaxed));
+            let fired = chip
+                .events
+                .fired
+                .get(slot as usize)
+                .map_or(0, |c| c.load(Relaxed));
             writeln!(
                 f,
                 "slot {slot} irq {irq} fired {fired} ctrl {:#x} address {:#x} data {:#x}",

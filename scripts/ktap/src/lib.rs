@@ -82,12 +82,21 @@ pub fn sections(log: &str) -> Vec<Section> {
     let mut out = Vec::new();
     let mut cur: Option<Section> = None;
     for line in log.lines() {
-        if let Some(name) = line.strip_prefix("@@KTAP-BEGIN ").and_then(|r| r.strip_suffix("@@")) {
+        if let Some(name) = line
+            .strip_prefix("@@KTAP-BEGIN ")
+            .and_then(|r| r.strip_suffix("@@"))
+        {
             if let Some(open) = cur.take() {
                 out.push(open);
             }
-            cur = Some(Section { name: name.to_string(), ..Default::default() });
-        } else if let Some(rest) = line.strip_prefix("@@KTAP-END ").and_then(|r| r.strip_suffix("@@")) {
+            cur = Some(Section {
+                name: name.to_string(),
+                ..Default::default()
+            });
+        } else if let Some(rest) = line
+            .strip_prefix("@@KTAP-END ")
+            .and_then(|r| r.strip_suffix("@@"))
+        {
             if let Some(mut open) = cur.take() {
                 open.status = rest
                     .rsplit_once(" rc=")
@@ -111,7 +120,9 @@ fn result(line: &str) -> Option<(bool, bool)> {
         (true, line.strip_prefix("ok ")?)
     };
     rest.split_whitespace().next()?.parse::<u32>().ok()?;
-    let directive = rest.split_once(" # ").map(|(_, d)| d.trim_start().to_ascii_uppercase());
+    let directive = rest
+        .split_once(" # ")
+        .map(|(_, d)| d.trim_start().to_ascii_uppercase());
     let skipped = directive.is_some_and(|d| d.starts_with("SKIP"));
     Some((ok, skipped))
 }
@@ -123,7 +134,10 @@ pub fn judge_section(s: &Section, v: &mut Verdict) {
     let mut failed = 0;
     for line in &s.lines {
         if let Some(n) = line.strip_prefix("1..") {
-            plan = n.split_whitespace().next().and_then(|n| n.parse::<u32>().ok());
+            plan = n
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u32>().ok());
         } else if let Some((ok, skipped)) = result(line) {
             results += 1;
             match (ok, skipped) {
@@ -202,7 +216,9 @@ mod tests {
 
     #[test]
     fn failing_test_counts_once() {
-        let body = PASSING.replace("ok 3 global.c", "not ok 3 global.c").replace("rc=0", "rc=1");
+        let body = PASSING
+            .replace("ok 3 global.c", "not ok 3 global.c")
+            .replace("rc=0", "rc=1");
         let (_, v) = judge(&log(&body), 0);
         assert_eq!((v.passed, v.failed), (1, 1));
         assert!(v.problems.is_empty());
@@ -218,13 +234,18 @@ mod tests {
     #[test]
     fn short_run_fails_against_plan() {
         let (_, v) = judge(&log(&PASSING.replace("ok 3 global.c\n", "")), 0);
-        assert!(v.problems.iter().any(|p| p.contains("plan of 3 tests, 2 results")));
+        assert!(v
+            .problems
+            .iter()
+            .any(|p| p.contains("plan of 3 tests, 2 results")));
     }
 
     #[test]
     fn crash_mid_program_fails() {
         let cut = &PASSING[..PASSING.find("ok 3").unwrap()];
-        let text = format!("{cut}[ 1.0] Unable to handle kernel paging request\nKernel panic - not syncing\n");
+        let text = format!(
+            "{cut}[ 1.0] Unable to handle kernel paging request\nKernel panic - not syncing\n"
+        );
         let (secs, v) = judge(&text, 0);
         assert_eq!(secs[0].status, None);
         assert!(v.problems.iter().any(|p| p.contains("did not finish")));
@@ -240,9 +261,20 @@ mod tests {
 
     #[test]
     fn kmemleak_reports_fail_but_its_start_up_does_not() {
-        assert_eq!(splat("[ 0.1] kmemleak: Kernel memory leak detector initialized (mem pool available: 15)"), None);
-        assert_eq!(splat("[ 9.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"), Some("suspected memory leak"));
-        assert_eq!(splat("unreferenced object 0xff60000002a5e400 (size 64):"), Some("unreferenced object"));
+        assert_eq!(
+            splat(
+                "[ 0.1] kmemleak: Kernel memory leak detector initialized (mem pool available: 15)"
+            ),
+            None
+        );
+        assert_eq!(
+            splat("[ 9.1] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"),
+            Some("suspected memory leak")
+        );
+        assert_eq!(
+            splat("unreferenced object 0xff60000002a5e400 (size 64):"),
+            Some("unreferenced object")
+        );
     }
 
     #[test]
@@ -269,7 +301,10 @@ mod tests {
 
     #[test]
     fn nested_and_diagnostic_lines_are_not_results() {
-        let body = PASSING.replace("ok 1 global.a", "    ok 1 sub.x\n# ok 9 not a result\nok 1 global.a");
+        let body = PASSING.replace(
+            "ok 1 global.a",
+            "    ok 1 sub.x\n# ok 9 not a result\nok 1 global.a",
+        );
         let (_, v) = judge(&log(&body), 0);
         assert_eq!((v.passed, v.failed, v.skipped), (2, 0, 1));
     }

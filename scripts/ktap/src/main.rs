@@ -17,7 +17,9 @@ fn usage() -> ExitCode {
 fn report(label: &str, log: &str, status: &str, totals: &str) -> Result<bool, String> {
     let text = fs::read(log).map_err(|e| format!("{log}: {e}"))?;
     let text = String::from_utf8_lossy(&text);
-    let status = status.parse().map_err(|_| format!("bad QEMU status '{status}'"))?;
+    let status = status
+        .parse()
+        .map_err(|_| format!("bad QEMU status '{status}'"))?;
     let (sections, v) = judge(&text, status);
     for s in &sections {
         println!("# {label}: {}", s.name);
@@ -42,7 +44,11 @@ fn total(totals: &str) -> Result<bool, String> {
     let text = fs::read_to_string(totals).map_err(|e| format!("{totals}: {e}"))?;
     let mut v = Verdict::default();
     for row in text.lines() {
-        let n: Vec<u32> = row.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect();
+        let n: Vec<u32> = row
+            .split_whitespace()
+            .take(3)
+            .filter_map(|x| x.parse().ok())
+            .collect();
         let [p, f, s] = n[..] else {
             return Err(format!("{totals}: bad row '{row}'"));
         };

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-
 use crate::hw::{
     cmd::Command,
     ddt::{self, DdtMode, DeviceContext},
@@ -32,7 +31,12 @@ struct FakeMem {
 
 impl FakeMem {
     fn new() -> Self {
-        Self { words: HashMap::new(), next: 0x8000_0000, live: BTreeMap::new(), limit: None }
+        Self {
+            words: HashMap::new(),
+            next: 0x8000_0000,
+            live: BTreeMap::new(),
+            limit: None,
+        }
     }
 }
 
@@ -49,7 +53,11 @@ impl PhysMem for FakeMem {
     }
 
     fn free_pages(&mut self, pa: u64, order: u32) {
-        assert_eq!(self.live.remove(&pa), Some(order), "free of {pa:#x} order {order}");
+        assert_eq!(
+            self.live.remove(&pa),
+            Some(order),
+            "free of {pa:#x} order {order}"
+        );
         for w in (0..PAGE_SIZE << order).step_by(8) {
             self.words.remove(&(pa + w));
         }
@@ -70,7 +78,10 @@ impl PhysMem for FakeMem {
 
 impl FakeMem {
     fn owned(&self, pa: u64) -> bool {
-        self.live.range(..=pa).next_back().is_some_and(|(&base, &order)| pa < base + (PAGE_SIZE << order))
+        self.live
+            .range(..=pa)
+            .next_back()
+            .is_some_and(|(&base, &order)| pa < base + (PAGE_SIZE << order))
     }
 }
 
@@ -93,7 +104,9 @@ impl Rng {
 /// A one-level directory whose device 0 translates through `table`.
 fn device_for(mem: &mut FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>) -> u64 {
     let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = ddt::dc_address(mem, root, DdtMode::Lvl1, true, 0, true).unwrap().unwrap();
+    let dc_pa = ddt::dc_address(mem, root, DdtMode::Lvl1, true, 0, true)
+        .unwrap()
+        .unwrap();
     let mut dc = if table.mode().is_second_stage() {
         DeviceContext::second_stage(table.mode(), table.root(), 7)
     } else {
@@ -122,20 +135,35 @@ fn model_lookup(model: &Model, iova: u64) -> Option<(u64, Prot)> {
 }
 
 fn overlaps(model: &Model, iova: u64, size: u64) -> bool {
-    model.range(..iova + size).next_back().is_some_and(|(&s, m)| s + m.size > iova)
+    model
+        .range(..iova + size)
+        .next_back()
+        .is_some_and(|(&s, m)| s + m.size > iova)
 }
 
 /// Checks the table, and the walker over the device context, at `iova`.
 fn check_at(mem: &FakeMem, table: &PageTable, ddtp: u64, model: &Model, iova: u64) {
     let want = model_lookup(model, iova);
-    assert_eq!(table.iova_to_phys(mem, iova), want.map(|w| w.0), "iova_to_phys({iova:#x})");
+    assert_eq!(
+        table.iova_to_phys(mem, iova),
+        want.map(|w| w.0),
+        "iova_to_phys({iova:#x})"
+    );
     let read = walk::translate(mem, ddtp, true, 0, iova, Access::Read);
     let write = walk::translate(mem, ddtp, true, 0, iova, Access::Write { len: 8 });
-    let (rf, wf) = if table.mode().is_second_stage() { (21, 23) } else { (13, 15) };
+    let (rf, wf) = if table.mode().is_second_stage() {
+        (21, 23)
+    } else {
+        (13, 15)
+    };
     match want {
         Some((pa, prot)) => {
             assert_eq!(read, Ok(pa), "walk read {iova:#x}");
-            assert_eq!(write, if prot.write { Ok(pa) } else { Err(wf) }, "walk write {iova:#x}");
+            assert_eq!(
+                write,
+                if prot.write { Ok(pa) } else { Err(wf) },
+                "walk write {iova:#x}"
+            );
         }
         None => {
             assert_eq!(read, Err(rf), "walk read of unmapped {iova:#x}");
@@ -162,21 +190,39 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
                 1..=4 => 2 << 20,
                 _ => PAGE_SIZE,
             };
-            let count = if pgsize == PAGE_SIZE { 1 + rng.below(8) } else { 1 };
+            let count = if pgsize == PAGE_SIZE {
+                1 + rng.below(8)
+            } else {
+                1
+            };
             let base = windows[rng.below(2) as usize];
             let iova = base + (rng.below((8 << 30) / pgsize - count) * pgsize);
             let pa = rng.below(1 << 20) * (1 << 30) / (1 << 20) & !(pgsize - 1);
-            let prot = if rng.below(4) == 0 { Prot::RO } else { Prot::RW };
+            let prot = if rng.below(4) == 0 {
+                Prot::RO
+            } else {
+                Prot::RW
+            };
             let size = pgsize * count;
             let (mapped, res) = table.map_pages(&mut mem, iova, pa, pgsize, count, prot);
             if overlaps(&model, iova, size) {
                 assert_eq!(res, Err(HwError::Exists), "map over {iova:#x}");
                 // The core unmaps what a failed map left.
-                assert_eq!(table.unmap_pages(&mut mem, iova, PAGE_SIZE, mapped / PAGE_SIZE), mapped);
+                assert_eq!(
+                    table.unmap_pages(&mut mem, iova, PAGE_SIZE, mapped / PAGE_SIZE),
+                    mapped
+                );
             } else {
                 assert_eq!((mapped, res), (size, Ok(())), "map {iova:#x}+{size:#x}");
                 for i in 0..count {
-                    model.insert(iova + i * pgsize, Mapping { size: pgsize, pa: pa + i * pgsize, prot });
+                    model.insert(
+                        iova + i * pgsize,
+                        Mapping {
+                            size: pgsize,
+                            pa: pa + i * pgsize,
+                            prot,
+                        },
+                    );
                 }
             }
         } else {
@@ -194,10 +240,18 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
                     break;
                 }
             }
-            assert_eq!(table.unmap_pages(&mut mem, start, end - start, 1), end - start, "unmap {start:#x}");
+            assert_eq!(
+                table.unmap_pages(&mut mem, start, end - start, 1),
+                end - start,
+                "unmap {start:#x}"
+            );
         }
         // Check the edges of a few mappings and a few random addresses.
-        let probes: Vec<u64> = model.iter().take(8).flat_map(|(&s, m)| [s, s + m.size / 2, s + m.size - 1]).collect();
+        let probes: Vec<u64> = model
+            .iter()
+            .take(8)
+            .flat_map(|(&s, m)| [s, s + m.size / 2, s + m.size - 1])
+            .collect();
         for iova in probes {
             check_at(&mem, &table, ddtp, &model, iova & !7);
         }
@@ -237,13 +291,32 @@ fn large_leaf_reuses_an_emptied_table() {
     let mut mem = FakeMem::new();
     let t = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
     let iova = 0x4020_0000;
-    assert_eq!(t.map_pages(&mut mem, iova + PAGE_SIZE, 0x1000_0000, PAGE_SIZE, 1, Prot::RW), (PAGE_SIZE, Ok(())));
+    assert_eq!(
+        t.map_pages(
+            &mut mem,
+            iova + PAGE_SIZE,
+            0x1000_0000,
+            PAGE_SIZE,
+            1,
+            Prot::RW
+        ),
+        (PAGE_SIZE, Ok(()))
+    );
     // A 2 MiB leaf over a table holding a mapping: refused, nothing left.
-    assert_eq!(t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW), (0, Err(HwError::Exists)));
+    assert_eq!(
+        t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
+        (0, Err(HwError::Exists))
+    );
     assert_eq!(t.iova_to_phys(&mem, iova), None);
-    assert_eq!(t.unmap_pages(&mut mem, iova + PAGE_SIZE, PAGE_SIZE, 1), PAGE_SIZE);
+    assert_eq!(
+        t.unmap_pages(&mut mem, iova + PAGE_SIZE, PAGE_SIZE, 1),
+        PAGE_SIZE
+    );
     // Over the emptied table: mapped as 4 KiB leaves of it.
-    assert_eq!(t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW), (2 << 20, Ok(())));
+    assert_eq!(
+        t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
+        (2 << 20, Ok(()))
+    );
     assert_eq!(t.iova_to_phys(&mem, iova + 0x12345), Some(0x2001_2345));
     assert_eq!(t.lookup(&mem, iova).map(|l| l.1), Some(PAGE_SIZE));
     assert_eq!(t.unmap_pages(&mut mem, iova, 2 << 20, 1), 2 << 20);
@@ -255,10 +328,17 @@ fn large_leaf_reuses_an_emptied_table() {
 fn a_large_leaf_is_unmapped_whole_and_never_split() {
     let mut mem = FakeMem::new();
     let t = PageTable::new(&mut mem, Mode::Sv48).unwrap();
-    assert_eq!(t.map_pages(&mut mem, 1 << 30, 1 << 30, 1 << 30, 1, Prot::RW).1, Ok(()));
+    assert_eq!(
+        t.map_pages(&mut mem, 1 << 30, 1 << 30, 1 << 30, 1, Prot::RW)
+            .1,
+        Ok(())
+    );
     assert_eq!(t.lookup(&mem, (1 << 30) + 5).map(|l| l.1), Some(1 << 30));
     // Inside the leaf: refused (it would have to be split).
-    assert_eq!(t.unmap_pages(&mut mem, (1 << 30) + PAGE_SIZE, PAGE_SIZE, 1), 0);
+    assert_eq!(
+        t.unmap_pages(&mut mem, (1 << 30) + PAGE_SIZE, PAGE_SIZE, 1),
+        0
+    );
     // At its start, asking for 4 KiB: the whole leaf goes, and is counted.
     assert_eq!(t.unmap_pages(&mut mem, 1 << 30, PAGE_SIZE, 1), 1 << 30);
     assert_eq!(t.iova_to_phys(&mem, 1 << 30), None);
@@ -279,9 +359,27 @@ fn bad_arguments_change_nothing() {
         (u64::MAX & !0xfff, 0, PAGE_SIZE, 2, HwError::Range), // wraps
     ];
     for (iova, pa, pgsize, count, err) in cases {
-        assert_eq!(t.map_pages(&mut mem, iova, pa, pgsize, count, Prot::RW), (0, Err(err)), "{iova:#x}");
+        assert_eq!(
+            t.map_pages(&mut mem, iova, pa, pgsize, count, Prot::RW),
+            (0, Err(err)),
+            "{iova:#x}"
+        );
     }
-    assert_eq!(t.map_pages(&mut mem, 0x1000, 0x2000, PAGE_SIZE, 1, Prot { read: false, write: false }).1, Err(HwError::Invalid));
+    assert_eq!(
+        t.map_pages(
+            &mut mem,
+            0x1000,
+            0x2000,
+            PAGE_SIZE,
+            1,
+            Prot {
+                read: false,
+                write: false
+            }
+        )
+        .1,
+        Err(HwError::Invalid)
+    );
     let mut n = 0;
     t.for_each_leaf(&mem, &mut |_, _, _, _| n += 1);
     assert_eq!(n, 0);
@@ -304,7 +402,15 @@ fn allocation_failure_leaves_a_consistent_table() {
         }
         mem.limit = None;
         // A retry succeeds and tearing down frees everything.
-        assert_eq!(t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW).1, if limit < 5 { Ok(()) } else { Err(HwError::Exists) });
+        assert_eq!(
+            t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW)
+                .1,
+            if limit < 5 {
+                Ok(())
+            } else {
+                Err(HwError::Exists)
+            }
+        );
         t.destroy(&mut mem);
         assert!(mem.live.is_empty());
     }
@@ -326,16 +432,35 @@ fn pte_encoding() {
 fn write_only_mappings_become_read_write() {
     // The DMA API maps DMA_FROM_DEVICE buffers with IOMMU_WRITE alone; W
     // without R is reserved in RISC-V PTEs and faults every access.
-    let p = Pte::leaf(0x4000, Prot { read: false, write: true });
+    let p = Pte::leaf(
+        0x4000,
+        Prot {
+            read: false,
+            write: true,
+        },
+    );
     assert_eq!(p.0 & (Pte::R | Pte::W), Pte::R | Pte::W);
     for mode in [Mode::Sv39, Mode::Sv48x4] {
         let mut mem = FakeMem::new();
         let t = PageTable::new(&mut mem, mode).unwrap();
-        let wo = Prot { read: false, write: true };
-        assert_eq!(t.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, wo).1, Ok(()));
+        let wo = Prot {
+            read: false,
+            write: true,
+        };
+        assert_eq!(
+            t.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, wo)
+                .1,
+            Ok(())
+        );
         let ddtp = device_for(&mut mem, &t, None);
-        assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Write { len: 8 }), Ok(0x9000_0008));
-        assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Read), Ok(0x9000_0008));
+        assert_eq!(
+            walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Write { len: 8 }),
+            Ok(0x9000_0008)
+        );
+        assert_eq!(
+            walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Read),
+            Ok(0x9000_0008)
+        );
     }
 }
 
@@ -353,7 +478,10 @@ fn mode_geometry() {
 fn directory_in_every_mode_and_format() {
     for extended in [false, true] {
         for (mode, ids) in [
-            (DdtMode::Lvl1, vec![0u32, 5, if extended { 63 } else { 127 }]),
+            (
+                DdtMode::Lvl1,
+                vec![0u32, 5, if extended { 63 } else { 127 }],
+            ),
             (DdtMode::Lvl2, vec![0, 0x80, 0x7fff, 0x1234]),
             (DdtMode::Lvl3, vec![0, 0x12_3456, 0xff_ffff, 0x8000]),
         ] {
@@ -368,30 +496,61 @@ fn directory_in_every_mode_and_format() {
                     let found = ddt::dc_address(&mut mem, root, mode, extended, id, false).unwrap();
                     assert_eq!(found.is_some(), mode == DdtMode::Lvl1);
                 }
-                let pa = ddt::dc_address(&mut mem, root, mode, extended, id, true).unwrap().unwrap();
+                let pa = ddt::dc_address(&mut mem, root, mode, extended, id, true)
+                    .unwrap()
+                    .unwrap();
                 assert!(seen.insert(pa, id).is_none(), "two devices share a context");
                 // No context yet: the walker reports it not valid.
-                assert_eq!(walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read), Err(258));
+                assert_eq!(
+                    walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
+                    Err(258)
+                );
                 DeviceContext::bare().write(&mut mem, pa, extended);
-                assert_eq!(walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read), Ok(0x1000));
-                assert_eq!(DeviceContext::read(&mem, pa, extended), DeviceContext::bare());
+                assert_eq!(
+                    walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
+                    Ok(0x1000)
+                );
+                assert_eq!(
+                    DeviceContext::read(&mem, pa, extended),
+                    DeviceContext::bare()
+                );
             }
             // Every context written is found again, with its device id.
             let mut found = Vec::new();
-            ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| found.push((id, dc)));
+            ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| {
+                found.push((id, dc))
+            });
             let mut want: Vec<u32> = ids.clone();
             want.sort();
             want.dedup();
             assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), want);
             assert!(found.iter().all(|f| f.1 == DeviceContext::bare()));
             let too_big = match mode {
-                DdtMode::Lvl1 => if extended { 64 } else { 128 },
-                DdtMode::Lvl2 => if extended { 1 << 15 } else { 1 << 16 },
+                DdtMode::Lvl1 => {
+                    if extended {
+                        64
+                    } else {
+                        128
+                    }
+                }
+                DdtMode::Lvl2 => {
+                    if extended {
+                        1 << 15
+                    } else {
+                        1 << 16
+                    }
+                }
                 _ => 1 << 24,
             };
-            assert_eq!(ddt::dc_address(&mut mem, root, mode, extended, too_big, true), Err(HwError::Range));
+            assert_eq!(
+                ddt::dc_address(&mut mem, root, mode, extended, too_big, true),
+                Err(HwError::Range)
+            );
             if mode != DdtMode::Lvl3 {
-                assert_eq!(walk::translate(&mem, ddtp, extended, too_big, 0, Access::Read), Err(260));
+                assert_eq!(
+                    walk::translate(&mem, ddtp, extended, too_big, 0, Access::Read),
+                    Err(260)
+                );
             }
             ddt::free_directories(&mut mem, root, mode);
             mem.free_pages(root, 0);
@@ -399,8 +558,21 @@ fn directory_in_every_mode_and_format() {
         }
     }
     let mem = FakeMem::new();
-    assert_eq!(walk::translate(&mem, ddt::ddtp(DdtMode::Off, 0), true, 0, 0, Access::Read), Err(256));
-    assert_eq!(walk::translate(&mem, ddt::ddtp(DdtMode::Bare, 0), true, 0, 0x42, Access::Read), Ok(0x42));
+    assert_eq!(
+        walk::translate(&mem, ddt::ddtp(DdtMode::Off, 0), true, 0, 0, Access::Read),
+        Err(256)
+    );
+    assert_eq!(
+        walk::translate(
+            &mem,
+            ddt::ddtp(DdtMode::Bare, 0),
+            true,
+            0,
+            0x42,
+            Access::Read
+        ),
+        Ok(0x42)
+    );
 }
 
 /// Interrupt files laid out as QEMU's virt IMSIC: per hart a block of
@@ -413,7 +585,14 @@ fn imsic_files(base: u64, harts: u64, guest_bits: u32, guests: u64) -> Vec<u64> 
 
 #[test]
 fn msi_geometry_covers_the_imsic_layout() {
-    for (harts, guest_bits, guests) in [(1, 0, 0), (2, 0, 0), (4, 0, 0), (3, 0, 0), (2, 3, 5), (8, 2, 3)] {
+    for (harts, guest_bits, guests) in [
+        (1, 0, 0),
+        (2, 0, 0),
+        (4, 0, 0),
+        (3, 0, 0),
+        (2, 3, 5),
+        (8, 2, 3),
+    ] {
         let files = imsic_files(0x2800_0000, harts, guest_bits, guests);
         let g = MsiGeometry::from_files(&files).unwrap();
         let mut idx: Vec<u64> = files.iter().map(|&f| g.index(f).unwrap()).collect();
@@ -432,12 +611,21 @@ fn msi_geometry_covers_the_imsic_layout() {
         }
     }
     assert_eq!(MsiGeometry::from_files(&[]), Err(HwError::Invalid));
-    assert_eq!(MsiGeometry::from_files(&[0x1000, 0x1004]), Err(HwError::Invalid));
+    assert_eq!(
+        MsiGeometry::from_files(&[0x1000, 0x1004]),
+        Err(HwError::Invalid)
+    );
     assert_eq!(MsiGeometry::from_files(&[0, 1 << 30]).unwrap().entries(), 2);
-    assert_eq!(MsiGeometry::from_files(&[0, 0x1fff_f000]), Err(HwError::Range));
+    assert_eq!(
+        MsiGeometry::from_files(&[0, 0x1fff_f000]),
+        Err(HwError::Range)
+    );
     assert_eq!(msi::extract(0b1010_0110, 0b1100_1010), 0b1001);
     assert_eq!(msi::deposit(0b1001, 0b1100_1010), 0b1000_0010);
-    assert_eq!(msi::extract(msi::deposit(0b1011, 0b1100_1010), 0b1100_1010), 0b1011);
+    assert_eq!(
+        msi::extract(msi::deposit(0b1011, 0b1100_1010), 0b1100_1010),
+        0b1011
+    );
 }
 
 #[test]
@@ -453,18 +641,32 @@ fn msi_writes_are_redirected_by_the_msi_table() {
     mem.write_u64(table + 16 * i + 8, pte[1]);
     assert_eq!(msi::flat_target(pte), Some(files[1]));
     let pt = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
-    pt.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    pt.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, Prot::RW)
+        .1
+        .unwrap();
     let ddtp = device_for(&mut mem, &pt, Some((table, g)));
 
     let w4 = Access::Write { len: 4 };
-    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], w4), Ok(files[1]));
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 0, files[1], w4),
+        Ok(files[1])
+    );
     // Hart 0's file: not given, the MSI PTE is invalid.
     assert_eq!(walk::translate(&mem, ddtp, true, 0, files[0], w4), Err(262));
     // Not an MSI (a read, or an 8-byte write): the second stage, unmapped there.
-    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], Access::Read), Err(21));
-    assert_eq!(walk::translate(&mem, ddtp, true, 0, files[1], Access::Write { len: 8 }), Err(23));
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 0, files[1], Access::Read),
+        Err(21)
+    );
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 0, files[1], Access::Write { len: 8 }),
+        Err(23)
+    );
     // Ordinary DMA still goes through the second stage.
-    assert_eq!(walk::translate(&mem, ddtp, true, 0, 0x10_0010, w4), Ok(0x9000_0010));
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 0, 0x10_0010, w4),
+        Ok(0x9000_0010)
+    );
     // Without MSI_FLAT the table is not consulted (base format contexts).
     assert_eq!(msi::flat_target([0, 0]), None);
 }
@@ -476,33 +678,59 @@ fn two_stage_walk_translates_table_reads() {
     // guest-physical page the second stage moves.
     let mut mem = FakeMem::new();
     let s1 = PageTable::new(&mut mem, Mode::Sv39).unwrap();
-    s1.map_pages(&mut mem, 0x4000, 0x7000_0000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    s1.map_pages(&mut mem, 0x4000, 0x7000_0000, PAGE_SIZE, 1, Prot::RW)
+        .1
+        .unwrap();
     let s2 = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
-    let tables: Vec<u64> = mem.live.keys().copied().filter(|&p| p < 0x8100_0000).collect();
+    let tables: Vec<u64> = mem
+        .live
+        .keys()
+        .copied()
+        .filter(|&p| p < 0x8100_0000)
+        .collect();
     for pa in tables {
         let (_, r) = s2.map_pages(&mut mem, pa, pa, PAGE_SIZE, 1, Prot::RO);
         assert!(r.is_ok() || r == Err(HwError::Exists));
     }
-    s2.map_pages(&mut mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+    s2.map_pages(&mut mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW)
+        .1
+        .unwrap();
     let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = ddt::dc_address(&mut mem, root, DdtMode::Lvl1, true, 3, true).unwrap().unwrap();
+    let dc_pa = ddt::dc_address(&mut mem, root, DdtMode::Lvl1, true, 3, true)
+        .unwrap()
+        .unwrap();
     let mut dc = DeviceContext::first_stage(Mode::Sv39, s1.root(), 1);
     dc.iohgatp = ddt::iohgatp(Mode::Sv39x4, s2.root(), 2);
     dc.write(&mut mem, dc_pa, true);
     let ddtp = ddt::ddtp(DdtMode::Lvl1, root);
-    assert_eq!(walk::translate(&mem, ddtp, true, 3, 0x4abc, Access::Read), Ok(0x1_2345_6abc));
-    assert_eq!(walk::translate(&mem, ddtp, true, 3, 0x5000, Access::Read), Err(13));
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 3, 0x4abc, Access::Read),
+        Ok(0x1_2345_6abc)
+    );
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 3, 0x5000, Access::Read),
+        Err(13)
+    );
 }
 
 #[test]
 fn command_encodings() {
     // IOFENCE.C, PR|PW, writing 0xdead_beef to 0x8000_1000 on completion.
     let f = Command::iofence(Some((0x8000_1000, 0xdead_beef)));
-    assert_eq!(f.0, [2 | 1 << 10 | 1 << 12 | 1 << 13 | 0xdead_beef << 32, 0x8000_1000 >> 2]);
+    assert_eq!(
+        f.0,
+        [
+            2 | 1 << 10 | 1 << 12 | 1 << 13 | 0xdead_beef << 32,
+            0x8000_1000 >> 2
+        ]
+    );
     assert_eq!(f.name(), "IOFENCE.C");
     // IOTINVAL.GVMA for GSCID 5 at guest page 0x1234_5000.
     let g = Command::iotinval_gvma(Some(5), Some(0x1234_5000));
-    assert_eq!(g.0, [1 | 1 << 7 | 1 << 10 | 1 << 33 | 5 << 44, 0x12345 << 10]);
+    assert_eq!(
+        g.0,
+        [1 | 1 << 7 | 1 << 10 | 1 << 33 | 5 << 44, 0x12345 << 10]
+    );
     assert_eq!(g.name(), "IOTINVAL.GVMA");
     // IOTINVAL.VMA for PSCID 0x42, everything.
     let v = Command::iotinval_vma(None, Some(0x42), None);
@@ -557,7 +785,10 @@ fn ring_arithmetic() {
 fn fault_records_decode() {
     let w0 = 13 | 0x1234 << 12 | 1 << 32 | 2 << 34 | 0x10u64 << 40;
     let f = FaultRecord::decode([w0, 0, 0xdead_0000, 0x42]);
-    assert_eq!((f.cause, f.pid, f.pv, f.privileged, f.ttyp, f.did), (13, 0x1234, true, false, 2, 0x10));
+    assert_eq!(
+        (f.cause, f.pid, f.pv, f.privileged, f.ttyp, f.did),
+        (13, 0x1234, true, false, 2, 0x10)
+    );
     assert_eq!((f.iotval, f.iotval2), (0xdead_0000, 0x42));
     assert_eq!(f.cause_name(), "read page fault");
     assert_eq!(f.ttyp_name(), "untranslated read");

@@ -36,7 +36,11 @@ impl Command {
     /// `IOTINVAL.VMA`: first-stage translations, of one address space
     /// (`pscid`) or all, at one page (`addr`) or all, for the second-stage
     /// context `gscid` when given (else for contexts without one).
-    pub(crate) const fn iotinval_vma(gscid: Option<u16>, pscid: Option<u32>, addr: Option<u64>) -> Self {
+    pub(crate) const fn iotinval_vma(
+        gscid: Option<u16>,
+        pscid: Option<u32>,
+        addr: Option<u64>,
+    ) -> Self {
         let mut w0 = op(OP_IOTINVAL, FUNC_VMA);
         if let Some(g) = gscid {
             w0 |= GV | (g as u64) << 44;
@@ -91,7 +95,10 @@ impl Command {
     }
 
     /// A short name.
-    #[cfg_attr(not(test), expect(dead_code, reason = "decodes commands for the host tests"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "decodes commands for the host tests")
+    )]
     pub(crate) const fn name(&self) -> &'static str {
         match (self.opcode(), (self.0[0] >> 7) & 7) {
             (OP_IOTINVAL, FUNC_VMA) => "IOTINVAL.VMA",

@@ -10,7 +10,13 @@ pub(crate) enum DdtMode {
     /// No inbound transaction allowed.
     Off = 0,
     /// No translation, no protection.
-    #[cfg_attr(not(test), expect(dead_code, reason = "never set by the driver; the host tests and walker use it"))]
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "never set by the driver; the host tests and walker use it"
+        )
+    )]
     Bare = 1,
     /// One-level directory.
     Lvl1 = 2,
@@ -142,7 +148,14 @@ pub(crate) fn for_each_context(
         for i in 0..512 {
             let e = mem.read_u64(table + 8 * i);
             if e & DDTE_V != 0 {
-                walk(mem, ((e >> 10) & PPN_MASK) << PAGE_SHIFT, level - 1, prefix << 9 | i, extended, f);
+                walk(
+                    mem,
+                    ((e >> 10) & PPN_MASK) << PAGE_SHIFT,
+                    level - 1,
+                    prefix << 9 | i,
+                    extended,
+                    f,
+                );
             }
         }
     }
@@ -198,7 +211,15 @@ impl DeviceContext {
 
     /// A valid context with no translation at either stage.
     pub(crate) const fn bare() -> Self {
-        Self { tc: Self::TC_V, iohgatp: 0, ta: 0, fsc: 0, msiptp: 0, msi_addr_mask: 0, msi_addr_pattern: 0 }
+        Self {
+            tc: Self::TC_V,
+            iohgatp: 0,
+            ta: 0,
+            fsc: 0,
+            msiptp: 0,
+            msi_addr_mask: 0,
+            msi_addr_pattern: 0,
+        }
     }
 
     /// A valid context translating with a first-stage table at `root`.
@@ -228,7 +249,13 @@ impl DeviceContext {
     /// Reads the context at `pa`.
     pub(crate) fn read(mem: &impl PhysMem, pa: u64, extended: bool) -> Self {
         let w = |i: u64| mem.read_u64(pa + 8 * i);
-        let mut dc = Self { tc: w(0), iohgatp: w(1), ta: w(2), fsc: w(3), ..Self::default() };
+        let mut dc = Self {
+            tc: w(0),
+            iohgatp: w(1),
+            ta: w(2),
+            fsc: w(3),
+            ..Self::default()
+        };
         if extended {
             dc.msiptp = w(4);
             dc.msi_addr_mask = w(5);
@@ -241,7 +268,15 @@ impl DeviceContext {
     /// context with stale fields. The caller then invalidates the IOMMU's
     /// copy (`IODIR.INVAL_DDT`).
     pub(crate) fn write(&self, mem: &mut impl PhysMem, pa: u64, extended: bool) {
-        let words = [self.iohgatp, self.ta, self.fsc, self.msiptp, self.msi_addr_mask, self.msi_addr_pattern, 0];
+        let words = [
+            self.iohgatp,
+            self.ta,
+            self.fsc,
+            self.msiptp,
+            self.msi_addr_mask,
+            self.msi_addr_pattern,
+            0,
+        ];
         let n = if extended { 7 } else { 3 };
         for (i, w) in words.iter().take(n).enumerate() {
             mem.write_u64(pa + 8 * (i as u64 + 1), *w);

@@ -17,14 +17,23 @@ const MSI_PTE_M_FLAT: u64 = 3;
 
 /// A flat MSI PTE redirecting writes to the interrupt file at `pa`.
 pub(crate) const fn flat_pte(pa: u64) -> [u64; 2] {
-    [MSI_PTE_V | MSI_PTE_M_FLAT << MSI_PTE_M_SHIFT | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10, 0]
+    [
+        MSI_PTE_V | MSI_PTE_M_FLAT << MSI_PTE_M_SHIFT | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10,
+        0,
+    ]
 }
 
 /// The interrupt file a flat MSI PTE redirects to, `None` if it is invalid
 /// or not flat.
-#[cfg_attr(not(test), expect(dead_code, reason = "decodes entries for the host tests"))]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "decodes entries for the host tests")
+)]
 pub(crate) const fn flat_target(pte: [u64; 2]) -> Option<u64> {
-    if pte[0] & MSI_PTE_V == 0 || (pte[0] >> MSI_PTE_M_SHIFT) & 3 != MSI_PTE_M_FLAT || pte[0] >> 63 != 0 {
+    if pte[0] & MSI_PTE_V == 0
+        || (pte[0] >> MSI_PTE_M_SHIFT) & 3 != MSI_PTE_M_FLAT
+        || pte[0] >> 63 != 0
+    {
         return None;
     }
     Some(((pte[0] >> 10) & PPN_MASK) << PAGE_SHIFT)
@@ -96,7 +105,10 @@ impl MsiGeometry {
             return Err(HwError::Range);
         }
         // INVARIANT: the pattern has the mask's bits cleared; popcount checked.
-        Ok(Self { mask, pattern: (first >> PAGE_SHIFT) & !mask })
+        Ok(Self {
+            mask,
+            pattern: (first >> PAGE_SHIFT) & !mask,
+        })
     }
 
     /// `msi_addr_mask`.

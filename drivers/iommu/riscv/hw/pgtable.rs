@@ -111,7 +111,15 @@ impl PageTable {
         let mut mapped = 0;
         for i in 0..count {
             let off = i * pgsize;
-            if let Err(e) = self.map_one(mem, self.root, self.mode.levels() - 1, iova + off, pa + off, level, prot) {
+            if let Err(e) = self.map_one(
+                mem,
+                self.root,
+                self.mode.levels() - 1,
+                iova + off,
+                pa + off,
+                level,
+                prot,
+            ) {
                 return (mapped, Err(e));
             }
             mapped += pgsize;
@@ -148,7 +156,15 @@ impl PageTable {
             let step = level_size(target - 1);
             for i in 0..512 {
                 let off = i * step;
-                if let Err(e) = self.map_one(mem, pte.pa(), level - 1, iova + off, pa + off, target - 1, prot) {
+                if let Err(e) = self.map_one(
+                    mem,
+                    pte.pa(),
+                    level - 1,
+                    iova + off,
+                    pa + off,
+                    target - 1,
+                    prot,
+                ) {
                     self.unmap_pages(mem, iova, step, i);
                     return Err(e);
                 }
@@ -171,8 +187,16 @@ impl PageTable {
     /// unmapped: a larger leaf starting inside the range is unmapped whole and
     /// counted whole; the walk stops at the first hole or at a leaf it would
     /// have to split. The caller invalidates the IOTLB for what was unmapped.
-    pub(crate) fn unmap_pages(&self, mem: &mut impl PhysMem, iova: u64, pgsize: u64, count: u64) -> u64 {
-        let Some(size) = pgsize.checked_mul(count) else { return 0 };
+    pub(crate) fn unmap_pages(
+        &self,
+        mem: &mut impl PhysMem,
+        iova: u64,
+        pgsize: u64,
+        count: u64,
+    ) -> u64 {
+        let Some(size) = pgsize.checked_mul(count) else {
+            return 0;
+        };
         if self.check(iova, size).is_err() || !is_aligned(iova, PAGE_SIZE) {
             return 0;
         }
@@ -236,7 +260,11 @@ impl PageTable {
 
     /// Calls `f(iova, pa, size, prot)` for every leaf, in IOVA order.
     pub(crate) fn for_each_leaf(&self, mem: &impl PhysMem, f: &mut dyn FnMut(u64, u64, u64, Prot)) {
-        let entries = if self.mode.is_second_stage() { 2048 } else { 512 };
+        let entries = if self.mode.is_second_stage() {
+            2048
+        } else {
+            512
+        };
         self.walk_leaves(mem, self.root, self.mode.levels() - 1, 0, entries, f);
     }
 
@@ -263,7 +291,11 @@ impl PageTable {
     /// Frees every table. The IOMMU must no longer use the table: the device
     /// contexts pointing at it are gone and their caches invalidated.
     pub(crate) fn destroy(self, mem: &mut impl PhysMem) {
-        let entries = if self.mode.is_second_stage() { 2048 } else { 512 };
+        let entries = if self.mode.is_second_stage() {
+            2048
+        } else {
+            512
+        };
         Self::free_tables(mem, self.root, self.mode.levels() - 1, entries);
         mem.free_pages(self.root, self.mode.root_order());
     }

@@ -66,7 +66,10 @@ impl Pte {
 
     /// The entry's permissions.
     pub(crate) const fn prot(self) -> Prot {
-        Prot { read: self.0 & Self::R != 0, write: self.0 & Self::W != 0 }
+        Prot {
+            read: self.0 & Self::R != 0,
+            write: self.0 & Self::W != 0,
+        }
     }
 }
 
@@ -79,12 +82,21 @@ pub(crate) struct Prot {
     pub(crate) write: bool,
 }
 
-#[cfg_attr(not(test), expect(dead_code, reason = "permissions the host tests map with"))]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "permissions the host tests map with")
+)]
 impl Prot {
     /// Read and write.
-    pub(crate) const RW: Self = Self { read: true, write: true };
+    pub(crate) const RW: Self = Self {
+        read: true,
+        write: true,
+    };
     /// Read only.
-    pub(crate) const RO: Self = Self { read: true, write: false };
+    pub(crate) const RO: Self = Self {
+        read: true,
+        write: false,
+    };
 }
 
 /// A translation mode: first stage (`iosatp`) or second stage (`iohgatp`).
@@ -106,9 +118,18 @@ pub(crate) enum Mode {
 
 impl Mode {
     /// All modes, first stage then second.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests and walker iterate over them"))]
-    pub(crate) const ALL: [Self; 6] =
-        [Self::Sv39, Self::Sv48, Self::Sv57, Self::Sv39x4, Self::Sv48x4, Self::Sv57x4];
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the host tests and walker iterate over them")
+    )]
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Sv39,
+        Self::Sv48,
+        Self::Sv57,
+        Self::Sv39x4,
+        Self::Sv48x4,
+        Self::Sv57x4,
+    ];
 
     /// Number of levels of the table.
     pub(crate) const fn levels(self) -> u32 {
@@ -165,7 +186,11 @@ impl Mode {
 
     /// Index into the table at `level` for `iova`.
     pub(crate) const fn index(self, iova: u64, level: u32) -> usize {
-        let bits = if level == self.levels() - 1 && self.is_second_stage() { 11 } else { 9 };
+        let bits = if level == self.levels() - 1 && self.is_second_stage() {
+            11
+        } else {
+            9
+        };
         ((iova >> Self::shift(level)) & ((1 << bits) - 1)) as usize
     }
 

@@ -22,7 +22,13 @@ pub(crate) struct RateLimit {
 impl RateLimit {
     /// At most `burst` lines every `interval_ms` milliseconds.
     pub(crate) const fn new(interval_ms: u64, burst: u32) -> Self {
-        Self { interval_ms, burst, start: None, printed: 0, missed: 0 }
+        Self {
+            interval_ms,
+            burst,
+            start: None,
+            printed: 0,
+            missed: 0,
+        }
     }
 
     /// Whether one more line may be logged at `now_ms`, and how many lines

@@ -60,7 +60,14 @@ fn guest_page_fault(access: Access) -> u32 {
 /// Translates `iova` from `device_id` given the `ddtp` register, and whether
 /// the IOMMU has MSI page tables (`capabilities.MSI_FLAT`, which also selects
 /// extended device contexts).
-pub(crate) fn translate(mem: &impl PhysMem, ddtp: u64, msi_flat: bool, device_id: u32, iova: u64, access: Access) -> Outcome {
+pub(crate) fn translate(
+    mem: &impl PhysMem,
+    ddtp: u64,
+    msi_flat: bool,
+    device_id: u32,
+    iova: u64,
+    access: Access,
+) -> Outcome {
     let mode = bits(ddtp, 3, 0);
     let levels = match mode {
         0 => return Err(CAUSE_ALL_DISALLOWED),
@@ -99,7 +106,11 @@ pub(crate) fn translate(mem: &impl PhysMem, ddtp: u64, msi_flat: bool, device_id
     let g_mode = bits(iohgatp, 63, 60);
     let s_mode = bits(fsc, 63, 60);
     let valid_mode = |m: u64| matches!(m, 0 | 8 | 9 | 10);
-    if !valid_mode(g_mode) || !valid_mode(s_mode) || (g_mode != 0 && bits(iohgatp, 1, 0) != 0) || tc & (1 << 5) != 0 {
+    if !valid_mode(g_mode)
+        || !valid_mode(s_mode)
+        || (g_mode != 0 && bits(iohgatp, 1, 0) != 0)
+        || tc & (1 << 5) != 0
+    {
         return Err(CAUSE_DDT_MISCONFIGURED);
     }
     let g_root = bits(iohgatp, 43, 0) << 12;
@@ -151,9 +162,12 @@ pub(crate) fn translate(mem: &impl PhysMem, ddtp: u64, msi_flat: bool, device_id
             } else {
                 // Implicit read of the table through the second stage;
                 // a fault there is a guest-page fault of this access.
-                second_stage(mem, g_mode, g_root, gpa_of_pte, Access::Read).map_err(|_| guest_page_fault(access))?
+                second_stage(mem, g_mode, g_root, gpa_of_pte, Access::Read)
+                    .map_err(|_| guest_page_fault(access))?
             };
-            match step(mem.read_u64(pa_of_pte), level, iova, access).map_err(|_| page_fault(access))? {
+            match step(mem.read_u64(pa_of_pte), level, iova, access)
+                .map_err(|_| page_fault(access))?
+            {
                 Step::Next(next) => table = next,
                 Step::Leaf(gpa) => break gpa,
             }
@@ -182,7 +196,11 @@ fn step(pte: u64, level: u32, addr: u64, access: Access) -> Result<Step, ()> {
         return Err(());
     }
     if r == 0 && x == 0 {
-        return if level == 0 { Err(()) } else { Ok(Step::Next(bits(pte, 53, 10) << 12)) };
+        return if level == 0 {
+            Err(())
+        } else {
+            Ok(Step::Next(bits(pte, 53, 10) << 12))
+        };
     }
     leaf_ok(pte, level, access)?;
     let off = (1u64 << (12 + 9 * level)) - 1;
@@ -192,7 +210,13 @@ fn step(pte: u64, level: u32, addr: u64, access: Access) -> Result<Step, ()> {
 /// Checks a leaf: user-accessible, permitted, accessed (and dirty for
 /// writes), and aligned for a superpage.
 fn leaf_ok(pte: u64, level: u32, access: Access) -> Result<(), ()> {
-    let (r, w, u, a, dirty) = (pte >> 1 & 1, pte >> 2 & 1, pte >> 4 & 1, pte >> 6 & 1, pte >> 7 & 1);
+    let (r, w, u, a, dirty) = (
+        pte >> 1 & 1,
+        pte >> 2 & 1,
+        pte >> 4 & 1,
+        pte >> 6 & 1,
+        pte >> 7 & 1,
+    );
     let permitted = match access {
         Access::Read => r == 1,
         Access::Write { .. } => w == 1 && dirty == 1,
@@ -218,7 +242,9 @@ fn second_stage(mem: &impl PhysMem, mode: u64, root: u64, gpa: u64, access: Acce
         level -= 1;
         let width = if level == levels - 1 { 11 } else { 9 };
         let index = bits(gpa, 12 + 9 * level + width - 1, 12 + 9 * level);
-        match step(mem.read_u64(table + index * 8), level, gpa, access).map_err(|_| guest_page_fault(access))? {
+        match step(mem.read_u64(table + index * 8), level, gpa, access)
+            .map_err(|_| guest_page_fault(access))?
+        {
             Step::Next(next) => table = next,
             Step::Leaf(pa) => return Ok(pa),
         }
