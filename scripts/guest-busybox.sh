@@ -12,6 +12,7 @@ out=${2:?usage: guest-busybox.sh <riscv64|arm64> <output>}
 die() { printf 'guest-busybox: error: %s\n' "$*" >&2; exit 1; }
 [ -x "$out" ] && exit 0
 
+mkdir -p "$(dirname "$out")"
 root=$(cd "$(dirname "$out")" && pwd)/apt
 mkdir -p "$root/lists/partial" "$root/cache/archives/partial" "$root/etc/preferences.d" "$root/etc/none"
 cat >"$root/etc/sources.list" <<SRC
