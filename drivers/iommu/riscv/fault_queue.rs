@@ -171,7 +171,7 @@ fn log_fault(dev: &device::Device, f: &FaultRecord) {
         f.ttyp_name(),
         f.iotval,
         f.iotval2,
-        if f.pv { f.pid as i64 } else { -1 }
+        if f.pv { i64::from(f.pid) } else { -1 }
     );
 }
 

@@ -9,11 +9,12 @@ use kernel::{
         driver::{
             Capability,
             Driver,
-            HwInfo,
+            ProbedDevice,
             ResvRegions,
             ResvType,
             PROT_MSI, //
         },
+        hw_info::HwInfo,
         trace, //
     },
     irq::{imsic, remap::RemapDomain},
@@ -66,7 +67,7 @@ impl IommuOps {
     /// Moves `dev`'s MSIs under the remapping domain, with a table of their
     /// own where the IOMMU has MSI page tables, if they were to go to the
     /// IMSIC.
-    fn remap_msis(&self, dev: &Device) -> Result<Option<Arc<MsiPageTable>>> {
+    fn remap_msis(&self, dev: &ProbedDevice<'_>) -> Result<Option<Arc<MsiPageTable>>> {
         let Some(r) = &self.remap else {
             return Ok(None);
         };
@@ -95,7 +96,7 @@ impl Driver for IommuOps {
     type Master = Master;
     type Paging = Paging;
 
-    fn probe_device(&self, dev: &Device, ids: &[u32]) -> Result<Master> {
+    fn probe_device(&self, dev: &ProbedDevice<'_>, ids: &[u32]) -> Result<Master> {
         let ddt = &self.iommu.ddt;
         let t = ddt.lock();
         let mut v = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
@@ -117,7 +118,7 @@ impl Driver for IommuOps {
         Ok(Master { ids: v, msi })
     }
 
-    fn release_device(&self, dev: &Device, master: &Master) {
+    fn release_device(&self, dev: &ProbedDevice<'_>, master: &Master) {
         // Back to blocked: an invalid context makes the IOMMU refuse the
         // device's DMA.
         match self.set_contexts(master, &DeviceContext::default()) {

@@ -4,7 +4,7 @@
 //! has none.
 //!
 //! The driver gives edu an interrupt message store (`kernel::pci::ims`,
-//! slots in the library's DSA-like format, in device memory or in a
+//! slots in a DSA-like format, `crate::slots`, in device memory or in a
 //! DMA-coherent queue) and plays the device's part in software:
 //!
 //! - A *submission* carries a handle (the slot) and a PASID, as a DSA
@@ -31,13 +31,7 @@ use kernel::{
     iommu::iommufd::Binding,
     irq::IrqReturn,
     new_mutex,
-    pci::{
-        self,
-        ims::{
-            slots::{SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
-            ImsDomain,
-        },
-    },
+    pci::{self, ims::ImsDomain},
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
@@ -46,7 +40,10 @@ use kernel::{
     time::{Instant, Monotonic},
 };
 
-use crate::edu::Edu;
+use crate::{
+    edu::Edu,
+    slots::{SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
+};
 
 /// DSA's completion status for an invalid interrupt handle.
 pub(crate) const INVALID_HANDLE: u32 = 0x19;

@@ -15,6 +15,7 @@ mod driver;
 mod edu;
 mod ims;
 mod regs;
+mod slots;
 
 kernel::module_pci_driver! {
     type: driver::EduDriver,

@@ -14,8 +14,84 @@
 //! [`Driver::attach_identity`]; blocking uses the core's fallback, an empty
 //! paging domain, so every driver blocks the same way it translates.
 //!
+//! # Examples
+//!
+//! The shape of a driver: identity domains, and paging domains whose maps
+//! all fail (a real driver walks its page tables there).
+//!
+//! ```
+//! use kernel::{
+//!     device::Device,
+//!     iommu::driver::{Driver, IotlbGather, PagingDomain, ProbedDevice, Prot},
+//!     prelude::*,
+//! };
+//!
+//! struct MyIommu;
+//! struct MyDomain;
+//!
+//! #[vtable]
+//! impl Driver for MyIommu {
+//!     /// The requester ids of a device behind the IOMMU.
+//!     type Master = KVec<u32>;
+//!     type Paging = MyDomain;
+//!
+//!     fn probe_device(&self, _dev: &ProbedDevice<'_>, ids: &[u32]) -> Result<KVec<u32>> {
+//!         let mut v = KVec::new();
+//!         v.extend_from_slice(ids, GFP_KERNEL)?;
+//!         Ok(v)
+//!     }
+//!
+//!     fn domain_alloc_paging(&self, _: &Device, _: &KVec<u32>, flags: u32) -> Result<MyDomain> {
+//!         if flags != 0 {
+//!             return Err(EOPNOTSUPP);
+//!         }
+//!         Ok(MyDomain)
+//!     }
+//!
+//!     fn attach_identity(&self, _dev: &Device, _master: &KVec<u32>) -> Result {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl PagingDomain for MyDomain {
+//!     type Driver = MyIommu;
+//!
+//!     fn pgsize_bitmap(&self) -> u64 {
+//!         1 << 12
+//!     }
+//!
+//!     fn aperture_end(&self) -> u64 {
+//!         u64::from(u32::MAX)
+//!     }
+//!
+//!     fn attach(&self, _iommu: &MyIommu, _dev: &Device, _master: &KVec<u32>) -> Result {
+//!         Ok(())
+//!     }
+//!
+//!     fn map_pages(&self, _: u64, _: u64, _: u64, _: u64, _: Prot, _: bool) -> (u64, Result) {
+//!         (0, Err(ENOMEM))
+//!     }
+//!
+//!     fn unmap_pages(&self, _: u64, _: u64, _: u64, _: &mut IotlbGather<'_>) -> u64 {
+//!         0
+//!     }
+//!
+//!     fn iotlb_sync(&self, _gather: &IotlbGather<'_>) {}
+//!
+//!     fn flush_iotlb_all(&self) {}
+//!
+//!     fn iova_to_phys(&self, _iova: u64) -> u64 {
+//!         0
+//!     }
+//! }
+//!
+//! assert_eq!(MyDomain.map_pages(0, 0x8000_0000, 4096, 1, Prot::default(), false).0, 0);
+//! assert_eq!(MyDomain.iova_to_phys(0x1000), 0);
+//! ```
+//!
 //! C header: [`include/linux/iommu.h`](srctree/include/linux/iommu.h)
 
+use super::hw_info::HwInfo;
 use crate::{
     alloc::flags::*,
     bindings,
@@ -27,8 +103,9 @@ use crate::{
 };
 use core::{marker::PhantomPinned, ptr};
 
-/// Permissions of a mapping (`IOMMU_READ`, `IOMMU_WRITE`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Permissions of a mapping (`IOMMU_READ`, `IOMMU_WRITE`, ...); the
+/// default allows nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Prot(u32);
 
 impl Prot {
@@ -64,49 +141,7 @@ impl Capability {
         match raw {
             bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY => Self::CacheCoherency,
             bindings::iommu_cap_IOMMU_CAP_NOEXEC => Self::NoExec,
-            // CAST: `enum iommu_cap` values are small.
-            other => Self::Other(other as u32),
-        }
-    }
-}
-
-/// What an IOMMU tells user space about itself (`IOMMU_GET_HW_INFO`): one
-/// variant per `enum iommu_hw_info_type`, holding that type's fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HwInfo {
-    /// `IOMMU_HW_INFO_TYPE_RISCV_IOMMU`: the raw `capabilities` and `fctl`
-    /// registers.
-    RiscvIommu {
-        /// The capabilities register.
-        capability: u64,
-        /// The features-control register.
-        fctl: u32,
-    },
-}
-
-impl HwInfo {
-    /// The uapi type this information is reported as.
-    fn kind(&self) -> bindings::iommu_hw_info_type {
-        match self {
-            Self::RiscvIommu { .. } => bindings::iommu_hw_info_type_IOMMU_HW_INFO_TYPE_RISCV_IOMMU,
-        }
-    }
-
-    /// The uapi structure, in a `kmalloc` buffer the caller frees with
-    /// `kfree`; returns the buffer and its length.
-    fn into_raw(self) -> Result<(*mut core::ffi::c_void, u32)> {
-        match self {
-            Self::RiscvIommu { capability, fctl } => {
-                let data = bindings::iommu_hw_info_riscv_iommu {
-                    capability,
-                    fctl,
-                    __reserved: 0,
-                };
-                let b = KBox::new(data, GFP_KERNEL)?;
-                // CAST: the structure is 16 bytes.
-                let len = core::mem::size_of_val(&*b) as u32;
-                Ok((KBox::into_raw(b).cast(), len))
-            }
+            other => Self::Other(other),
         }
     }
 }
@@ -193,6 +228,26 @@ impl IotlbGather<'_> {
     }
 }
 
+/// A device inside the IOMMU core's probe or release of it
+/// ([`Driver::probe_device`], [`Driver::release_device`]).
+///
+/// Only the abstraction makes one, for the duration of those callbacks:
+/// holding one proves the core is probing or releasing the device under
+/// its lock, before a driver can bind to it at probe, so code that must
+/// only run then (moving the device's MSIs under a remapping domain:
+/// [`crate::irq::remap::RemapDomain::adopt`]) asks for it.
+pub struct ProbedDevice<'a> {
+    dev: &'a Device,
+}
+
+impl core::ops::Deref for ProbedDevice<'_> {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        self.dev
+    }
+}
+
 /// An IOMMU instance: what the core calls for the devices behind it.
 #[vtable]
 pub trait Driver: Send + Sync + Sized + 'static {
@@ -203,10 +258,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
 
     /// A device whose firmware description names this IOMMU (`ids` are its
     /// requester ids) is probed; returns the driver's data for it.
-    fn probe_device(&self, dev: &Device, ids: &[u32]) -> Result<Self::Master>;
+    fn probe_device(&self, dev: &ProbedDevice<'_>, ids: &[u32]) -> Result<Self::Master>;
 
     /// The device leaves the IOMMU; `master` is dropped afterwards.
-    fn release_device(&self, _dev: &Device, _master: &Self::Master) {}
+    fn release_device(&self, _dev: &ProbedDevice<'_>, _master: &Self::Master) {}
 
     /// Allocates a paging domain for `dev` (`IOMMU_HWPT_ALLOC_*` `flags`).
     fn domain_alloc_paging(
@@ -430,7 +485,7 @@ impl<T: Driver> Registration<T> {
         // SAFETY: `fwnode` is a valid firmware node (or NULL, which finds nothing).
         let iommu = unsafe { bindings::iommu_device_from_fwnode(fwnode) };
         // SAFETY: A registered `iommu_device` is valid while its driver is bound.
-        if iommu.is_null() || unsafe { (*iommu).ops } != &Self::OPS as *const _ {
+        if iommu.is_null() || !ptr::eq(unsafe { (*iommu).ops }, &Self::OPS) {
             return ERR_PTR_ENODEV();
         }
         // SAFETY: `iommu` has our ops, so it is the `raw` field of a `Registration<T>`.
@@ -444,7 +499,7 @@ impl<T: Driver> Registration<T> {
         let res = KBox::<MasterData<T>>::new_uninit(GFP_KERNEL)
             .map_err(Error::from)
             .and_then(|slot| {
-                let master = reg.data.probe_device(device, ids)?;
+                let master = reg.data.probe_device(&ProbedDevice { dev: device }, ids)?;
                 Ok(KBox::write(
                     slot,
                     MasterData {
@@ -471,8 +526,8 @@ impl<T: Driver> Registration<T> {
         // SAFETY: `data.reg` is valid by the type invariant.
         let reg = unsafe { &*data.reg };
         // SAFETY: `dev` is valid for the duration of the call.
-        reg.data
-            .release_device(unsafe { Device::from_raw(dev) }, &data.master);
+        let dev = unsafe { Device::from_raw(dev) };
+        reg.data.release_device(&ProbedDevice { dev }, &data.master);
         // `dev->iommu`, with the stale pointer, is freed by the core right
         // after this (`dev_iommu_free()`); it may not be set here, outside
         // the probe lock.
@@ -645,7 +700,7 @@ impl<T: Driver> Registration<T> {
                 raw.type_ = bindings::__IOMMU_DOMAIN_PAGING;
                 raw.pgsize_bitmap = pgsizes as usize;
                 raw.geometry.aperture_start = 0;
-                raw.geometry.aperture_end = end as _;
+                raw.geometry.aperture_end = end;
                 raw.geometry.force_aperture = true;
                 raw.ops = &Self::PAGING_OPS;
                 raw
@@ -672,12 +727,11 @@ impl<T: Driver> Registration<T> {
     ) -> i32 {
         // SAFETY: The core attaches our devices to our live domains.
         let (d, m) = unsafe { (Self::paging(domain), Self::master(dev)) };
-        // SAFETY: `m.reg` is valid; `dev` is valid for the call.
-        match d.attach(
-            &unsafe { &*m.reg }.data,
-            unsafe { Device::from_raw(dev) },
-            &m.master,
-        ) {
+        // SAFETY: `m.reg` is valid by the type invariant of `MasterData`.
+        let reg = unsafe { &*m.reg };
+        // SAFETY: `dev` is valid for the duration of the call.
+        let dev = unsafe { Device::from_raw(dev) };
+        match d.attach(&reg.data, dev, &m.master) {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         }

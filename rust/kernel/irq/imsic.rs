@@ -95,9 +95,9 @@ pub fn msi_parent() -> Option<IrqDomainRef> {
         if np.is_null() {
             return None;
         }
-        // SAFETY: All-zero is a valid `irq_fwspec`; `np` is a valid node we
-        // hold a reference to.
+        // SAFETY: All-zero is a valid `irq_fwspec`.
         let mut spec: bindings::irq_fwspec = unsafe { core::mem::zeroed() };
+        // SAFETY: `np` is a valid node we hold a reference to.
         spec.fwnode = unsafe { core::ptr::addr_of_mut!((*np).fwnode) };
         // SAFETY: `spec` is valid; the lookup takes no reference.
         let d = unsafe {

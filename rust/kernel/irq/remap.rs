@@ -31,6 +31,7 @@ use crate::{
     cpumask::Cpumask,
     device::Device,
     error::{Error, Result},
+    iommu::driver::ProbedDevice,
     prelude::*,
     str::CStr,
     sync::Arc,
@@ -125,6 +126,56 @@ pub struct VcpuTarget {
 /// in hard interrupt context (deferred moves happen when the interrupt
 /// fires), so [`Remap::set_affinity`] and [`Remap::set_vcpu_affinity`]
 /// must not sleep.
+///
+/// # Examples
+///
+/// A remapping domain that only counts its interrupts and leaves their
+/// messages as the parent composes them:
+///
+/// ```
+/// use kernel::{
+///     cpumask::Cpumask,
+///     device::Device,
+///     irq::remap::{MsiDesc, MsiMsg, Remap},
+///     prelude::*,
+///     sync::atomic::{Atomic, Relaxed},
+/// };
+///
+/// struct Counting {
+///     vectors: Atomic<u32>,
+/// }
+///
+/// impl Remap for Counting {
+///     type Irq = ();
+///
+///     fn alloc(&self, _dev: &Device, _msg: MsiMsg, _desc: &mut MsiDesc<'_>) -> Result {
+///         self.vectors.fetch_add(1, Relaxed);
+///         Ok(())
+///     }
+///
+///     fn free(&self, _irq: ()) {
+///         self.vectors.fetch_sub(1, Relaxed);
+///     }
+///
+///     fn set_affinity(
+///         &self,
+///         _irq: &(),
+///         _mask: &Cpumask,
+///         parent: &mut dyn FnMut() -> Result<MsiMsg>,
+///     ) -> Result {
+///         // Nothing to steer: the parent moves the interrupt.
+///         parent().map(|_| ())
+///     }
+/// }
+///
+/// let r = Counting { vectors: Atomic::new(1) };
+/// let msg = MsiMsg { address: 0x2800_0000, data: 33 };
+/// // By default the message is the parent's, and no vCPU can be a target.
+/// assert_eq!(r.compose(&(), msg), msg);
+/// assert_eq!(r.set_vcpu_affinity(&(), None), Err(ENOSYS));
+/// r.free(());
+/// assert_eq!(r.vectors.load(Relaxed), 0);
+/// ```
 pub trait Remap: Send + Sync + 'static {
     /// What the driver keeps per interrupt.
     type Irq: Send + Sync;
@@ -326,39 +377,45 @@ impl<T: Remap> RemapDomain<T> {
 
     /// Moves `dev`'s MSIs under this domain, if they were to go to its
     /// parent and `dev` has none allocated yet; returns whether it did.
-    /// Called by the IOMMU driver when it probes the device.
-    pub fn adopt(&self, dev: &Device) -> bool {
+    /// Only while the IOMMU core probes the device (a [`ProbedDevice`]),
+    /// before a driver can bind to it and allocate MSIs.
+    pub fn adopt(&self, dev: &ProbedDevice<'_>) -> bool {
         let raw = dev.as_raw();
-        // SAFETY: `raw` is valid; the IOMMU core probes a device before a
-        // driver binds to it, so nothing allocates its MSIs concurrently.
-        unsafe {
-            if (*raw).msi.domain != self.parent.as_ptr() || !(*raw).msi.data.is_null() {
-                return false;
-            }
-            (*raw).msi.domain = self.domain.as_ptr();
+        // SAFETY: `raw` is valid; nothing allocates its MSIs concurrently
+        // (`ProbedDevice`: the core holds its probe lock, no driver is bound
+        // yet). `msi.data` has no accessor: it is set once MSIs exist.
+        let has_msis = unsafe { !(*raw).msi.data.is_null() };
+        // SAFETY: As above.
+        if has_msis || unsafe { bindings::dev_get_msi_domain(raw) } != self.parent.as_ptr() {
+            return false;
         }
+        // SAFETY: As above.
+        unsafe { bindings::dev_set_msi_domain(raw, self.domain.as_ptr()) };
         true
     }
 
     /// Gives `dev`'s MSIs back to the parent, unless some are allocated;
-    /// returns whether it did. Called when the IOMMU releases the device.
-    pub fn release(&self, dev: &Device) -> bool {
+    /// returns whether it did. Only while the IOMMU core releases the
+    /// device (a [`ProbedDevice`]).
+    pub fn release(&self, dev: &ProbedDevice<'_>) -> bool {
         let raw = dev.as_raw();
-        // SAFETY: As in `adopt`: the IOMMU core releases a device without a
-        // driver (or tears the IOMMU down), under its own locking.
-        unsafe {
-            if (*raw).msi.domain != self.domain.as_ptr() || !(*raw).msi.data.is_null() {
-                return false;
-            }
-            (*raw).msi.domain = self.parent.as_ptr();
+        // SAFETY: As in `adopt`: the core releases a device without a driver
+        // (or tears the IOMMU down) under its own locking; a driver still
+        // bound keeps its MSIs, which the `msi.data` check sees.
+        let has_msis = unsafe { !(*raw).msi.data.is_null() };
+        // SAFETY: As above.
+        if has_msis || unsafe { bindings::dev_get_msi_domain(raw) } != self.domain.as_ptr() {
+            return false;
         }
+        // SAFETY: As above.
+        unsafe { bindings::dev_set_msi_domain(raw, self.parent.as_ptr()) };
         true
     }
 
     /// Whether `dev`'s MSIs go through this domain.
     pub fn owns(&self, dev: &Device) -> bool {
-        // SAFETY: Reading a pointer field of a valid device.
-        unsafe { (*dev.as_raw()).msi.domain == self.domain.as_ptr() }
+        // SAFETY: `dev` is a valid device.
+        unsafe { bindings::dev_get_msi_domain(dev.as_raw()) == self.domain.as_ptr() }
     }
 
     const DOMAIN_OPS: bindings::irq_domain_ops = bindings::irq_domain_ops {

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! PCI/IMS: a device's own interrupt message store, as the secondary
-//! per-device MSI domain of a PCI device (`pci_create_ims_domain()`), and an
-//! IMS irqchip library ([`slots`]).
+//! per-device MSI domain of a PCI device (`pci_create_ims_domain()`).
 //!
 //! A driver describes its store with an [`ImsChip`]: how a slot gets a
 //! message, is masked and unmasked, is enabled with a PASID when its
@@ -36,10 +35,71 @@ use crate::{
 };
 use core::{ffi::c_void, ptr};
 
-pub mod slots;
-
 /// What a driver's interrupt message store does (see the module
 /// documentation). Slots are numbered from 0 to the domain's size.
+///
+/// # Examples
+///
+/// A store of one 32-bit control word per slot (mask in bit 0, enable in
+/// bit 1, the PASID above bit 12), standing in for device memory:
+///
+/// ```
+/// use kernel::{
+///     irq::{remap::MsiMsg, IrqReturn},
+///     pci::ims::ImsChip,
+///     prelude::*,
+///     sync::atomic::{Atomic, Relaxed},
+/// };
+///
+/// struct Store {
+///     ctrl: KVec<Atomic<u32>>,
+///     msgs: KVec<(Atomic<u64>, Atomic<u32>)>,
+/// }
+///
+/// impl ImsChip for Store {
+///     fn write_msg(&self, slot: u32, msg: MsiMsg) {
+///         let (addr, data) = &self.msgs[slot as usize];
+///         addr.store(msg.address, Relaxed);
+///         data.store(msg.data, Relaxed);
+///     }
+///     fn mask(&self, slot: u32) {
+///         self.ctrl[slot as usize].fetch_or(1, Relaxed);
+///     }
+///     fn unmask(&self, slot: u32) {
+///         self.ctrl[slot as usize].fetch_and(!1, Relaxed);
+///     }
+///     fn startup(&self, slot: u32, pasid: u32) {
+///         self.ctrl[slot as usize].store(pasid << 12 | 2, Relaxed);
+///     }
+///     fn shutdown(&self, slot: u32) {
+///         self.ctrl[slot as usize].store(1, Relaxed);
+///     }
+///     fn set_pasid(&self, slot: u32, pasid: u32) {
+///         let c = &self.ctrl[slot as usize];
+///         c.store(pasid << 12 | (c.load(Relaxed) & 0xfff), Relaxed);
+///     }
+///     fn handle(&self, _slot: u32) -> IrqReturn {
+///         IrqReturn::Handled
+///     }
+/// }
+///
+/// let mut ctrl = KVec::new();
+/// let mut msgs = KVec::new();
+/// for _ in 0..2 {
+///     ctrl.push(Atomic::new(1), GFP_KERNEL)?;
+///     msgs.push((Atomic::new(0), Atomic::new(0)), GFP_KERNEL)?;
+/// }
+/// let s = Store { ctrl, msgs };
+/// s.write_msg(1, MsiMsg { address: 0x2800_0000, data: 40 });
+/// s.startup(1, 7);
+/// s.mask(1);
+/// s.set_pasid(1, 9);
+/// assert_eq!(s.ctrl[1].load(Relaxed), 9 << 12 | 3);
+/// s.shutdown(1);
+/// assert_eq!(s.ctrl[1].load(Relaxed), 1);
+/// assert_eq!(s.msgs[1].1.load(Relaxed), 40);
+/// # Ok::<(), Error>(())
+/// ```
 ///
 /// [`ImsChip::write_msg`], [`ImsChip::mask`] and [`ImsChip::unmask`] may be
 /// called in atomic context (with the interrupt's descriptor lock held, for
@@ -147,14 +207,15 @@ impl<T: ImsChip> ImsDomain<T> {
             t.chip.irq_unmask = Some(Self::unmask_callback);
             t.chip.irq_startup = Some(Self::startup_callback);
             t.chip.irq_shutdown = Some(Self::shutdown_callback);
-            t.chip.flags = bindings::IRQCHIP_SKIP_SET_WAKE as _;
+            // CAST: a flag of `unsigned long flags`.
+            t.chip.flags = bindings::IRQCHIP_SKIP_SET_WAKE as crate::ffi::c_ulong;
             // The core's default leaves every interrupt's hardware number
             // at 0; a device domain's is the slot (the MSI index), as for
             // PCI/MSI-X.
             t.ops.set_desc = Some(Self::set_desc_callback);
             t.info.bus_token = bindings::irq_domain_bus_token_DOMAIN_BUS_PCI_DEVICE_IMS;
-            t.info.flags = (bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS
-                | bindings::MSI_FLAG_FREE_MSI_DESCS) as _;
+            t.info.flags =
+                bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS | bindings::MSI_FLAG_FREE_MSI_DESCS;
             // SAFETY: `pdev` is bound; the template is complete and copied
             // by the call; the domain data, `chip`, lives in `Self`, which
             // removes the domain before dropping it.
@@ -188,7 +249,7 @@ impl<T: ImsChip> ImsDomain<T> {
         // SAFETY: `dev` is a bound device: its MSI parent, if any, is a live
         // domain whose parent operations are static.
         unsafe {
-            let parent = (*dev).msi.domain;
+            let parent = bindings::dev_get_msi_domain(dev);
             if parent.is_null()
                 || (*parent).msi_parent_ops.is_null()
                 || (*(*parent).msi_parent_ops).supported_flags & bindings::MSI_FLAG_PCI_IMS == 0
@@ -259,8 +320,10 @@ impl<T: ImsChip> ImsDomain<T> {
             let entry = v.get_mut(slot as usize).ok_or(EINVAL)?;
             // Masking is the slot's: `disable_irq()` must reach the chip at
             // once rather than when the next interrupt comes.
+            // CAST: a flag of `unsigned long set`.
+            let unlazy = bindings::IRQ_DISABLE_UNLAZY as crate::ffi::c_ulong;
             // SAFETY: `virq` was just allocated.
-            unsafe { bindings::irq_modify_status(virq, 0, bindings::IRQ_DISABLE_UNLAZY as _) };
+            unsafe { bindings::irq_modify_status(virq, 0, unlazy) };
             let cookie = KBox::new(
                 HandlerCookie {
                     chip: Arc::as_ptr(&self.chip).cast(),

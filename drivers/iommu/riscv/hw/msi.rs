@@ -129,11 +129,7 @@ impl MsiGeometry {
     /// Page order of the MSI page table.
     pub(crate) const fn table_order(&self) -> u32 {
         let bytes_log2 = self.mask.count_ones() + 4;
-        if bytes_log2 > PAGE_SHIFT {
-            bytes_log2 - PAGE_SHIFT
-        } else {
-            0
-        }
+        bytes_log2.saturating_sub(PAGE_SHIFT)
     }
 
     /// The doorbell page of table entry `index`.

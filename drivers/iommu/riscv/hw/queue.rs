@@ -52,17 +52,13 @@ impl Ring {
         (self.log2 - 1) as u64 | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10
     }
 
+    /// Page order of a ring of entries of `entry_size` bytes (at least a page).
     #[cfg_attr(
         not(test),
         expect(dead_code, reason = "the host tests size rings with it")
     )]
-    /// Page order of a ring of entries of `entry_size` bytes (at least a page).
     pub(crate) const fn order(self, entry_size: u32) -> u32 {
         let bytes_log2 = self.log2 + entry_size.trailing_zeros();
-        if bytes_log2 > PAGE_SHIFT {
-            bytes_log2 - PAGE_SHIFT
-        } else {
-            0
-        }
+        bytes_log2.saturating_sub(PAGE_SHIFT)
     }
 }
