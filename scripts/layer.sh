@@ -22,7 +22,7 @@ read -r debver kver <"$KSRC_PRISTINE/.msiremap-version"
 patches=()
 [ ! -d "$TOP/patches" ] || mapfile -t patches < <(find "$TOP/patches" -maxdepth 1 -name '*.patch' | sort)
 mapfile -t rustfiles < <(cd "$TOP" && find rust -type f \( -name '*.rs' -o -name '*.c' -o -name '*.h' \) | sort)
-key=$(hash_files "$KSRC_PRISTINE/.msiremap-version" "$0" "${patches[@]}" \
+key=$(hash_files "$KSRC_PRISTINE/.msiremap-version" "$0" "$TOP/scripts/lib.sh" "${patches[@]}" \
 	"${rustfiles[@]/#/$TOP/}")
 
 if [ "$(cat "$KSRC/.msiremap-layer" 2>/dev/null)" = "$key" ]; then
@@ -52,54 +52,8 @@ for p in "${patches[@]}"; do
 	say "applied $name"
 done
 
-# Add `line` to `file` (a kernel file) unless it is there; writes a new file so
-# the pristine copy behind the hard link is untouched.
-add_line() {
-	local file=$1 line=$2 after=$3
-	grep -qxF "$line" "$file" && return 0
-	python3 - "$file" "$line" "$after" <<'PY'
-import os, re, sys
-path, line, after = sys.argv[1:]
-lines = open(path).read().split("\n")
-idx = max((i for i, l in enumerate(lines) if re.match(after, l)), default=len(lines) - 1)
-lines.insert(idx + 1, line)
-tmp = path + ".msiremap"
-open(tmp, "w").write("\n".join(lines))
-os.replace(tmp, path)
-PY
-}
-
 for f in "${rustfiles[@]}"; do
-	dst=$stage/$f
-	# rust/ only adds files; a change to a kernel file is a patch.
-	[ ! -e "$KSRC_PRISTINE/$f" ] ||
-		die "$f exists in Linux $kver: change it with a patch in patches/, not in rust/"
-	mkdir -p "$(dirname "$dst")"
-	cp "$TOP/$f" "$dst"
-	case "$f" in
-	rust/kernel/*.rs)
-		rel=${f#rust/kernel/}
-		mod=$(basename "$rel" .rs)
-		dir=$(dirname "$rel")
-		if [ "$dir" = . ]; then
-			parent=rust/kernel/lib.rs
-		elif [ -e "$KSRC_PRISTINE/rust/kernel/$dir.rs" ]; then
-			parent=rust/kernel/$dir.rs
-		elif [ -e "$KSRC_PRISTINE/rust/kernel/$dir/mod.rs" ]; then
-			parent=rust/kernel/$dir/mod.rs
-		else
-			continue # declared by a parent module of ours
-		fi
-		add_line "$stage/$parent" "pub mod $mod;" '^pub mod '
-		;;
-	rust/helpers/*.c)
-		add_line "$stage/rust/helpers/helpers.c" "#include \"$(basename "$f")\"" '^#include "'
-		;;
-	rust/bindings/msiremap_helper.h)
-		# At the very end: the last #include may sit in an #if block.
-		add_line "$stage/rust/bindings/bindings_helper.h" '#include "msiremap_helper.h"' '^\b$'
-		;;
-	esac
+	lay_rust_file "$stage" "$f"
 done
 
 printf '%s\n' "$key" >"$stage/.msiremap-layer"
