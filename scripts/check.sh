@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make check`: host unit tests, then every guest test group on every profile
-# it names, each run judged by scripts/ktap; ends with `N passed, M failed`.
+# `make check`: host unit tests, the lint gates (scripts/gates.sh), then every
+# guest test group on every profile it names, each run judged by scripts/ktap;
+# ends with `N passed, M failed`.
 #
 # Narrowing, for development: CHECK_GROUPS="rig edu" and/or
 # CHECK_PROFILES="arm64" run only those (the closing line says so).
@@ -40,9 +41,16 @@ echo "$p $f $s host/cargo-test" >>"$totals"
 (cd "$TOP" && cargo build --quiet --release -p ktap) || die "cannot build scripts/ktap"
 ktap=$CARGO_TARGET_DIR/release/ktap
 
+# --- Lint gates (rustfmt, checkpatch, the series' shape, clippy) ---------------
+# Always, but when CHECK_GROUPS narrows the run and does not name `gates`.
+if [ -z "${CHECK_GROUPS:-}" ] || [[ " $CHECK_GROUPS " == *" gates "* ]]; then
+	echo "# gates"
+	"$TOP/scripts/gates.sh" "$totals"
+fi
+
 # --- Guest test groups ----------------------------------------------------------
 mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/group.conf}"; done)
-[ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf '%s\n' $CHECK_GROUPS)
+[ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf "%s\n" $CHECK_GROUPS | grep -vx gates)
 declare -A built=()
 for group in "${groups[@]}"; do
 	[ -f "$TOP/tests/$group/group.conf" ] || die "no test group '$group' (tests/$group/group.conf)"
@@ -62,7 +70,8 @@ for group in "${groups[@]}"; do
 		fi
 		label=$profile/$group
 		log=$out/logs/$profile-$group.log
-		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch") ${CHECK_APPEND:-}"
+		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
+		append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
 		qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
 			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile")"
 		t0=$SECONDS
