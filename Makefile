@@ -9,6 +9,7 @@ CMD ?=
 GUEST_FILES ?=
 QEMU_ARGS ?=
 GROUP ?= rig
+TRACE ?=
 SOAK_CYCLES ?= 1000
 
 SHELL := /bin/bash
@@ -35,19 +36,23 @@ endif
 
 run_args = $(if $(PROFILE),--profile '$(PROFILE)',--arch $(ARCH)) \
 	--group '$(GROUP)' $(if $(GUEST_FILES),--extra '$(GUEST_FILES)') \
-	$(if $(QEMU_ARGS),--qemu-args '$(QEMU_ARGS)')
+	$(if $(QEMU_ARGS),--qemu-args '$(QEMU_ARGS)') \
+	$(if $(TRACE),--trace '$(TRACE)')
 
-.PHONY: help setup kernel modules run check soak bench profiles clean
+.PHONY: help setup kernel modules run check soak bench series profiles clean
 help:
 	@echo 'make run      boot ARCH=riscv64|arm64 (or PROFILE=name) with our modules loaded:'
 	@echo '              a shell on a terminal; CMD=... runs a command and exits with its'
 	@echo '              status; GUEST_FILES=dir appears at /extra; QEMU_ARGS=... appended;'
-	@echo '              GROUP=name adds the devices of that test group (default: rig)'
+	@echo '              GROUP=name adds the devices of that test group (default: rig);'
+	@echo '              TRACE=iommu prints trace events (iommu, or iommu:map,...) to the'
+	@echo '              console and dmesg as they happen'
 	@echo 'make check    host tests and every guest test group on every profile'
 	@echo 'make soak     the rig group with SOAK_CYCLES (default 1000) module load/unload'
 	@echo '              cycles instead of 100, on riscv64 and arm64 (not part of check)'
 	@echo 'make bench    dma_map_benchmark: our RISC-V IOMMU driver versus the C one,'
 	@echo '              and the MSI rate through the remapping domain'
+	@echo 'make series   the kernel layer as one git format-patch series (build/series/)'
 	@echo 'make profiles the QEMU profiles'
 	@echo 'make setup    install what the build needs (run by run and check too)'
 	@echo 'make kernel   build the kernel for ARCH;  make modules: our modules for ARCH'
@@ -80,6 +85,9 @@ soak: setup
 
 bench: setup
 	@scripts/bench.sh
+
+series: setup
+	@scripts/series.sh
 
 profiles:
 	@awk '!/^#/ && NF >= 3 { d = $$3 == "yes" ? " (default for " $$2 ")" : ""; \

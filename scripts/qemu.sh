@@ -24,6 +24,24 @@ qemu_cmd() {
 		-append "console=$console panic=-1 quiet msiremap.profile=$profile $append")
 }
 
+# trace_cmdline EVENTS: kernel arguments that print trace events to the
+# console and the kernel log as they happen (`trace_event=` enables them at
+# boot, `tp_printk` sends each to printk, `loglevel=5` lets printk's default
+# level through to the console). EVENTS is a comma-separated list of events
+# (`iommu:map`) or of whole systems (`iommu`, for `iommu:*`).
+trace_cmdline() {
+	local events=() e
+	[ -n "$1" ] || return 0
+	IFS=, read -ra events <<<"$1"
+	for e in "${!events[@]}"; do
+		[[ ${events[$e]} =~ ^[A-Za-z0-9_]+(:[A-Za-z0-9_*]+)?$ ]] ||
+			die "TRACE: '${events[$e]}' is not an event (system:event) or a system"
+		[[ ${events[$e]} == *:* ]] || events[$e]+=':*'
+	done
+	local IFS=,
+	printf 'trace_event=%s tp_printk loglevel=5' "${events[*]}"
+}
+
 # profile_dtb PROFILE QEMU NAME ARGS: a profile's `-dtb @NAME`: the device
 # tree QEMU makes for ARGS, with tests/dt/NAME.dtsi laid over it (dtc merges
 # its nodes into QEMU's), compiled to $BUILD/dt/PROFILE.dtb; prints the path.

@@ -14,6 +14,9 @@
 #   --log FILE         keep the console log there (batch modes)
 #   --timeout S        kill QEMU after S seconds (batch modes; default 300)
 #   --variant V        kernel config variant (config/V.config)
+#   --trace EVENTS     print these trace events to the console and dmesg as
+#                      they happen (`iommu`, `iommu:map,iommu:unmap`; a
+#                      group's TRACE= by default)
 # Exit status: cmd mode, the command's; otherwise 0 when the guest powered off
 # by itself, 124 on timeout, 1 on a boot failure.
 set -euo pipefail
@@ -22,7 +25,7 @@ SELF=run
 . "$TOP/scripts/profile.sh"
 . "$TOP/scripts/qemu.sh"
 
-profile= arch= mode=show group= cmd= extra= qargs= append= log= timeout=300 variant=
+profile= arch= mode=show group= cmd= extra= qargs= append= log= timeout=300 variant= trace=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--profile) profile=$2; shift ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--log) log=$2; shift ;;
 	--timeout) timeout=$2; shift ;;
 	--variant) variant=$2; shift ;;
+	--trace) trace=$2; shift ;;
 	*) die "unknown option '$1'" ;;
 	esac
 	shift
@@ -73,7 +77,9 @@ fi
 if [ -n "$group" ]; then
 	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $append"
 	qargs="$(group_qemu_args "$group" "$arch" "$BUILD/$arch") $qargs"
+	trace=${trace:-$(group_var "$group" TRACE)}
 fi
+append="$(trace_cmdline "$trace") $append"
 qemu_cmd "$profile" "$kobj" "$initrd" "msiremap.mode=$mode $append" "$qargs"
 
 if [ "$mode" = shell ]; then
