@@ -77,9 +77,10 @@ impl CommandQueue {
 
     /// Points the IOMMU at the queue and enables it.
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::CQB::from_raw(
-            self.ring.base_reg(self.buf.dma_address()),
-        ))?;
+        let cqb = regs::CQB::zeroed()
+            .try_with_ppn(regs::ppn(self.buf.dma_address()))?
+            .try_with_log2sz_1(u64::from(self.ring.log2() - 1))?;
+        bar.try_write_reg(cqb)?;
         bar.try_write_reg(regs::CQT::zeroed())?;
         bar.try_write_reg(regs::CQCSR::zeroed().with_cqen(true))?;
         wait_reg(|| bar.try_read(regs::CQCSR).map(|r| r.cqon() && !r.busy()))
@@ -103,7 +104,7 @@ impl CommandQueue {
         let bar = guard.io();
         for cmd in Iterator::chain(cmds.iter().copied(), [fence]) {
             if self.ring.free(st.head, st.tail) == 0 {
-                bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
+                bar.try_write_reg(regs::CQT::zeroed().with_index(st.tail))?;
                 let tail = st.tail;
                 st.head = read_poll_timeout_atomic(
                     || bar.try_read(regs::CQH).map(|h| h.index().get()),
@@ -119,7 +120,7 @@ impl CommandQueue {
             st.tail = self.ring.next(st.tail);
         }
         // `writel` orders the command stores before the doorbell.
-        bar.try_write_reg(regs::CQT::from_raw(st.tail))?;
+        bar.try_write_reg(regs::CQT::zeroed().with_index(st.tail))?;
         self.commands.fetch_add(cmds.len() as u64, Relaxed);
         self.syncs.fetch_add(1, Relaxed);
         let done = read_poll_timeout_atomic(

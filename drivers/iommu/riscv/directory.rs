@@ -68,10 +68,12 @@ impl Directory {
         let mut t = self.tables.lock();
         let mut mode = DdtMode::Lvl3;
         loop {
-            bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(mode, t.root)))?;
+            let ddtp = regs::DDTP::zeroed()
+                .with_mode(mode)
+                .try_with_ppn(regs::ppn(t.root))?;
+            bar.try_write_reg(ddtp)?;
             wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
-            let got = bar.try_read(regs::DDTP)?.mode().get();
-            if got == mode as u64 {
+            if bar.try_read(regs::DDTP)?.mode() == Ok(mode) {
                 break;
             }
             mode = match mode.smaller() {

@@ -101,9 +101,10 @@ impl FaultQueue {
 
     /// Points the IOMMU at the queue and enables it (interrupt masked).
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::FQB::from_raw(
-            self.ring.base_reg(self.buf.dma_address()),
-        ))?;
+        let fqb = regs::FQB::zeroed()
+            .try_with_ppn(regs::ppn(self.buf.dma_address()))?
+            .try_with_log2sz_1(u64::from(self.ring.log2() - 1))?;
+        bar.try_write_reg(fqb)?;
         bar.try_write_reg(regs::FQH::zeroed())?;
         bar.try_write_reg(regs::FQCSR::zeroed().with_fqen(true))?;
         wait_reg(|| bar.try_read(regs::FQCSR).map(|r| r.fqon() && !r.busy()))
@@ -142,7 +143,7 @@ impl FaultQueue {
             }
             st.head = self.ring.next(st.head);
         }
-        let _ = bar.try_write_reg(regs::FQH::from_raw(st.head));
+        let _ = bar.try_write_reg(regs::FQH::zeroed().with_index(st.head));
         if let Ok(csr) = bar.try_read(regs::FQCSR) {
             if csr.fqof() || csr.fqmf() {
                 if st.errors.allow(now).0 {
@@ -212,9 +213,10 @@ impl PageRequestQueue {
 
     /// Points the IOMMU at the queue and enables it (interrupt masked).
     pub(crate) fn start(&self, bar: &RegsIo<'_>, dev: &device::Device) -> Result {
-        bar.try_write_reg(regs::PQB::from_raw(
-            self.ring.base_reg(self.buf.dma_address()),
-        ))?;
+        let pqb = regs::PQB::zeroed()
+            .try_with_ppn(regs::ppn(self.buf.dma_address()))?
+            .try_with_log2sz_1(u64::from(self.ring.log2() - 1))?;
+        bar.try_write_reg(pqb)?;
         bar.try_write_reg(regs::PQH::zeroed())?;
         bar.try_write_reg(regs::PQCSR::zeroed().with_pqen(true))?;
         wait_reg(|| bar.try_read(regs::PQCSR).map(|r| r.pqon() && !r.busy()))
@@ -252,7 +254,7 @@ impl PageRequestQueue {
             }
             *head = self.ring.next(*head);
         }
-        let _ = bar.try_write_reg(regs::PQH::from_raw(*head));
+        let _ = bar.try_write_reg(regs::PQH::zeroed().with_index(*head));
         if let Ok(csr) = bar.try_read(regs::PQCSR) {
             if csr.pqof() || csr.pqmf() {
                 dev_warn!(

@@ -26,11 +26,7 @@ use crate::{
     context_ids::ContextIds,
     directory::Directory,
     fault_queue::{FaultQueue, PageRequestQueue},
-    hw::{
-        cmd::Command,
-        ddt::{self, DdtMode},
-        pte::Mode,
-    },
+    hw::{cmd::Command, ddt::DdtMode, pte::Mode},
     msi_page_table::MsiLayout,
     regs::{self, Regs, RegsIo},
 };
@@ -114,8 +110,7 @@ impl Iommu {
         let bar = regs.bound_io(dev)?;
         // Nothing is written, and nothing read 64 bits wide, before the
         // version says this is an IOMMU this driver knows.
-        let version = bar.try_read(regs::CAPABILITIES_LO)?.version().get();
-        if version != 0x10 {
+        if let Err(version) = bar.try_read(regs::CAPABILITIES_LO)?.version() {
             dev_err!(dev, "unsupported specification version {:#x}\n", version);
             return Err(ENODEV);
         }
@@ -249,7 +244,14 @@ impl Iommu {
         let bar = guard.io();
         if wired {
             bar.try_write_reg(regs::FCTL::zeroed().with_wsi(true))?;
-            bar.try_write_reg(regs::ICVEC::from_raw(0x1210))?;
+            // Causes to the lines they are listed at: cq 0, fq 1, pm 2, and
+            // page requests on the fault queue's.
+            let icvec = regs::ICVEC::zeroed()
+                .with_const_civ::<0>()
+                .with_const_fiv::<1>()
+                .with_const_pmiv::<2>()
+                .with_const_piv::<1>();
+            bar.try_write_reg(icvec)?;
         } else {
             bar.try_write_reg(regs::ICVEC::zeroed())?;
         }
@@ -302,7 +304,7 @@ impl Iommu {
 /// every queue, so that nothing reads the directory or the queues any more.
 /// Errors are ignored: there is nothing else to try.
 fn stop(bar: &RegsIo<'_>) {
-    let _ = bar.try_write_reg(regs::DDTP::from_raw(ddt::ddtp(DdtMode::Off, 0)));
+    let _ = bar.try_write_reg(regs::DDTP::zeroed().with_mode(DdtMode::Off));
     let _ = bar.try_write_reg(regs::CQCSR::zeroed());
     let _ = bar.try_write_reg(regs::FQCSR::zeroed());
     let _ = bar.try_write_reg(regs::PQCSR::zeroed());

@@ -16,9 +16,12 @@ use kernel::{
         Mmio,
         Region, //
     },
+    num::Bounded,
     pci,
     prelude::*, //
 };
+
+use crate::hw::{ddt::DdtMode, PAGE_SHIFT};
 
 register! {
     /// What the IOMMU implements.
@@ -60,8 +63,8 @@ register! {
     /// is not an IOMMU at all (a bad device-tree `reg`) may refuse 64-bit
     /// ones with a bus error.
     pub(crate) CAPABILITIES_LO(u32) @ 0x00 {
-        /// Specification version, 0x10 for 1.0.
-        7:0 version;
+        /// Specification version: one this driver knows, or the raw value.
+        7:0 version ?=> SpecVersion;
     }
 
     /// Feature control.
@@ -78,8 +81,9 @@ register! {
         53:10 ppn;
         /// A mode change is in progress.
         4:4 busy => bool;
-        /// `iommu_mode`: Off, Bare, 1-3 levels.
-        3:0 mode;
+        /// `iommu_mode`: Off, Bare, 1-3 levels (or the raw value of a
+        /// reserved one).
+        3:0 mode ?=> DdtMode;
     }
 
     /// Command-queue base.
@@ -217,6 +221,66 @@ register! {
         /// Vector of the command queue.
         3:0 civ;
     }
+}
+
+/// Specification versions this driver knows (`capabilities.version`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SpecVersion {
+    /// Version 1.0.
+    V1_0,
+}
+
+impl TryFrom<Bounded<u32, 8>> for SpecVersion {
+    /// A version this driver does not know.
+    type Error = u32;
+
+    fn try_from(v: Bounded<u32, 8>) -> Result<Self, u32> {
+        match v.get() {
+            0x10 => Ok(Self::V1_0),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SpecVersion> for Bounded<u32, 8> {
+    fn from(v: SpecVersion) -> Self {
+        match v {
+            SpecVersion::V1_0 => Bounded::<u32, 8>::new::<0x10>(),
+        }
+    }
+}
+
+impl TryFrom<Bounded<u64, 4>> for DdtMode {
+    /// A reserved mode.
+    type Error = u64;
+
+    fn try_from(v: Bounded<u64, 4>) -> Result<Self, u64> {
+        match v.get() {
+            0 => Ok(Self::Off),
+            1 => Ok(Self::Bare),
+            2 => Ok(Self::Lvl1),
+            3 => Ok(Self::Lvl2),
+            4 => Ok(Self::Lvl3),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DdtMode> for Bounded<u64, 4> {
+    fn from(m: DdtMode) -> Self {
+        match m {
+            DdtMode::Off => Bounded::<u64, 4>::new::<0>(),
+            DdtMode::Bare => Bounded::<u64, 4>::new::<1>(),
+            DdtMode::Lvl1 => Bounded::<u64, 4>::new::<2>(),
+            DdtMode::Lvl2 => Bounded::<u64, 4>::new::<3>(),
+            DdtMode::Lvl3 => Bounded::<u64, 4>::new::<4>(),
+        }
+    }
+}
+
+/// The page number a register's `ppn` field holds for the page at `pa`.
+pub(crate) const fn ppn(pa: u64) -> u64 {
+    pa >> PAGE_SHIFT
 }
 
 /// Size of the register file.

@@ -10,13 +10,6 @@ pub(crate) enum DdtMode {
     /// No inbound transaction allowed.
     Off = 0,
     /// No translation, no protection.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "never set by the driver; the host tests and walker use it"
-        )
-    )]
     Bare = 1,
     /// One-level directory.
     Lvl1 = 2,
@@ -48,7 +41,12 @@ impl DdtMode {
     }
 }
 
-/// `ddtp` value for `mode` with the root directory at `root`.
+/// `ddtp` value for `mode` with the root directory at `root` (the driver
+/// writes the register through its `register!` fields).
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the host tests and walker build ddtp words")
+)]
 pub(crate) const fn ddtp(mode: DdtMode, root: u64) -> u64 {
     mode as u64 | ((root >> PAGE_SHIFT) & PPN_MASK) << 10
 }

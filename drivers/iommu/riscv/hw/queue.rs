@@ -31,6 +31,11 @@ impl Ring {
         1 << self.log2
     }
 
+    /// `log2` of the number of entries.
+    pub(crate) const fn log2(self) -> u32 {
+        self.log2
+    }
+
     /// The index after `i`.
     pub(crate) const fn next(self, i: u32) -> u32 {
         (i + 1) & (self.entries() - 1)
@@ -48,6 +53,13 @@ impl Ring {
     }
 
     /// The queue-base register value (`cqb`, `fqb`, `pqb`) for a ring at `pa`.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the host tests check the layout the driver writes through `register!`"
+        )
+    )]
     pub(crate) const fn base_reg(self, pa: u64) -> u64 {
         (self.log2 - 1) as u64 | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10
     }
