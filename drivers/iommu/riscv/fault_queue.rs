@@ -19,7 +19,11 @@ use kernel::{
 };
 
 use crate::{
-    hw::{fault::FaultRecord, queue::Ring, ratelimit::RateLimit},
+    hw::{
+        fault::{FaultRecord, PageRequest},
+        queue::Ring,
+        ratelimit::RateLimit,
+    },
     iommu::wait_reg,
     regs::{self, Regs, RegsIo},
 };
@@ -35,6 +39,8 @@ const FQ_LOG2: u32 = 10;
 const PQ_LOG2: u32 = 8;
 /// Words of a fault record.
 const RECORD_WORDS: usize = FaultRecord::SIZE as usize / 8;
+/// Words of a page request.
+const REQUEST_WORDS: usize = PageRequest::SIZE as usize / 8;
 /// Page requests logged (none is expected: no context enables PRI).
 const PAGE_REQUESTS_LOGGED: u64 = 8;
 
@@ -182,7 +188,7 @@ fn log_fault(dev: &device::Device, f: &FaultRecord) {
 ///
 /// # Invariants
 ///
-/// `buf` holds two words (16 bytes) per entry of `ring`.
+/// `buf` holds [`REQUEST_WORDS`] words per entry of `ring`.
 #[pin_data]
 pub(crate) struct PageRequestQueue {
     ring: Ring,
@@ -201,10 +207,10 @@ impl PageRequestQueue {
         // PANIC: the ring size is a constant within 1..=31.
         let ring = Ring::new(PQ_LOG2).expect("PQ_LOG2 is valid");
         let buf: Coherent<[u64]> =
-            Coherent::zeroed_slice(dev, 2 * ring.entries() as usize, GFP_KERNEL)?;
+            Coherent::zeroed_slice(dev, REQUEST_WORDS * ring.entries() as usize, GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             ring,
-            // INVARIANT: two words per entry.
+            // INVARIANT: `REQUEST_WORDS` words per entry.
             buf,
             head <- new_spinlock!(0, "PageRequestQueue::head"),
             requests: Atomic::new(0),
@@ -233,8 +239,8 @@ impl PageRequestQueue {
         };
         while *head != tail {
             // CAST: `head` is below the ring size.
-            let slot = 2 * *head as usize;
-            let read = || -> Result<[u64; 2]> {
+            let slot = REQUEST_WORDS * *head as usize;
+            let read = || -> Result<[u64; REQUEST_WORDS]> {
                 Ok([
                     io_read!(&self.buf, [try: slot]),
                     io_read!(&self.buf, [try: slot + 1]),
@@ -242,14 +248,13 @@ impl PageRequestQueue {
             };
             let Ok(w) = read() else { return };
             if self.requests.fetch_add(1, Relaxed) < PAGE_REQUESTS_LOGGED {
-                // Spec 4.3: device id in bits 63:40, PASID in 31:12 of word 0;
-                // the page address in 63:12 of word 1.
+                let r = PageRequest::decode(w);
                 dev_err!(
                     dev,
                     "page request: device {:#06x} pasid {} address {:#x} (PRI is not enabled)\n",
-                    w[0] >> 40,
-                    (w[0] >> 12) & 0xf_ffff,
-                    w[1] & !0xfff
+                    r.did,
+                    r.pid,
+                    r.addr
                 );
             }
             *head = self.ring.next(*head);

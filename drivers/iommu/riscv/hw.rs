@@ -17,6 +17,7 @@
 pub(crate) mod cmd;
 pub(crate) mod ddt;
 pub(crate) mod fault;
+pub(crate) mod field;
 pub(crate) mod mem;
 pub(crate) mod msi;
 pub(crate) mod pgtable;
@@ -31,8 +32,6 @@ pub(crate) mod walk;
 pub(crate) const PAGE_SHIFT: u32 = 12;
 /// Base page size in bytes.
 pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
-/// Physical page numbers are 44 bits wide (56-bit physical addresses).
-pub(crate) const PPN_MASK: u64 = (1 << 44) - 1;
 
 /// Why an operation on the formats failed; the driver maps these to errnos.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

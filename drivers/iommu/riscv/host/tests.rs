@@ -794,3 +794,15 @@ fn fault_records_decode() {
     assert_eq!(f.ttyp_name(), "untranslated read");
     assert_eq!(crate::hw::fault::cause_name(262), "MSI PTE not valid");
 }
+
+#[test]
+fn page_requests_decode() {
+    // Spec 3.3: device id in 63:40 and PID in 31:12 of the first double
+    // word, the page in 63:12 of the second (its low bits are flags).
+    let w0 = 0xab_cdefu64 << 40 | 0x9_8765 << 12 | 1 << 32;
+    let r = crate::hw::fault::PageRequest::decode([w0, 0x1234_5678_9000 | 0x7]);
+    assert_eq!(
+        (r.did, r.pid, r.addr),
+        (0xab_cdef, 0x9_8765, 0x1234_5678_9000)
+    );
+}

@@ -2,7 +2,31 @@
 
 //! The device directory table and device contexts (spec 2.1, 2.2).
 
-use super::{mem::PhysMem, pte::Mode, HwError, PAGE_SHIFT, PPN_MASK};
+use super::{
+    field::{get_ppn, put_ppn, Field},
+    mem::PhysMem,
+    pte::Mode,
+    HwError, PAGE_SHIFT,
+};
+
+/// `ddtp.iommu_mode`.
+const DDTP_MODE: Field = Field::new(3, 0);
+/// A non-leaf directory entry's valid bit.
+const DDTE_V: u64 = Field::bit(0).all();
+/// The device-directory index fields of a device id, leaf level first:
+/// extended contexts (64 bytes) leave 6 bits to the leaf, base ones 7.
+const DDI_EXTENDED: [Field; 3] = [Field::new(5, 0), Field::new(14, 6), Field::new(23, 15)];
+const DDI_BASE: [Field; 3] = [Field::new(6, 0), Field::new(15, 7), Field::new(23, 16)];
+/// `fsc`, `iohgatp`, `msiptp`: the mode.
+const ATP_MODE: Field = Field::new(63, 60);
+/// `iohgatp`: the second-stage context id.
+const IOHGATP_GSCID: Field = Field::new(59, 44);
+/// `fsc`, `iohgatp`, `msiptp`: the root table's page number.
+const ATP_PPN: Field = Field::new(43, 0);
+/// `ta`: the first-stage context id.
+const TA_PSCID: Field = Field::new(31, 12);
+/// `msi_addr_mask`, `msi_addr_pattern`: page-number bits.
+const MSI_ADDR: Field = Field::new(51, 0);
 
 /// The `iommu_mode` field of `ddtp`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -48,7 +72,7 @@ impl DdtMode {
     expect(dead_code, reason = "the host tests and walker build ddtp words")
 )]
 pub(crate) const fn ddtp(mode: DdtMode, root: u64) -> u64 {
-    mode as u64 | ((root >> PAGE_SHIFT) & PPN_MASK) << 10
+    DDTP_MODE.put(mode as u64) | put_ppn(root)
 }
 
 /// Device-directory indexes of `device_id`: `[DDI0, DDI1, DDI2]`. Extended
@@ -56,11 +80,8 @@ pub(crate) const fn ddtp(mode: DdtMode, root: u64) -> u64 {
 /// to the leaf level, base ones (32 bytes) 7.
 pub(crate) const fn ddi(device_id: u32, extended: bool) -> [u64; 3] {
     let d = device_id as u64;
-    if extended {
-        [d & 0x3f, (d >> 6) & 0x1ff, (d >> 15) & 0x1ff]
-    } else {
-        [d & 0x7f, (d >> 7) & 0x1ff, (d >> 16) & 0xff]
-    }
+    let f = if extended { DDI_EXTENDED } else { DDI_BASE };
+    [f[0].get(d), f[1].get(d), f[2].get(d)]
 }
 
 /// Whether `device_id` fits a directory of `mode`.
@@ -73,9 +94,6 @@ pub(crate) const fn fits(device_id: u32, mode: DdtMode, extended: bool) -> bool 
         _ => false,
     }
 }
-
-/// Non-leaf directory entry: valid bit.
-const DDTE_V: u64 = 1;
 
 /// Finds the device context of `device_id` in the directory at `root`,
 /// allocating missing intermediate directories when `alloc` is set. Returns
@@ -102,10 +120,10 @@ pub(crate) fn dc_address(
         let slot = table + 8 * i[level as usize];
         let e = mem.read_u64(slot);
         table = if e & DDTE_V != 0 {
-            ((e >> 10) & PPN_MASK) << PAGE_SHIFT
+            get_ppn(e)
         } else if alloc {
             let new = mem.alloc_pages(0)?;
-            mem.write_u64(slot, DDTE_V | ((new >> PAGE_SHIFT) & PPN_MASK) << 10);
+            mem.write_u64(slot, DDTE_V | put_ppn(new));
             new
         } else {
             return Ok(None);
@@ -146,14 +164,7 @@ pub(crate) fn for_each_context(
         for i in 0..512 {
             let e = mem.read_u64(table + 8 * i);
             if e & DDTE_V != 0 {
-                walk(
-                    mem,
-                    ((e >> 10) & PPN_MASK) << PAGE_SHIFT,
-                    level - 1,
-                    prefix << 9 | i,
-                    extended,
-                    f,
-                );
+                walk(mem, get_ppn(e), level - 1, prefix << 9 | i, extended, f);
             }
         }
     }
@@ -171,7 +182,7 @@ pub(crate) fn free_directories(mem: &mut impl PhysMem, root: u64, mode: DdtMode)
         for i in 0..512 {
             let e = mem.read_u64(table + 8 * i);
             if e & DDTE_V != 0 {
-                let next = ((e >> 10) & PPN_MASK) << PAGE_SHIFT;
+                let next = get_ppn(e);
                 free(mem, next, level - 1);
                 mem.free_pages(next, 0);
             }
@@ -203,9 +214,9 @@ pub(crate) struct DeviceContext {
 
 impl DeviceContext {
     /// `tc.V`: the context is valid.
-    pub(crate) const TC_V: u64 = 1 << 0;
+    pub(crate) const TC_V: u64 = Field::bit(0).all();
     /// `msiptp.MODE` Flat.
-    pub(crate) const MSIPTP_FLAT: u64 = 1 << 60;
+    pub(crate) const MSIPTP_FLAT: u64 = ATP_MODE.put(1);
 
     /// A valid context with no translation at either stage.
     pub(crate) const fn bare() -> Self {
@@ -223,8 +234,8 @@ impl DeviceContext {
     /// A valid context translating with a first-stage table at `root`.
     pub(crate) const fn first_stage(mode: Mode, root: u64, pscid: u32) -> Self {
         let mut dc = Self::bare();
-        dc.fsc = mode.encoding() << 60 | ((root >> PAGE_SHIFT) & PPN_MASK);
-        dc.ta = (pscid as u64 & 0xf_ffff) << 12;
+        dc.fsc = ATP_MODE.put(mode.encoding()) | ATP_PPN.put(root >> PAGE_SHIFT);
+        dc.ta = TA_PSCID.put(pscid as u64);
         dc
     }
 
@@ -238,9 +249,9 @@ impl DeviceContext {
     /// Adds a flat MSI page table at `table` for addresses matching
     /// `pattern` under `mask` (both page numbers).
     pub(crate) const fn with_msi(mut self, table: u64, mask: u64, pattern: u64) -> Self {
-        self.msiptp = Self::MSIPTP_FLAT | ((table >> PAGE_SHIFT) & PPN_MASK);
-        self.msi_addr_mask = mask & ((1 << 52) - 1);
-        self.msi_addr_pattern = pattern & ((1 << 52) - 1);
+        self.msiptp = Self::MSIPTP_FLAT | ATP_PPN.put(table >> PAGE_SHIFT);
+        self.msi_addr_mask = MSI_ADDR.put(mask);
+        self.msi_addr_pattern = MSI_ADDR.put(pattern);
         self
     }
 
@@ -285,5 +296,7 @@ impl DeviceContext {
 
 /// `iohgatp` for a second-stage table of `mode` at `root`.
 pub(crate) const fn iohgatp(mode: Mode, root: u64, gscid: u16) -> u64 {
-    mode.encoding() << 60 | (gscid as u64) << 44 | ((root >> PAGE_SHIFT) & PPN_MASK)
+    ATP_MODE.put(mode.encoding())
+        | IOHGATP_GSCID.put(gscid as u64)
+        | ATP_PPN.put(root >> PAGE_SHIFT)
 }

@@ -1,6 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Fault-queue records (spec 3.2): 32 bytes each.
+//! Fault-queue records (spec 3.2): 32 bytes each; page-request records
+//! (spec 3.3): 16 bytes each.
+
+use super::field::Field;
+
+// A fault record's first double word.
+/// The fault's cause.
+const CAUSE: Field = Field::new(11, 0);
+/// The process id.
+const PID: Field = Field::new(31, 12);
+/// `PID` is valid.
+const PV: Field = Field::bit(32);
+/// A privileged access.
+const PRIV: Field = Field::bit(33);
+/// The transaction type.
+const TTYP: Field = Field::new(39, 34);
+/// The device id (also in a page request's first double word, with `PID`).
+const DID: Field = Field::new(63, 40);
+/// A page request's page address, `ADDR[63:12]` in place.
+const PRQ_ADDR: Field = Field::new(63, 12);
 
 /// A decoded fault record.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -30,12 +49,13 @@ impl FaultRecord {
     /// Decodes the record's four double words.
     pub(crate) const fn decode(w: [u64; 4]) -> Self {
         Self {
-            cause: (w[0] & 0xfff) as u32,
-            pid: ((w[0] >> 12) & 0xf_ffff) as u32,
-            pv: w[0] & (1 << 32) != 0,
-            privileged: w[0] & (1 << 33) != 0,
-            ttyp: ((w[0] >> 34) & 0x3f) as u32,
-            did: (w[0] >> 40) as u32,
+            // CAST: each field is at most 24 bits wide.
+            cause: CAUSE.get(w[0]) as u32,
+            pid: PID.get(w[0]) as u32,
+            pv: PV.is_set(w[0]),
+            privileged: PRIV.is_set(w[0]),
+            ttyp: TTYP.get(w[0]) as u32,
+            did: DID.get(w[0]) as u32,
             iotval: w[2],
             iotval2: w[3],
         }
@@ -97,5 +117,31 @@ pub(crate) const fn cause_name(cause: u32) -> &'static str {
         273 => "IOMMU MSI write access fault",
         274 => "first/second-stage PT data corruption",
         _ => "unknown cause",
+    }
+}
+
+/// A decoded page request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct PageRequest {
+    /// Device id.
+    pub(crate) did: u32,
+    /// Process id.
+    pub(crate) pid: u32,
+    /// The page's address.
+    pub(crate) addr: u64,
+}
+
+impl PageRequest {
+    /// Size of a record in the page-request queue.
+    pub(crate) const SIZE: u32 = 16;
+
+    /// Decodes the record's two double words.
+    pub(crate) const fn decode(w: [u64; 2]) -> Self {
+        Self {
+            // CAST: the fields are 24 and 20 bits wide.
+            did: DID.get(w[0]) as u32,
+            pid: PID.get(w[0]) as u32,
+            addr: PRQ_ADDR.get(w[1]) << 12,
+        }
     }
 }

@@ -3,22 +3,29 @@
 //! MSI page tables, flat mode (spec 2.3.3, 9.5): which guest-physical
 //! addresses are MSI doorbells, and where each one really goes.
 
-use super::{HwError, PAGE_SHIFT, PPN_MASK};
+use super::{
+    field::{get_ppn, put_ppn, Field},
+    HwError, PAGE_SHIFT,
+};
 
 /// Size of an MSI page-table entry.
 pub(crate) const MSI_PTE_SIZE: u64 = 16;
 /// Largest table this driver builds: 4096 interrupt files (64 KiB).
 pub(crate) const MAX_FILES_LOG2: u32 = 12;
 
-const MSI_PTE_V: u64 = 1 << 0;
-const MSI_PTE_M_SHIFT: u32 = 1;
+/// Valid.
+const MSI_PTE_V: Field = Field::bit(0);
+/// The entry's mode.
+const MSI_PTE_M: Field = Field::new(2, 1);
 /// `M` = 3: basic (flat) translation, the write goes to `PPN`.
 const MSI_PTE_M_FLAT: u64 = 3;
+/// Custom use (must be 0 for the IOMMU to use the entry as specified).
+const MSI_PTE_C: Field = Field::bit(63);
 
 /// A flat MSI PTE redirecting writes to the interrupt file at `pa`.
 pub(crate) const fn flat_pte(pa: u64) -> [u64; 2] {
     [
-        MSI_PTE_V | MSI_PTE_M_FLAT << MSI_PTE_M_SHIFT | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10,
+        MSI_PTE_V.all() | MSI_PTE_M.put(MSI_PTE_M_FLAT) | put_ppn(pa),
         0,
     ]
 }
@@ -30,13 +37,13 @@ pub(crate) const fn flat_pte(pa: u64) -> [u64; 2] {
     expect(dead_code, reason = "decodes entries for the host tests")
 )]
 pub(crate) const fn flat_target(pte: [u64; 2]) -> Option<u64> {
-    if pte[0] & MSI_PTE_V == 0
-        || (pte[0] >> MSI_PTE_M_SHIFT) & 3 != MSI_PTE_M_FLAT
-        || pte[0] >> 63 != 0
+    if !MSI_PTE_V.is_set(pte[0])
+        || MSI_PTE_M.get(pte[0]) != MSI_PTE_M_FLAT
+        || MSI_PTE_C.is_set(pte[0])
     {
         return None;
     }
-    Some(((pte[0] >> 10) & PPN_MASK) << PAGE_SHIFT)
+    Some(get_ppn(pte[0]))
 }
 
 /// Gathers the bits of `x` selected by `mask` into the low bits of the

@@ -2,7 +2,10 @@
 
 //! Page-table entries and translation modes (Sv39/48/57 and Sv39x4/48x4/57x4).
 
-use super::{PAGE_SHIFT, PPN_MASK};
+use super::{
+    field::{get_ppn, put_ppn, Field},
+    PAGE_SHIFT,
+};
 
 /// A page-table entry of either stage (RISC-V privileged spec, 10.3.1).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -10,21 +13,20 @@ pub(crate) struct Pte(pub(crate) u64);
 
 impl Pte {
     /// Valid.
-    pub(crate) const V: u64 = 1 << 0;
+    pub(crate) const V: u64 = Field::bit(0).all();
     /// Readable.
-    pub(crate) const R: u64 = 1 << 1;
+    pub(crate) const R: u64 = Field::bit(1).all();
     /// Writable.
-    pub(crate) const W: u64 = 1 << 2;
+    pub(crate) const W: u64 = Field::bit(2).all();
     /// Executable.
-    pub(crate) const X: u64 = 1 << 3;
+    pub(crate) const X: u64 = Field::bit(3).all();
     /// User: device requests without a privileged PASID are user accesses,
     /// and second-stage entries must always have it.
-    pub(crate) const U: u64 = 1 << 4;
+    pub(crate) const U: u64 = Field::bit(4).all();
     /// Accessed.
-    pub(crate) const A: u64 = 1 << 6;
+    pub(crate) const A: u64 = Field::bit(6).all();
     /// Dirty.
-    pub(crate) const D: u64 = 1 << 7;
-    const PPN_SHIFT: u32 = 10;
+    pub(crate) const D: u64 = Field::bit(7).all();
 
     /// An invalid entry.
     pub(crate) const NONE: Self = Self(0);
@@ -41,12 +43,12 @@ impl Pte {
         if prot.write {
             bits |= Self::W | Self::D;
         }
-        Self(bits | ((pa >> PAGE_SHIFT) & PPN_MASK) << Self::PPN_SHIFT)
+        Self(bits | put_ppn(pa))
     }
 
     /// A pointer to the next-level table at `pa`.
     pub(crate) const fn table(pa: u64) -> Self {
-        Self(Self::V | ((pa >> PAGE_SHIFT) & PPN_MASK) << Self::PPN_SHIFT)
+        Self(Self::V | put_ppn(pa))
     }
 
     /// Whether the entry is valid.
@@ -61,7 +63,7 @@ impl Pte {
 
     /// The physical address the entry points at.
     pub(crate) const fn pa(self) -> u64 {
-        ((self.0 >> Self::PPN_SHIFT) & PPN_MASK) << PAGE_SHIFT
+        get_ppn(self.0)
     }
 
     /// The entry's permissions.

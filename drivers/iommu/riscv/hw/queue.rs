@@ -3,7 +3,13 @@
 //! Queue arithmetic shared by the command, fault and page-request queues
 //! (spec 6.9 - 6.14): a ring of `1 << log2` entries indexed by head and tail.
 
-use super::{PAGE_SHIFT, PPN_MASK};
+use super::{
+    field::{put_ppn, Field},
+    PAGE_SHIFT,
+};
+
+/// A queue-base register's `LOG2SZ-1` field.
+const LOG2SZ_1: Field = Field::new(4, 0);
 
 /// A ring's geometry.
 ///
@@ -61,7 +67,7 @@ impl Ring {
         )
     )]
     pub(crate) const fn base_reg(self, pa: u64) -> u64 {
-        (self.log2 - 1) as u64 | ((pa >> PAGE_SHIFT) & PPN_MASK) << 10
+        LOG2SZ_1.put((self.log2 - 1) as u64) | put_ppn(pa)
     }
 
     /// Page order of a ring of entries of `entry_size` bytes (at least a page).
