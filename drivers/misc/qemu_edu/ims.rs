@@ -26,6 +26,7 @@
 
 use kernel::{
     device::Bound,
+    devres::Devres,
     fmt,
     io::Io as _,
     iommu::iommufd::Binding,
@@ -107,7 +108,7 @@ pub(crate) struct EduIms {
     /// The iommufd context the device is handed to, if any (dropped after
     /// the domain has freed its interrupts).
     #[pin]
-    iommufd: Mutex<Option<Binding>>,
+    iommufd: Mutex<Option<Devres<Binding>>>,
     counters: Counters,
 }
 
@@ -264,9 +265,7 @@ impl EduIms {
                 if b.is_some() {
                     return Err(EBUSY);
                 }
-                // SAFETY: The binding lives in `self`, dropped with the
-                // driver data before the device unbinds.
-                *b = Some(unsafe { Binding::new(self.domain.device().as_ref(), fd, pt)? });
+                *b = Some(Binding::new(self.domain.device().as_ref(), fd, pt)?);
             }
             None => drop(b.take().ok_or(ENOENT)?),
         }
@@ -369,8 +368,14 @@ impl EduIms {
                 "msi"
             }
         )?;
-        match self.iommufd.lock().as_ref() {
-            Some(b) => writeln!(f, "iommufd pt {}", b.pt_id())?,
+        // The binding ends when the device unbinds, if not before.
+        match self
+            .iommufd
+            .lock()
+            .as_ref()
+            .and_then(|b| b.try_access_with(|b| b.pt_id()))
+        {
+            Some(pt) => writeln!(f, "iommufd pt {}", pt)?,
             None => writeln!(f, "iommufd none")?,
         }
         writeln!(f, "bytes_per_slot {}", driver_bytes_per_slot())?;

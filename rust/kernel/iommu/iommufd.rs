@@ -9,6 +9,7 @@
 use crate::{
     bindings,
     device::{Bound, Device},
+    devres::Devres,
     error::{from_err_ptr, to_result},
     prelude::*,
 };
@@ -21,8 +22,9 @@ use core::ptr::NonNull;
 ///
 /// `idev` is a binding of a device to `ictx` made by `iommufd_device_bind`
 /// and attached with `IOMMU_NO_PASID`; `ictx` is a context reference we
-/// hold. The device stays bound to its driver while this lives (the
-/// contract of [`Binding::new`]).
+/// hold. The device stays bound to its driver while this lives: a
+/// `Binding` only exists inside the [`Devres`] [`Binding::new`] returns,
+/// which drops it at the latest when the device is unbound.
 pub struct Binding {
     ictx: NonNull<bindings::iommufd_ctx>,
     idev: NonNull<bindings::iommufd_device>,
@@ -41,10 +43,14 @@ impl Binding {
     /// own DMA API use stops working meanwhile: iommufd takes the device's
     /// DMA ownership (the driver must manage it, `driver_managed_dma`).
     ///
-    /// # Safety
-    ///
-    /// The result is dropped before `dev` is unbound from its driver.
-    pub unsafe fn new(dev: &Device<Bound>, fd: i32, pt_id: u32) -> Result<Self> {
+    /// The binding is device-managed: dropping the result undoes it, and so
+    /// does unbinding `dev`, whichever comes first (then
+    /// [`Devres::try_access`] finds nothing).
+    pub fn new(dev: &Device<Bound>, fd: i32, pt_id: u32) -> Result<Devres<Self>> {
+        Devres::new(dev, Self::bind(dev, fd, pt_id)?)
+    }
+
+    fn bind(dev: &Device<Bound>, fd: i32, pt_id: u32) -> Result<Self> {
         // SAFETY: Looks `fd` up in the calling process; takes a reference.
         let ictx = from_err_ptr(unsafe { bindings::iommufd_ctx_from_fd(fd) })?;
         let ictx = NonNull::new(ictx).ok_or(EINVAL)?;
@@ -74,7 +80,7 @@ impl Binding {
             }
             return Err(e);
         }
-        // INVARIANT: bound and attached above; the caller keeps `dev` bound.
+        // INVARIANT: bound and attached above; `new` hands it to `Devres`.
         Ok(Self {
             ictx,
             idev,

@@ -63,10 +63,12 @@ use core::{ffi::c_void, ptr};
 ///         data.store(msg.data, Relaxed);
 ///     }
 ///     fn mask(&self, slot: u32) {
-///         self.ctrl[slot as usize].fetch_or(1, Relaxed);
+///         let c = &self.ctrl[slot as usize];
+///         c.store(c.load(Relaxed) | 1, Relaxed);
 ///     }
 ///     fn unmask(&self, slot: u32) {
-///         self.ctrl[slot as usize].fetch_and(!1, Relaxed);
+///         let c = &self.ctrl[slot as usize];
+///         c.store(c.load(Relaxed) & !1, Relaxed);
 ///     }
 ///     fn startup(&self, slot: u32, pasid: u32) {
 ///         self.ctrl[slot as usize].store(pasid << 12 | 2, Relaxed);
