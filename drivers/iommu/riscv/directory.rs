@@ -18,7 +18,7 @@ use crate::{
         mem::PhysMem,
     },
     iommu::wait_reg,
-    mem::{errno, KernelMem, OwnedPages},
+    mem::{errno, KernelMem},
     regs::{self, RegsIo},
 };
 
@@ -50,16 +50,21 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    /// Allocates an empty root directory; the IOMMU does not know it
-    /// before [`Directory::start`].
-    pub(crate) fn new(extended: bool) -> Result<impl PinInit<Self, Error>> {
-        // Handed to `tables`, after which nothing can fail.
-        let root = OwnedPages::alloc(0)?;
-        Ok(try_pin_init!(Self {
+    /// Allocates an empty root directory, when initialised; the IOMMU does
+    /// not know it before [`Directory::start`].
+    pub(crate) fn new(extended: bool) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
             extended,
-            // INVARIANT: the root comes from `OwnedPages`, owned from here.
-            tables <- new_mutex!(Tables { root: root.into_raw(), mode: DdtMode::Off, leaked: false }, "Directory::tables"),
-        }))
+            // INVARIANT: a page of our own, zeroed: an empty directory.
+            tables <- new_mutex!(
+                Tables {
+                    root: PhysMem::alloc_pages(&mut KernelMem { atomic: false }, 0).map_err(errno)?,
+                    mode: DdtMode::Off,
+                    leaked: false,
+                },
+                "Directory::tables"
+            ),
+        })
     }
 
     /// Installs the directory in the largest mode the IOMMU accepts (3, 2

@@ -147,7 +147,8 @@ impl Iommu {
             false => None,
         };
         let ids = ContextIds::new()?;
-        let ddt = Directory::new(extended)?;
+        // Last: nothing fails after the root directory is allocated.
+        let ddt = Directory::new(extended);
 
         Ok(try_pin_init!(Self {
             dev: dev.into(),

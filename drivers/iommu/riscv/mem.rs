@@ -36,44 +36,6 @@ impl PhysMem for KernelMem {
     }
 }
 
-/// Table pages owned until handed, by [`OwnedPages::into_raw`], to the
-/// table that keeps them; dropped before that, they are freed.
-///
-/// # Invariants
-///
-/// `pa` is an allocation of `order` made by [`pages::alloc`], owned by this
-/// object and seen by nothing else.
-pub(crate) struct OwnedPages {
-    pa: u64,
-    order: u32,
-}
-
-impl OwnedPages {
-    /// Allocates `1 << order` zeroed pages (may sleep).
-    pub(crate) fn alloc(order: u32) -> Result<Self> {
-        // INVARIANT: just allocated, and nobody else knows the address.
-        Ok(Self {
-            pa: pages::alloc(order, GFP_KERNEL)?,
-            order,
-        })
-    }
-
-    /// The pages' physical address; their owner frees them from now on.
-    pub(crate) fn into_raw(self) -> u64 {
-        let pa = self.pa;
-        core::mem::forget(self);
-        pa
-    }
-}
-
-impl Drop for OwnedPages {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant the pages are a live allocation of
-        // `order`, used by nothing.
-        unsafe { pages::free(self.pa, self.order) }
-    }
-}
-
 /// The errno for a `hw` error.
 pub(crate) fn errno(e: HwError) -> Error {
     match e {
