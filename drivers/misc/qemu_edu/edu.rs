@@ -20,7 +20,8 @@ use kernel::{
     },
     iommu::domain::DomainType,
     irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
-    new_mutex, pci,
+    new_mutex,
+    pci::{self, capability::msi},
     prelude::*,
     sync::{
         aref::ARef,
@@ -225,21 +226,25 @@ impl Edu {
     ) -> Result {
         let _batch = self.raising.lock();
         let cfg = pdev.config_space();
-        let is64 = cfg.try_read16(cap + 2)? & 0x80 != 0;
-        let data_off = cap + if is64 { 12 } else { 8 };
+        let is64 = cfg.try_read16(cap + msi::FLAGS)? & msi::FLAGS_64BIT != 0;
+        let data_off = cap + if is64 { msi::DATA_64 } else { msi::DATA_32 };
         let data = u16::try_from(data).map_err(|_| ERANGE)?;
         if !is64 && address >> 32 != 0 {
             return Err(ERANGE);
         }
         let own = (
-            cfg.try_read32(cap + 4)?,
-            if is64 { cfg.try_read32(cap + 8)? } else { 0 },
+            cfg.try_read32(cap + msi::ADDRESS_LO)?,
+            if is64 {
+                cfg.try_read32(cap + msi::ADDRESS_HI)?
+            } else {
+                0
+            },
             cfg.try_read16(data_off)?,
         );
         let write = |lo: u32, hi: u32, d: u16| -> Result {
-            cfg.try_write32(lo, cap + 4)?;
+            cfg.try_write32(lo, cap + msi::ADDRESS_LO)?;
             if is64 {
-                cfg.try_write32(hi, cap + 8)?;
+                cfg.try_write32(hi, cap + msi::ADDRESS_HI)?;
             }
             cfg.try_write16(d, data_off)
         };

@@ -28,11 +28,10 @@ use kernel::{
     device::Bound,
     devres::Devres,
     fmt,
-    io::Io as _,
     iommu::iommufd::Binding,
     irq::IrqReturn,
     new_mutex,
-    pci::{self, ims::ImsDomain},
+    pci::{self, capability::CapabilityId, ims::ImsDomain},
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
@@ -128,7 +127,7 @@ impl EduIms {
             dev_err!(pdev, "ims_slots={slots} is outside 1..{MAX_SLOTS}\n");
             return Err(EINVAL);
         }
-        let msi_cap = find_msi_cap(pdev)?;
+        let msi_cap = pdev.find_capability(CapabilityId::Msi).ok_or(ENODEV)?;
         let storage = match storage {
             "array" => Storage::device_array(slots)?,
             "queue" => Storage::queue(pdev.as_ref(), slots)?,
@@ -399,20 +398,4 @@ impl EduIms {
 /// interrupt counter, the domain's vector entry and the handler's cookie.
 fn driver_bytes_per_slot() -> usize {
     Storage::SLOT_BYTES + core::mem::size_of::<Atomic<u32>>() + ImsDomain::<Chip>::BYTES_PER_SLOT
-}
-
-/// Finds edu's MSI capability (id 0x05) in its config space.
-fn find_msi_cap(pdev: &pci::Device<Bound>) -> Result<usize> {
-    let cfg = pdev.config_space();
-    let mut pos = usize::from(cfg.try_read8(0x34)? & !3);
-    for _ in 0..48 {
-        if pos == 0 {
-            break;
-        }
-        if cfg.try_read8(pos)? == 0x05 {
-            return Ok(pos);
-        }
-        pos = usize::from(cfg.try_read8(pos + 1)? & !3);
-    }
-    Err(ENODEV)
 }
