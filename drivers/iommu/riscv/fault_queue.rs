@@ -130,14 +130,9 @@ impl FaultQueue {
         while st.head != tail {
             // CAST: `head` is below the ring size.
             let slot = RECORD_WORDS * st.head as usize;
-            let read = || -> Result<[u64; RECORD_WORDS]> {
-                let mut w = [0u64; RECORD_WORDS];
-                for (i, word) in w.iter_mut().enumerate() {
-                    *word = io_read!(&self.buf, [try: slot + i]);
-                }
-                Ok(w)
+            let Ok(w) = read_record::<RECORD_WORDS>(&self.buf, slot) else {
+                return;
             };
-            let Ok(w) = read() else { return };
             let f = FaultRecord::decode(w);
             self.faults.fetch_add(1, Relaxed);
             let (log, missed) = st.records.allow(now);
@@ -165,6 +160,15 @@ impl FaultQueue {
             }
         }
     }
+}
+
+/// The `N` words of the record at word `slot` of a queue's memory.
+fn read_record<const N: usize>(buf: &Coherent<[u64]>, slot: usize) -> Result<[u64; N]> {
+    let mut w = [0u64; N];
+    for (i, word) in w.iter_mut().enumerate() {
+        *word = io_read!(buf, [try: slot + i]);
+    }
+    Ok(w)
 }
 
 /// Logs one fault record in one line.
@@ -240,13 +244,9 @@ impl PageRequestQueue {
         while *head != tail {
             // CAST: `head` is below the ring size.
             let slot = REQUEST_WORDS * *head as usize;
-            let read = || -> Result<[u64; REQUEST_WORDS]> {
-                Ok([
-                    io_read!(&self.buf, [try: slot]),
-                    io_read!(&self.buf, [try: slot + 1]),
-                ])
+            let Ok(w) = read_record::<REQUEST_WORDS>(&self.buf, slot) else {
+                return;
             };
-            let Ok(w) = read() else { return };
             if self.requests.fetch_add(1, Relaxed) < PAGE_REQUESTS_LOGGED {
                 let r = PageRequest::decode(w);
                 dev_err!(
