@@ -2,8 +2,12 @@
 # `make bench`: the kernel's dma_map_benchmark against edu, through our Rust
 # RISC-V IOMMU driver and through the in-tree C driver (a kernel variant with
 # the same IOMMU_DMA patch), on the same QEMU profile, one after the other in
-# one run; prints both figures and their ratio, and the IOMMU commands our
-# driver queued per unmap. A benchmark, not a test: it judges nothing.
+# one run, for granules of 1, 16 and 256 pages with 1 and 2 threads; prints
+# both figures and their ratio per run, and the IOMMU commands our driver
+# queued per unmap. A benchmark, not a test: it judges nothing.
+#
+# First, hw::pgtable on the host: ns per page mapped and unmapped, in runs
+# and page by page.
 #
 # Then the MSI rate of edu through the remapping domain, in a DMA and in the
 # identity domain, against no remapping at all.
@@ -13,9 +17,11 @@
 # without (sw_msi: every CPU's doorbell prepared per vector), side by side.
 #
 # BENCH_SECONDS (default 10): length of each dma_map_benchmark measurement.
+# BENCH_DMA_RUNS (default "1x1 16x1 256x1 1x2 16x2 256x2"): the
+#   dma_map_benchmark runs, each PAGESxTHREADS (its granule and threads).
 # BENCH_MSIS (default 20000): MSIs per batch.
 # BENCH_IMS (default 4096): IMS vectors per batch.
-# BENCH_ONLY=dma|msi|ims: run one of the three.
+# BENCH_ONLY=host|dma|msi|ims: run one of the four.
 set -euo pipefail
 SELF=bench
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +29,11 @@ SELF=bench
 . "$TOP/scripts/qemu.sh"
 
 secs=${BENCH_SECONDS:-10}
+runs=${BENCH_DMA_RUNS:-1x1 16x1 256x1 1x2 16x2 256x2}
+nruns=$(wc -w <<<"$runs")
+for run in $runs; do
+	[[ $run =~ ^[0-9]+x[0-9]+$ ]] || die "BENCH_DMA_RUNS: '$run' is not PAGESxTHREADS (e.g. 16x2)"
+done
 profile=riscv64
 out=$BUILD/bench
 mkdir -p "$out/extra"
@@ -45,11 +56,15 @@ echo dma_map_benchmark > /sys/bus/pci/devices/\$bdf/driver_override
 echo \$bdf > /sys/bus/pci/drivers_probe
 echo "domain \$(cat /sys/bus/pci/devices/\$bdf/iommu_group/type) iommu \$(ls /sys/class/iommu)"
 stats before
-./dma_map_benchmark -t 1 -s $secs -g 1 -b 28
+for run in $runs; do
+	g=\${run%x*} t=\${run#*x}
+	echo "run \$run"
+	./dma_map_benchmark -t \$t -s $secs -g \$g -b 28
+done
 stats after
 SH
 
-declare -A map unmap cmds
+declare -A map unmap
 for side in rust c; do
 	if [ $side = rust ]; then
 		kobj=$ours
@@ -59,16 +74,21 @@ for side in rust c; do
 		NO_MODULES=1 "$TOP/scripts/guest.sh" riscv64 "$kobj" "$out/initramfs-$side.cpio" "$out/cmd" "$out/extra"
 	fi
 	qemu_cmd "$profile" "$kobj" "$out/initramfs-$side.cpio" "msiremap.mode=cmd" "-device edu"
-	say "running dma_map_benchmark for $secs s through the $side driver"
-	qemu_batch "$out/$side.log" $((secs + 120)) || die "the $side run failed (log: $out/$side.log)"
-	map[$side]=$(sed -n 's/^average map latency(us):\([0-9.]*\).*/\1/p' "$out/$side.log")
-	unmap[$side]=$(sed -n 's/^average unmap latency(us):\([0-9.]*\).*/\1/p' "$out/$side.log")
-	[ -n "${map[$side]}" ] && [ -n "${unmap[$side]}" ] ||
-		die "no benchmark figures from the $side run (log: $out/$side.log)"
+	say "running dma_map_benchmark through the $side driver: $nruns runs of $secs s (pages x threads: $runs)"
+	qemu_batch "$out/$side.log" $((nruns * (secs + 30) + 120)) || die "the $side run failed (log: $out/$side.log)"
 	# Both sides must have measured a translated (DMA) domain.
 	grep -qE '^domain DMA(-FQ)? iommu riscv-iommu' "$out/$side.log" ||
 		die "the $side run did not measure a translated domain (log: $out/$side.log)"
 	say "$side: $(grep -E '^domain ' "$out/$side.log")"
+	for run in $runs; do
+		read -r map[$side,$run] unmap[$side,$run] < <(awk -v r="$run" '
+			$1 == "run" { on = $2 == r }
+			on && /^average map latency/ { sub(/.*:/, "", $3); m = $3 }
+			on && /^average unmap latency/ { sub(/.*:/, "", $3); u = $3 }
+			END { print m, u }' "$out/$side.log")
+		[ -n "${map[$side,$run]}" ] && [ -n "${unmap[$side,$run]}" ] ||
+			die "no benchmark figures for $run from the $side run (log: $out/$side.log)"
+	done
 done
 
 delta() { # delta KEY: after - before of our driver's counter KEY
@@ -80,12 +100,14 @@ delta() { # delta KEY: after - before of our driver's counter KEY
 syncs=$(delta unmap_syncs)
 commands=$(delta commands)
 fences=$(delta syncs)
-echo "dma_map_benchmark, profile $profile, 1 thread, 1 page, $secs s each, edu (28-bit DMA)"
-printf '%-26s %12s %12s\n' "" "map (us)" "unmap (us)"
-printf '%-26s %12s %12s\n' "Rust driver (riscv_iommu)" "${map[rust]}" "${unmap[rust]}"
-printf '%-26s %12s %12s\n' "C driver (in-tree)" "${map[c]}" "${unmap[c]}"
-awk -v m1="${map[rust]}" -v m2="${map[c]}" -v u1="${unmap[rust]}" -v u2="${unmap[c]}" 'BEGIN {
-	printf "%-26s %12.2f %12.2f\n", "ratio Rust / C", (m2 > 0 ? m1 / m2 : 0), (u2 > 0 ? u1 / u2 : 0) }'
+echo "dma_map_benchmark, profile $profile, $secs s per run, edu (28-bit DMA), latency in us per map and per unmap"
+printf '%-8s %-8s | %9s %9s %7s | %9s %9s %7s\n' pages threads "map Rust" "map C" ratio "unmap Rust" "unmap C" ratio
+for run in $runs; do
+	awk -v g="${run%x*}" -v t="${run#*x}" -v m1="${map[rust,$run]}" -v m2="${map[c,$run]}" \
+		-v u1="${unmap[rust,$run]}" -v u2="${unmap[c,$run]}" 'BEGIN {
+		printf "%-8s %-8s | %9.2f %9.2f %7.2f | %9.2f %9.2f %7.2f\n", g, t, m1, m2,
+			(m2 > 0 ? m1 / m2 : 0), u1, u2, (u2 > 0 ? u1 / u2 : 0) }'
+done
 if [ "$syncs" -gt 0 ]; then
 	awk -v c="$commands" -v f="$fences" -v s="$syncs" 'BEGIN {
 		printf "Rust driver: %d unmaps, %.2f invalidation commands and %.2f fences per unmap\n", s, c / s, f / s }'
@@ -177,10 +199,18 @@ awk -v a="${alloc[sw_msi]}" -v b="${alloc[remapped]}" -v c="${free[sw_msi]}" -v 
 	printf "ratio sw_msi / remapped: alloc %.2f, free %.2f\n", a / b, c / d }'
 }
 
+# The page-table code on the host: range walks against page-by-page walks.
+host_bench() {
+	say "benchmarking hw::pgtable on the host (cargo test --release, ignored bench_pgtable)"
+	(cd "$TOP" && cargo test --quiet --release -p riscv-iommu-hw -- --ignored --nocapture bench_pgtable) |
+		sed -n '/^hw::pgtable/,/^$/p' | grep -vE '^(test |\.+$)' || die "the host page-table benchmark failed"
+}
+
 case "${BENCH_ONLY:-all}" in
+host) host_bench ;;
 dma) dma_bench ;;
 msi) msi_bench ;;
 ims) ims_bench ;;
-all) dma_bench; msi_bench; ims_bench ;;
-*) die "BENCH_ONLY=${BENCH_ONLY} is neither dma, msi nor ims" ;;
+all) host_bench; dma_bench; msi_bench; ims_bench ;;
+*) die "BENCH_ONLY=${BENCH_ONLY} is neither host, dma, msi nor ims" ;;
 esac

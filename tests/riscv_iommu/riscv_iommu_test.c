@@ -3,6 +3,11 @@
  * Our RISC-V IOMMU driver as people see it: its debugfs directory shows
  * edu's device context pointing at the domain that maps edu's DMA buffer.
  */
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <linux/map_benchmark.h>
+
 #include "kselftest_harness.h"
 #include "msiremap.h"
 
@@ -371,6 +376,134 @@ TEST(remove_detaches_and_rescan_probes_again)
 	EXPECT_STREQ("DMA\n", want);
 	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", bdf);
 	EXPECT_EQ(0, msr_write(path, "4096 9"));
+}
+
+/*
+ * The root of the paging domain edu's device context points at (debugfs
+ * contexts), 0 when none.
+ */
+static unsigned long long edu_domain_root(const char *bdf)
+{
+	static char contexts[1 << 16];
+	unsigned long long iohgatp, fsc;
+	unsigned int bus, dev, fn;
+	char line[64], *p;
+
+	if (msr_riscv_iommu_file("contexts", contexts, sizeof(contexts)) < 0 ||
+	    sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn) != 3)
+		return 0;
+	snprintf(line, sizeof(line), "device %#06x ", bus << 8 | dev << 3 | fn);
+	p = strstr(contexts, line);
+	if (!p || sscanf(p, "device %*x tc %*x iohgatp %llx ta %*x fsc %llx", &iohgatp, &fsc) != 2)
+		return 0;
+	return ((iohgatp >> 60 ? iohgatp : fsc) & ((1ULL << 44) - 1)) << 12;
+}
+
+/*
+ * The leaves debugfs lists for the domain rooted at `root`, but for those in
+ * edu's reserved MSI region (sw_msi maps doorbells there for good); -1 when
+ * no domain has that root.
+ */
+static int domain_leaves(const char *bdf, unsigned long long root)
+{
+	static char domains[1 << 20];
+	unsigned long long iova, msi_start = 1, msi_end = 0;
+	char want[64], *p;
+	int n = 0;
+
+	msr_msi_region(bdf, &msi_start, &msi_end);
+	if (msr_riscv_iommu_file("domains", domains, sizeof(domains)) < 0)
+		return -1;
+	snprintf(want, sizeof(want), " root %#llx\n", root);
+	p = strstr(domains, want);
+	if (!p)
+		return -1;
+	for (p = strchr(p, '\n') + 1; sscanf(p, "  iova %llx ", &iova) == 1; p = strchr(p, '\n') + 1)
+		n += iova < msi_start || iova > msi_end;
+	return n;
+}
+
+/* Binds PCI device `bdf` to `driver` ("" for whichever matches). */
+static int rebind(const char *bdf, const char *driver)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
+	if (!stat(path, &st)) {
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+		if (msr_write(path, bdf))
+			return -1;
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	if (msr_write(path, *driver ? driver : "\n"))
+		return -1;
+	return msr_write("/sys/bus/pci/drivers_probe", bdf);
+}
+
+FIXTURE(racing_maps)
+{
+	char bdf[32];
+};
+
+FIXTURE_SETUP(racing_maps)
+{
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
+	ASSERT_EQ(0, rebind(self->bdf, "dma_map_benchmark"));
+}
+
+FIXTURE_TEARDOWN(racing_maps)
+{
+	rebind(self->bdf, "");
+}
+
+/*
+ * Two kernel threads of dma_map_benchmark map and unmap pages for edu at
+ * once: the IOVA allocator hands them neighbouring addresses, so they write
+ * the same leaf tables and race to link missing ones, without a lock. Runs
+ * of 1 and 16 pages and scatterlists of 16. Afterwards the domain holds no
+ * leaf, the IOMMU reported no fault, and edu, bound to qemu_edu again,
+ * DMAs through the same domain word for word.
+ */
+TEST_F_TIMEOUT(racing_maps, leave_the_domain_consistent, 120)
+{
+	static const struct { unsigned int granule; unsigned char mode; } runs[] = {
+		{ 1, DMA_MAP_BENCH_SINGLE_MODE },
+		{ 16, DMA_MAP_BENCH_SINGLE_MODE },
+		{ 16, DMA_MAP_BENCH_SG_MODE },
+	};
+	unsigned long long root;
+	long faults = msr_riscv_iommu_stat("faults");
+	char path[256];
+	int fd;
+
+	root = edu_domain_root(self->bdf);
+	ASSERT_NE(0, root) TH_LOG("edu's context names no paging domain");
+	fd = open("/sys/kernel/debug/dma_map_benchmark", O_RDWR);
+	ASSERT_LE(0, fd);
+	for (unsigned int i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		struct map_benchmark mb = {
+			.threads = 2, .seconds = 2, .node = -1, .dma_bits = 28,
+			.dma_dir = DMA_MAP_BIDIRECTIONAL, .granule = runs[i].granule,
+			.map_mode = runs[i].mode,
+		};
+
+		ASSERT_EQ(0, ioctl(fd, DMA_MAP_BENCHMARK, &mb)) TH_LOG("run %u: %m", i);
+		/* Both latencies are averages over what ran: it did run. */
+		EXPECT_LT(0, mb.avg_map_100ns + mb.avg_unmap_100ns) TH_LOG("run %u", i);
+		TH_LOG("%u pages%s: map %.1f us, unmap %.1f us", runs[i].granule,
+		       runs[i].mode == DMA_MAP_BENCH_SG_MODE ? " (sg)" : "",
+		       mb.avg_map_100ns / 10.0, mb.avg_unmap_100ns / 10.0);
+	}
+	close(fd);
+	EXPECT_EQ(0, domain_leaves(self->bdf, root));
+	EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
+
+	ASSERT_EQ(0, rebind(self->bdf, ""));
+	EXPECT_EQ(root, edu_domain_root(self->bdf));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", self->bdf);
+	EXPECT_EQ(0, msr_write(path, "4096"));
+	EXPECT_EQ(0, edu_stat(self->bdf, "mismatches"));
 }
 
 TEST_HARNESS_MAIN

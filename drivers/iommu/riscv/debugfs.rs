@@ -109,9 +109,11 @@ fn show_domains(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     let mem = KernelMem { atomic: false };
     for d in domains.iter() {
         f.write_fmt(fmt!("domain {} {:?} root {:#x}\n", d.id, d.mode, d.root))?;
-        // The tables stay allocated while the domain is listed; map and
-        // unmap may change words under us, each read is atomic.
-        let pt = PageTable::view(d.root, d.mode);
+        // SAFETY: a domain's tables stay allocated while it is listed, and
+        // the `domains` lock keeps it listed (`Paging` leaves the list before
+        // it destroys its table); the view is only read through. Map and
+        // unmap may change words under us: each read is a single load.
+        let pt = unsafe { PageTable::view(d.root, d.mode) };
         let mut res = Ok(());
         pt.for_each_leaf(&mem, &mut |iova, pa, size, prot| {
             if res.is_ok() {

@@ -58,7 +58,7 @@ impl Directory {
             // INVARIANT: a page of our own, zeroed: an empty directory.
             tables <- new_mutex!(
                 Tables {
-                    root: PhysMem::alloc_pages(&mut KernelMem { atomic: false }, 0).map_err(errno)?,
+                    root: KernelMem { atomic: false }.alloc_pages(0).map_err(errno)?,
                     mode: DdtMode::Off,
                     leaked: false,
                 },
@@ -106,8 +106,10 @@ impl Directory {
     /// Makes the directory path to device `id`'s context, allocating the
     /// missing intermediate directories (kept until the IOMMU goes).
     pub(crate) fn prepare_context(&self, t: &Tables, id: u32) -> Result {
-        let mut mem = KernelMem { atomic: false };
-        ddt::dc_address(&mut mem, t.root, t.mode, self.extended, id, true).map_err(errno)?;
+        let mem = KernelMem { atomic: false };
+        // SAFETY: `root` is our live directory of `mode` (type invariant),
+        // changed only under the `tables` lock the caller holds.
+        unsafe { ddt::dc_address(&mem, t.root, t.mode, self.extended, id, true) }.map_err(errno)?;
         Ok(())
     }
 
@@ -121,33 +123,41 @@ impl Directory {
         dc: &DeviceContext,
         sync: impl Fn(&[Command]) -> Result,
     ) -> Result {
-        let mut mem = KernelMem { atomic: false };
+        let mem = KernelMem { atomic: false };
         // Never allocates: `prepare_context` made the path when the device
         // was probed, so attaching (which the core forbids to fail the first
         // time) cannot run out of memory.
-        let pa = ddt::dc_address(&mut mem, t.root, t.mode, self.extended, id, false)
+        // SAFETY: as in `prepare_context`.
+        let pa = unsafe { ddt::dc_address(&mem, t.root, t.mode, self.extended, id, false) }
             .map_err(errno)?
             .ok_or(EINVAL)?;
-        let old = DeviceContext::read(&mem, pa, self.extended);
+        // SAFETY: `pa` is device `id`'s context in our directory, whose
+        // pages are freed only when the directory is dropped.
+        let old = unsafe { DeviceContext::read(&mem, pa, self.extended) };
         if old.tc & DeviceContext::TC_V != 0 {
             let mut off = old;
             off.tc = 0;
-            off.write(&mut mem, pa, self.extended);
+            // SAFETY: as for `read` above.
+            unsafe { off.write(&mem, pa, self.extended) };
             sync(&[Command::iodir_inval_ddt(Some(id))])?;
         }
-        dc.write(&mut mem, pa, self.extended);
+        // SAFETY: as for `read` above.
+        unsafe { dc.write(&mem, pa, self.extended) };
         sync(&[Command::iodir_inval_ddt(Some(id))])
     }
 
     /// Calls `f(id, context)` for every valid device context, in id order.
     pub(crate) fn for_each_context(&self, t: &Tables, f: &mut dyn FnMut(u32, DeviceContext)) {
-        ddt::for_each_context(
-            &KernelMem { atomic: false },
-            t.root,
-            t.mode,
-            self.extended,
-            f,
-        );
+        // SAFETY: as in `prepare_context`.
+        unsafe {
+            ddt::for_each_context(
+                &KernelMem { atomic: false },
+                t.root,
+                t.mode,
+                self.extended,
+                f,
+            )
+        };
     }
 
     /// Leaves the directory to the IOMMU for good: dropping it frees
@@ -166,8 +176,12 @@ impl PinnedDrop for Directory {
         if t.leaked {
             return;
         }
-        let mut mem = KernelMem { atomic: false };
-        ddt::free_directories(&mut mem, t.root, t.mode);
-        PhysMem::free_pages(&mut mem, t.root, 0);
+        let mem = KernelMem { atomic: false };
+        // SAFETY: our directory (type invariant), which the IOMMU no longer
+        // reads and nothing uses after this drop.
+        unsafe {
+            ddt::free_directories(&mem, t.root, t.mode);
+            mem.free_pages(t.root, 0);
+        }
     }
 }

@@ -4,35 +4,55 @@
 
 use kernel::{iommu::pages, prelude::*};
 
-use crate::hw::{mem::PhysMem, HwError};
+use crate::hw::{mem, HwError};
 
-/// The kernel's pages as [`PhysMem`]; `atomic` allocations never sleep.
+/// The kernel's pages as [`mem::PhysMem`]; `atomic` allocations never sleep.
 pub(crate) struct KernelMem {
     pub(crate) atomic: bool,
 }
 
-impl PhysMem for KernelMem {
-    fn alloc_pages(&mut self, order: u32) -> Result<u64, HwError> {
+impl mem::PhysMem for KernelMem {
+    type Words<'a> = pages::Words<'a>;
+
+    fn alloc_pages(&self, order: u32) -> Result<u64, HwError> {
         let flags = if self.atomic { GFP_ATOMIC } else { GFP_KERNEL };
         pages::alloc(order, flags).map_err(|_| HwError::NoMemory)
     }
 
-    fn free_pages(&mut self, pa: u64, order: u32) {
-        // SAFETY: `PhysMem`'s contract (hw/mem.rs): `pa` came from `alloc_pages`
-        // with `order`, and the table code frees a table only once nothing
-        // points to it and the IOMMU's caches of it are invalidated.
+    unsafe fn free_pages(&self, pa: u64, order: u32) {
+        // SAFETY: the caller's guarantee (`PhysMem::free_pages`): `pa` came
+        // from `alloc_pages`, that is from `pages::alloc`, with `order`, and
+        // nothing uses it any more.
         unsafe { pages::free(pa, order) }
     }
 
-    fn read_u64(&self, pa: u64) -> u64 {
-        // SAFETY: `PhysMem`'s contract: `pa` is an aligned word of a live allocation.
-        unsafe { pages::read_u64(pa) }
+    unsafe fn words(&self, pa: u64, len: usize) -> pages::Words<'_> {
+        // SAFETY: the caller's guarantee (`PhysMem::words`): the words lie in
+        // an allocation of `pages::alloc` that outlives the view; table
+        // memory is never borrowed as a Rust reference.
+        unsafe { pages::Words::new(pa, len) }
+    }
+}
+
+impl mem::Words for pages::Words<'_> {
+    #[inline]
+    fn len(self) -> usize {
+        pages::Words::len(self)
     }
 
-    fn write_u64(&mut self, pa: u64, val: u64) {
-        // SAFETY: `PhysMem`'s contract: `pa` is an aligned word of a live
-        // allocation; table memory is never borrowed as a Rust reference.
-        unsafe { pages::write_u64(pa, val) }
+    #[inline]
+    fn read(self, i: usize) -> u64 {
+        pages::Words::read(self, i)
+    }
+
+    #[inline]
+    fn write(self, i: usize, val: u64) {
+        pages::Words::write(self, i, val)
+    }
+
+    #[inline]
+    fn cmpxchg(self, i: usize, old: u64, new: u64) -> Result<(), u64> {
+        pages::Words::cmpxchg(self, i, old, new)
     }
 }
 

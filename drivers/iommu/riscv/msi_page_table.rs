@@ -106,7 +106,9 @@ impl MsiPageTable {
             vcpu.push(0, GFP_KERNEL)?;
         }
         let order = geometry.table_order();
-        let pa = PhysMem::alloc_pages(&mut KernelMem { atomic: false }, order).map_err(errno)?;
+        let pa = KernelMem { atomic: false }
+            .alloc_pages(order)
+            .map_err(errno)?;
         let init = try_pin_init!(Self {
             pa,
             order,
@@ -116,7 +118,8 @@ impl MsiPageTable {
             entries <- new_raw_spinlock_irq!(Entries { refs, vcpu }, "MsiPageTable::entries"),
         });
         Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
-            PhysMem::free_pages(&mut KernelMem { atomic: false }, pa, order);
+            // SAFETY: allocated above with `order`; nothing else knows it.
+            unsafe { KernelMem { atomic: false }.free_pages(pa, order) };
         })
     }
 
@@ -127,14 +130,16 @@ impl MsiPageTable {
         // CAST: `i` is below the entry count, at most 2^12.
         let addr = self.geometry.address(i as u64);
         let target = e.target(i, addr);
-        let mut mem = KernelMem { atomic: true };
-        let slot = self.pa + msi::MSI_PTE_SIZE * i as u64;
+        let mem = KernelMem { atomic: true };
+        // SAFETY: entry `i` (two words) lies in the table `pa` names, which
+        // lives as long as `self` (type invariant).
+        let pte = unsafe { mem.words(self.pa + msi::MSI_PTE_SIZE * i as u64, 2) };
         if target == 0 {
-            PhysMem::write_u64(&mut mem, slot, 0);
+            pte.write(0, 0);
         } else {
-            let pte = msi::flat_pte(target);
-            PhysMem::write_u64(&mut mem, slot + 8, pte[1]);
-            PhysMem::write_u64(&mut mem, slot, pte[0]);
+            let words = msi::flat_pte(target);
+            pte.write(1, words[1]);
+            pte.write(0, words[0]);
         }
         trace::msi_remap(&self.dev, addr, target, e.refs[i]);
         if let Err(err) = self
@@ -215,6 +220,8 @@ impl PinnedDrop for MsiPageTable {
     fn drop(self: Pin<&mut Self>) {
         // No context points here any more (the device was released) and no
         // vector uses it (each holds a reference).
-        PhysMem::free_pages(&mut KernelMem { atomic: false }, self.pa, self.order);
+        // SAFETY: the table was allocated with `order` (type invariant) and
+        // nothing uses it any more, as said above.
+        unsafe { KernelMem { atomic: false }.free_pages(self.pa, self.order) };
     }
 }

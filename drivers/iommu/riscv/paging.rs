@@ -10,13 +10,8 @@ use kernel::{
         driver::{IotlbGather, PagingDomain, Prot},
         trace, //
     },
-    new_spinlock_irq,
     prelude::*,
-    sync::{
-        atomic::Relaxed,
-        Arc,
-        SpinLockIrq, //
-    },
+    sync::{atomic::Relaxed, Arc},
 };
 
 use crate::{
@@ -45,9 +40,11 @@ const INVAL_PAGES_MAX: u64 = 32;
 pub(crate) struct Paging {
     iommu: Arc<Iommu>,
     id: u32,
-    /// Map and unmap may run concurrently, in atomic context and in hard
-    /// interrupts (drivers unmap DMA from their handlers): interrupts off.
-    pt: Pin<KBox<SpinLockIrq<Option<PageTable>>>>,
+    /// Map, unmap and lookups run concurrently, in any context (drivers
+    /// unmap DMA from hard interrupt handlers), without a lock: the core
+    /// never lets two of them work on overlapping ranges, and the table is
+    /// built for that (hw/pgtable.rs).
+    pt: Option<PageTable>,
     mode: Mode,
     root: u64,
 }
@@ -55,9 +52,8 @@ pub(crate) struct Paging {
 impl Paging {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
         let mode = iommu.paging_mode;
-        let pt = KBox::pin_init(new_spinlock_irq!(None, "Paging::pt"), GFP_KERNEL)?;
         let id = iommu.ids.alloc()?;
-        let table = match PageTable::new(&mut KernelMem { atomic: false }, mode) {
+        let table = match PageTable::new(&KernelMem { atomic: false }, mode) {
             Ok(table) => table,
             Err(e) => {
                 iommu.ids.free(id);
@@ -65,13 +61,12 @@ impl Paging {
             }
         };
         let root = table.root();
-        *pt.lock() = Some(table);
         // INVARIANT: `id` was just allocated, `pt` holds the table. From here
         // on, dropping `this` undoes everything.
         let this = Self {
             iommu,
             id,
-            pt,
+            pt: Some(table),
             mode,
             root,
         };
@@ -149,32 +144,24 @@ impl PagingDomain for Paging {
         pgsize: u64,
         count: u64,
         prot: Prot,
-        _atomic: bool,
+        atomic: bool,
     ) -> (u64, Result) {
-        let guard = self.pt.lock();
-        let Some(pt) = guard.as_ref() else {
+        let Some(pt) = &self.pt else {
             return (0, Err(ENODEV));
         };
         let prot = pte::Prot {
             read: prot.read(),
             write: prot.write(),
         };
-        // Under the spinlock allocations never sleep.
-        let (n, res) = pt.map_pages(
-            &mut KernelMem { atomic: true },
-            iova,
-            pa,
-            pgsize,
-            count,
-            prot,
-        );
+        // Tables are allocated as the caller's context allows.
+        let (n, res) = pt.map_pages(&KernelMem { atomic }, iova, pa, pgsize, count, prot);
         (n, res.map_err(errno))
     }
 
     fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64 {
-        let guard = self.pt.lock();
-        let Some(pt) = guard.as_ref() else { return 0 };
-        let n = pt.unmap_pages(&mut KernelMem { atomic: true }, iova, pgsize, count);
+        let Some(pt) = &self.pt else { return 0 };
+        // Unmapping allocates nothing.
+        let n = pt.unmap_pages(&KernelMem { atomic: true }, iova, pgsize, count);
         if n > 0 {
             gather.add_range(iova, n);
         }
@@ -208,8 +195,7 @@ impl PagingDomain for Paging {
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
-        let guard = self.pt.lock();
-        guard
+        self.pt
             .as_ref()
             .and_then(|pt| pt.iova_to_phys(&KernelMem { atomic: true }, iova))
             .unwrap_or(0)
@@ -225,8 +211,11 @@ impl Drop for Paging {
         let mut domains = self.iommu.domains.lock();
         domains.retain(|d| d.id != self.id);
         drop(domains);
-        if let Some(pt) = self.pt.lock().take() {
-            pt.destroy(&mut KernelMem { atomic: false });
+        if let Some(pt) = self.pt.take() {
+            // SAFETY: no device context points at the table any more (the
+            // domain is unused) and the IOTLB holds none of it (flushed
+            // above); nothing maps or looks up through a domain being freed.
+            unsafe { pt.destroy(&KernelMem { atomic: false }) };
         }
         self.iommu.ids.free(self.id);
     }

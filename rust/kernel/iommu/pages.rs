@@ -5,11 +5,19 @@
 //! IOMMU tables (page tables, device directories, MSI page tables) are read
 //! by the IOMMU at physical addresses, and table code written against the
 //! hardware's formats naturally works in physical addresses too. This module
-//! allocates such pages and reads and writes their words.
+//! allocates such pages and reads and writes their words through [`Words`].
 //!
 //! C header: [`include/linux/gfp.h`](srctree/include/linux/gfp.h)
 
-use crate::{alloc::Flags, bindings, error::code::ENOMEM, error::Result};
+use core::marker::PhantomData;
+
+use crate::{
+    alloc::Flags,
+    bindings,
+    error::code::ENOMEM,
+    error::Result,
+    sync::atomic::{ordering::Release, Atomic}, //
+};
 
 /// Allocates `1 << order` zeroed, naturally aligned pages for a table and
 /// returns their physical address.
@@ -39,26 +47,127 @@ pub unsafe fn free(pa: u64, order: u32) {
     unsafe { bindings::free_pages(bindings::phys_to_virt(pa) as usize, order) };
 }
 
-/// Reads the 64-bit word at `pa`.
+/// The words of a table, or of part of one, as the CPU reaches them through
+/// the kernel's linear map.
 ///
-/// # Safety
+/// The address is translated once, when the view is made; each access is
+/// then a single load or store the compiler inlines. Table walks make one
+/// view per table they visit, not one translation per word.
 ///
-/// `pa` is 8-byte aligned and inside a live allocation made by [`alloc`].
-pub unsafe fn read_u64(pa: u64) -> u64 {
-    // SAFETY: by the safety requirements the word is mapped, aligned and
-    // ours; a volatile read is a single load the compiler cannot tear.
-    unsafe { core::ptr::read_volatile(bindings::phys_to_virt(pa).cast::<u64>()) }
+/// Accesses are `READ_ONCE()`/`WRITE_ONCE()`-like (single, untorn, volatile
+/// loads and stores) so that the IOMMU, which reads the tables concurrently,
+/// sees the old or the new value of a word, never a mix; [`Words::cmpxchg`]
+/// installs a word only if it still holds what the caller read, for walks
+/// that run without a lock.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::iommu::pages::{self, Words};
+///
+/// let pa = pages::alloc(0, GFP_KERNEL)?;
+/// // SAFETY: `pa` is a fresh page of 512 words, freed below after the last use
+/// // of `table`, and never referenced.
+/// let table = unsafe { Words::new(pa, 512) };
+/// assert_eq!(table.read(511), 0);
+/// table.write(3, 0x1001);
+/// assert_eq!(table.cmpxchg(3, 0, 7), Err(0x1001));
+/// assert_eq!(table.cmpxchg(3, 0x1001, 7), Ok(()));
+/// assert_eq!(table.read(3), 7);
+/// // SAFETY: allocated above with order 0; `table` is not used again.
+/// unsafe { pages::free(pa, 0) };
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Invariants
+///
+/// `ptr` is the linear-map address of `len` 8-byte aligned words inside a
+/// live allocation made by [`alloc`], which lives at least as long as `'a`
+/// and is never borrowed as a Rust reference.
+#[derive(Clone, Copy)]
+pub struct Words<'a> {
+    ptr: *mut u64,
+    len: usize,
+    _alloc: PhantomData<&'a ()>,
 }
 
-/// Writes the 64-bit word at `pa` with a single store, so the IOMMU sees the
-/// old or the new value, never a mix.
-///
-/// # Safety
-///
-/// `pa` is 8-byte aligned and inside a live allocation made by [`alloc`],
-/// and no Rust reference to that memory exists.
-pub unsafe fn write_u64(pa: u64, val: u64) {
-    // SAFETY: by the safety requirements the word is mapped, aligned and
-    // ours, with no reference to it.
-    unsafe { core::ptr::write_volatile(bindings::phys_to_virt(pa).cast::<u64>(), val) };
+impl<'a> Words<'a> {
+    /// The `len` words from `pa`.
+    ///
+    /// # Safety
+    ///
+    /// `pa` is 8-byte aligned and `[pa, pa + 8 * len)` lies inside a live
+    /// allocation made by [`alloc`] that is not freed during `'a`, and no Rust
+    /// reference to that memory exists during `'a`.
+    #[inline]
+    pub unsafe fn new(pa: u64, len: usize) -> Self {
+        // SAFETY: `phys_to_virt` only computes an address; by the safety
+        // requirements `pa` is in the linear map (pages from `alloc`).
+        let va = unsafe { bindings::phys_to_virt(pa) };
+        // INVARIANT: by the safety requirements.
+        Self {
+            ptr: va.cast(),
+            len,
+            _alloc: PhantomData,
+        }
+    }
+
+    /// The number of words.
+    #[inline]
+    pub fn len(self) -> usize {
+        self.len
+    }
+
+    /// Whether the view is empty.
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn word(self, i: usize) -> *mut u64 {
+        assert!(i < self.len, "table word {i} of {}", self.len);
+        // SAFETY: `i < len`, so the word is inside the allocation (type invariant).
+        unsafe { self.ptr.add(i) }
+    }
+
+    /// Reads word `i`, as `READ_ONCE()` does.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not below [`Words::len`].
+    #[inline]
+    pub fn read(self, i: usize) -> u64 {
+        // SAFETY: the word is aligned, mapped and ours, never referenced
+        // (type invariant); a volatile read is a single load.
+        unsafe { core::ptr::read_volatile(self.word(i)) }
+    }
+
+    /// Writes word `i` with a single store, as `WRITE_ONCE()` does.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not below [`Words::len`].
+    #[inline]
+    pub fn write(self, i: usize, val: u64) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(self.word(i), val) }
+    }
+
+    /// Replaces word `i` by `new` if it holds `old`, with release ordering:
+    /// whoever reads `new` (and follows it, as a table walk follows a table
+    /// entry) sees every store made before. Returns the word's value when
+    /// it did not hold `old`.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not below [`Words::len`].
+    #[inline]
+    pub fn cmpxchg(self, i: usize, old: u64, new: u64) -> Result<(), u64> {
+        // SAFETY: the word is valid for reads and writes for `'a` (type
+        // invariant); every CPU access to table words is a single load or
+        // store or this cmpxchg, so none races in the LKMM's sense.
+        let word = unsafe { Atomic::<u64>::from_ptr(self.word(i)) };
+        word.cmpxchg(old, new, Release).map(|_| ())
+    }
 }

@@ -4,13 +4,22 @@
 //! table the driver writes against the independent walker, and the encodings
 //! against values worked out by hand from the specification.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{
+            AtomicU64, AtomicUsize,
+            Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
+        },
+        Barrier, Mutex,
+    },
+};
 
 use crate::hw::{
     cmd::Command,
     ddt::{self, DdtMode, DeviceContext},
     fault::FaultRecord,
-    mem::PhysMem,
+    mem::{PhysMem, Words},
     msi::{self, MsiGeometry},
     pgtable::PageTable,
     pte::{Mode, Prot, Pte},
@@ -20,69 +29,182 @@ use crate::hw::{
     HwError, PAGE_SIZE,
 };
 
-/// Physical memory made of words; allocations are tracked so leaks and
-/// double frees fail the test.
+/// Physical memory: each allocation a buffer of atomic words, so walks can
+/// run on several threads; allocations are tracked so leaks, double frees
+/// and accesses outside an allocation fail the test. Freed buffers are kept
+/// (never reused), so a stale view would read dead memory, not another
+/// allocation's.
 struct FakeMem {
-    words: HashMap<u64, u64>,
-    next: u64,
-    live: BTreeMap<u64, u32>,
+    state: Mutex<Arena>,
+    /// At most this many live allocations.
     limit: Option<usize>,
+    /// Views made: table visits.
+    views: AtomicUsize,
+    /// Pages freed.
+    frees: AtomicUsize,
+    /// Every allocation waits here for as many others: walks that need the
+    /// same missing table all find it missing, and all but one lose the
+    /// race to link theirs.
+    rendezvous: Option<Barrier>,
+}
+
+#[derive(Default)]
+struct Arena {
+    next: u64,
+    live: BTreeMap<u64, (u32, Box<[AtomicU64]>)>,
+    dead: Vec<Box<[AtomicU64]>>,
 }
 
 impl FakeMem {
     fn new() -> Self {
         Self {
-            words: HashMap::new(),
-            next: 0x8000_0000,
-            live: BTreeMap::new(),
+            state: Mutex::new(Arena {
+                next: 0x8000_0000,
+                ..Arena::default()
+            }),
             limit: None,
+            views: AtomicUsize::new(0),
+            frees: AtomicUsize::new(0),
+            rendezvous: None,
         }
+    }
+
+    /// The live allocations: address and order.
+    fn live(&self) -> Vec<(u64, u32)> {
+        let a = self.state.lock().unwrap();
+        a.live
+            .iter()
+            .map(|(&pa, &(order, _))| (pa, order))
+            .collect()
+    }
+
+    /// The words `[pa, pa + 8 * len)`, which must lie in one allocation.
+    fn slice(&self, pa: u64, len: usize) -> &[AtomicU64] {
+        assert_eq!(pa % 8, 0, "unaligned access at {pa:#x}");
+        let a = self.state.lock().unwrap();
+        let (&base, (_, buf)) = a
+            .live
+            .range(..=pa)
+            .next_back()
+            .unwrap_or_else(|| panic!("access to unallocated {pa:#x}"));
+        let first = ((pa - base) / 8) as usize;
+        assert!(
+            first + len <= buf.len(),
+            "access to {pa:#x}+{len} words, outside the allocation at {base:#x}"
+        );
+        let words = &buf[first..first + len];
+        // SAFETY: a buffer is never dropped before `self` (freed ones move to
+        // `dead`) and its heap memory never moves, so the words outlive the
+        // lock guard for as long as `self` is borrowed.
+        unsafe { std::slice::from_raw_parts(words.as_ptr(), len) }
+    }
+
+    /// Reads the word at `pa`, as a test inspects memory.
+    fn peek(&self, pa: u64) -> u64 {
+        self.slice(pa, 1)[0].load(SeqCst)
+    }
+
+    /// Writes the word at `pa`, as a test prepares memory.
+    fn poke(&self, pa: u64, val: u64) {
+        self.slice(pa, 1)[0].store(val, SeqCst)
     }
 }
 
 impl PhysMem for FakeMem {
-    fn alloc_pages(&mut self, order: u32) -> Result<u64, HwError> {
-        if self.limit.is_some_and(|l| self.live.len() >= l) {
+    type Words<'a> = &'a [AtomicU64];
+
+    fn alloc_pages(&self, order: u32) -> Result<u64, HwError> {
+        if let Some(b) = &self.rendezvous {
+            b.wait();
+        }
+        let mut a = self.state.lock().unwrap();
+        if self.limit.is_some_and(|l| a.live.len() >= l) {
             return Err(HwError::NoMemory);
         }
         let size = PAGE_SIZE << order;
-        let pa = (self.next + size - 1) & !(size - 1);
-        self.next = pa + size;
-        self.live.insert(pa, order);
+        let pa = (a.next + size - 1) & !(size - 1);
+        a.next = pa + size;
+        let buf = (0..size / 8).map(|_| AtomicU64::new(0)).collect();
+        a.live.insert(pa, (order, buf));
         Ok(pa)
     }
 
-    fn free_pages(&mut self, pa: u64, order: u32) {
+    unsafe fn free_pages(&self, pa: u64, order: u32) {
+        let mut a = self.state.lock().unwrap();
+        let (o, buf) = a
+            .live
+            .remove(&pa)
+            .unwrap_or_else(|| panic!("free of {pa:#x}, not allocated"));
         assert_eq!(
-            self.live.remove(&pa),
-            Some(order),
-            "free of {pa:#x} order {order}"
+            o, order,
+            "free of {pa:#x} with order {order}, allocated with {o}"
         );
-        for w in (0..PAGE_SIZE << order).step_by(8) {
-            self.words.remove(&(pa + w));
-        }
+        a.dead.push(buf);
+        self.frees.fetch_add(1, Relaxed);
     }
 
-    fn read_u64(&self, pa: u64) -> u64 {
-        assert_eq!(pa % 8, 0);
-        assert!(self.owned(pa), "read of unallocated {pa:#x}");
-        *self.words.get(&pa).unwrap_or(&0)
-    }
-
-    fn write_u64(&mut self, pa: u64, val: u64) {
-        assert_eq!(pa % 8, 0);
-        assert!(self.owned(pa), "write to unallocated {pa:#x}");
-        self.words.insert(pa, val);
+    unsafe fn words(&self, pa: u64, len: usize) -> Self::Words<'_> {
+        self.views.fetch_add(1, Relaxed);
+        self.slice(pa, len)
     }
 }
 
-impl FakeMem {
-    fn owned(&self, pa: u64) -> bool {
-        self.live
-            .range(..=pa)
-            .next_back()
-            .is_some_and(|(&base, &order)| pa < base + (PAGE_SIZE << order))
+impl Words for &[AtomicU64] {
+    fn len(self) -> usize {
+        <[AtomicU64]>::len(self)
     }
+
+    fn read(self, i: usize) -> u64 {
+        self[i].load(Acquire)
+    }
+
+    fn write(self, i: usize, val: u64) {
+        self[i].store(val, Release)
+    }
+
+    fn cmpxchg(self, i: usize, old: u64, new: u64) -> Result<(), u64> {
+        self[i]
+            .compare_exchange(old, new, AcqRel, Acquire)
+            .map(|_| ())
+    }
+}
+
+impl walk::Bus for FakeMem {
+    fn read(&self, pa: u64) -> u64 {
+        self.peek(pa)
+    }
+}
+
+// `FakeMem` checks every view against its live allocations and never
+// reuses memory, so the safety requirements of the table functions cannot
+// be broken silently here: a wrong address panics. These wrappers call them
+// for the tests.
+
+fn dc_address(
+    mem: &FakeMem,
+    root: u64,
+    mode: DdtMode,
+    extended: bool,
+    id: u32,
+    alloc: bool,
+) -> Result<Option<u64>, HwError> {
+    // SAFETY: see above.
+    unsafe { ddt::dc_address(mem, root, mode, extended, id, alloc) }
+}
+
+fn read_dc(mem: &FakeMem, pa: u64, extended: bool) -> DeviceContext {
+    // SAFETY: see above.
+    unsafe { DeviceContext::read(mem, pa, extended) }
+}
+
+fn write_dc(mem: &FakeMem, dc: &DeviceContext, pa: u64, extended: bool) {
+    // SAFETY: see above.
+    unsafe { dc.write(mem, pa, extended) }
+}
+
+fn destroy(mem: &FakeMem, table: PageTable) {
+    // SAFETY: see above; no IOMMU walks a fake table.
+    unsafe { table.destroy(mem) }
 }
 
 /// xorshift64*: deterministic, seedable.
@@ -102,9 +224,9 @@ impl Rng {
 }
 
 /// A one-level directory whose device 0 translates through `table`.
-fn device_for(mem: &mut FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>) -> u64 {
+fn device_for(mem: &FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>) -> u64 {
     let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = ddt::dc_address(mem, root, DdtMode::Lvl1, true, 0, true)
+    let dc_pa = dc_address(mem, root, DdtMode::Lvl1, true, 0, true)
         .unwrap()
         .unwrap();
     let mut dc = if table.mode().is_second_stage() {
@@ -115,7 +237,7 @@ fn device_for(mem: &mut FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometr
     if let Some((t, g)) = msi {
         dc = dc.with_msi(t, g.mask(), g.pattern());
     }
-    dc.write(mem, dc_pa, true);
+    write_dc(mem, &dc, dc_pa, true);
     ddt::ddtp(DdtMode::Lvl1, root)
 }
 
@@ -173,10 +295,10 @@ fn check_at(mem: &FakeMem, table: &PageTable, ddtp: u64, model: &Model, iova: u6
 }
 
 fn random_against_model(mode: Mode, seed: u64, ops: usize) {
-    let mut mem = FakeMem::new();
+    let mem = FakeMem::new();
     let mut rng = Rng(seed);
-    let table = PageTable::new(&mut mem, mode).unwrap();
-    let ddtp = device_for(&mut mem, &table, None);
+    let table = PageTable::new(&mem, mode).unwrap();
+    let ddtp = device_for(&mem, &table, None);
     let mut model = Model::new();
     // A window of 8 GiB low in the aperture and one near its top, so tables
     // are shared, reused and the highest index is exercised.
@@ -190,10 +312,13 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
                 1..=4 => 2 << 20,
                 _ => PAGE_SIZE,
             };
-            let count = if pgsize == PAGE_SIZE {
-                1 + rng.below(8)
-            } else {
-                1
+            // Mostly a few pages, as the DMA API maps; sometimes runs that
+            // cross into the next leaf table.
+            let count = match (pgsize, rng.below(8)) {
+                (PAGE_SIZE, 0) => 1 + rng.below(1100),
+                (PAGE_SIZE, _) => 1 + rng.below(8),
+                (_, 0) => 1 + rng.below(3),
+                _ => 1,
             };
             let base = windows[rng.below(2) as usize];
             let iova = base + (rng.below((8 << 30) / pgsize - count) * pgsize);
@@ -204,12 +329,12 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
                 Prot::RW
             };
             let size = pgsize * count;
-            let (mapped, res) = table.map_pages(&mut mem, iova, pa, pgsize, count, prot);
+            let (mapped, res) = table.map_pages(&mem, iova, pa, pgsize, count, prot);
             if overlaps(&model, iova, size) {
                 assert_eq!(res, Err(HwError::Exists), "map over {iova:#x}");
                 // The core unmaps what a failed map left.
                 assert_eq!(
-                    table.unmap_pages(&mut mem, iova, PAGE_SIZE, mapped / PAGE_SIZE),
+                    table.unmap_pages(&mem, iova, PAGE_SIZE, mapped / PAGE_SIZE),
                     mapped
                 );
             } else {
@@ -241,7 +366,7 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
                 }
             }
             assert_eq!(
-                table.unmap_pages(&mut mem, start, end - start, 1),
+                table.unmap_pages(&mem, start, end - start, 1),
                 end - start,
                 "unmap {start:#x}"
             );
@@ -272,9 +397,9 @@ fn random_against_model(mode: Mode, seed: u64, ops: usize) {
     let total: u64 = seen.values().map(|m| m.size).sum();
     assert_eq!(total, model.values().map(|m| m.size).sum::<u64>());
 
-    table.destroy(&mut mem);
+    destroy(&mem, table);
     // Only the directory root is left.
-    assert_eq!(mem.live.len(), 1, "pages leaked: {:?}", mem.live);
+    assert_eq!(mem.live().len(), 1, "pages leaked: {:?}", mem.live());
 }
 
 #[test]
@@ -286,69 +411,253 @@ fn every_mode_matches_the_model_and_the_walker() {
     }
 }
 
+/// The tables linked below `root`, counted by walking them.
+fn linked_tables(mem: &FakeMem, table: u64, entries: u64, level: u32) -> usize {
+    let mut n = 0;
+    for i in 0..entries {
+        let pte = Pte(mem.peek(table + 8 * i));
+        if level > 0 && pte.is_valid() && !pte.is_leaf() {
+            n += 1 + linked_tables(mem, pte.pa(), 512, level - 1);
+        }
+    }
+    n
+}
+
+#[test]
+fn walks_visit_each_table_once() {
+    for mode in [Mode::Sv39, Mode::Sv48x4] {
+        let mem = FakeMem::new();
+        let t = PageTable::new(&mem, mode).unwrap();
+        let levels = mode.levels() as usize;
+        // 512 pages filling one leaf table: one visit of each level.
+        let base = 0x4000_0000;
+        let before = mem.views.load(Relaxed);
+        let (n, r) = t.map_pages(&mem, base, 0x8000_0000, PAGE_SIZE, 512, Prot::RW);
+        assert_eq!((n, r), (512 * PAGE_SIZE, Ok(())));
+        assert_eq!(mem.views.load(Relaxed) - before, levels, "{mode:?}: map");
+        let before = mem.views.load(Relaxed);
+        assert_eq!(t.unmap_pages(&mem, base, PAGE_SIZE, 512), 512 * PAGE_SIZE);
+        assert_eq!(mem.views.load(Relaxed) - before, levels, "{mode:?}: unmap");
+        // 16 pages straddling two leaf tables: the second is reached by one
+        // more walk from the top.
+        let base = 0x4000_0000 + (2 << 20) - 8 * PAGE_SIZE;
+        let before = mem.views.load(Relaxed);
+        t.map_pages(&mem, base, 0x8000_0000, PAGE_SIZE, 16, Prot::RW)
+            .1
+            .unwrap();
+        assert_eq!(
+            mem.views.load(Relaxed) - before,
+            2 * levels,
+            "{mode:?}: map across"
+        );
+        for i in 0..16 {
+            assert_eq!(
+                t.iova_to_phys(&mem, base + i * PAGE_SIZE),
+                Some(0x8000_0000 + i * PAGE_SIZE)
+            );
+        }
+        let before = mem.views.load(Relaxed);
+        assert_eq!(t.unmap_pages(&mem, base, PAGE_SIZE, 16), 16 * PAGE_SIZE);
+        assert_eq!(
+            mem.views.load(Relaxed) - before,
+            2 * levels,
+            "{mode:?}: unmap across"
+        );
+        assert_eq!(t.iova_to_phys(&mem, base + 15 * PAGE_SIZE), None);
+        destroy(&mem, t);
+        assert!(mem.live().is_empty());
+    }
+}
+
+#[test]
+fn racing_walks_link_each_missing_table_once() {
+    // Every walk allocates in lockstep with the others, so all of them find
+    // each missing table missing and race to link theirs: one wins per
+    // table, the others free their page and follow the winner's.
+    const THREADS: usize = 4;
+    for mode in [Mode::Sv39, Mode::Sv57, Mode::Sv39x4] {
+        let mut mem = FakeMem::new();
+        let t = PageTable::new(&mem, mode).unwrap();
+        mem.rendezvous = Some(Barrier::new(THREADS));
+        let rounds = 8u64;
+        let top = Mode::shift(mode.levels() - 1);
+        std::thread::scope(|s| {
+            for th in 0..THREADS as u64 {
+                let (mem, t) = (&mem, &t);
+                s.spawn(move || {
+                    for r in 0..rounds {
+                        // A fresh top-level entry per round, one page per thread.
+                        let iova = ((r + 1) << top) + th * PAGE_SIZE;
+                        let (n, res) =
+                            t.map_pages(mem, iova, 0x1_0000_0000 + iova, PAGE_SIZE, 1, Prot::RW);
+                        assert_eq!((n, res), (PAGE_SIZE, Ok(())), "thread {th} round {r}");
+                    }
+                });
+            }
+        });
+        // Below a fresh top-level entry a walk links `levels - 1` tables.
+        let linked = (mode.levels() as u64 - 1) * rounds;
+        let entries = if mode.is_second_stage() { 2048 } else { 512 };
+        assert_eq!(
+            linked_tables(&mem, t.root(), entries, mode.levels() - 1) as u64,
+            linked,
+            "{mode:?}: tables linked"
+        );
+        assert_eq!(
+            mem.frees.load(Relaxed) as u64,
+            linked * (THREADS as u64 - 1),
+            "{mode:?}: pages of the walks that lost"
+        );
+        assert_eq!(
+            mem.live().len() as u64,
+            1 + linked,
+            "{mode:?}: no page leaked"
+        );
+        for r in 0..rounds {
+            for th in 0..THREADS as u64 {
+                let iova = ((r + 1) << top) + th * PAGE_SIZE;
+                assert_eq!(t.iova_to_phys(&mem, iova), Some(0x1_0000_0000 + iova));
+            }
+        }
+        mem.rendezvous = None;
+        destroy(&mem, t);
+        assert!(mem.live().is_empty());
+    }
+}
+
+#[test]
+fn threads_map_and_unmap_neighbouring_ranges() {
+    // Each thread owns every fourth run of 7 pages and maps and unmaps them
+    // at random, runs of 4 KiB pages and sometimes 2 MiB leaves in its own
+    // slabs, so neighbours share leaf tables and the tables above them;
+    // afterwards the table, the walker and each thread's model agree.
+    const THREADS: u64 = 4;
+    const RUN: u64 = 7 * PAGE_SIZE;
+    for mode in [Mode::Sv39, Mode::Sv48x4] {
+        let mem = FakeMem::new();
+        let t = PageTable::new(&mem, mode).unwrap();
+        let ddtp = device_for(&mem, &t, None);
+        let models: Vec<Model> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|th| {
+                    let (mem, t) = (&mem, &t);
+                    s.spawn(move || {
+                        let mut rng = Rng(0x9e37_79b9 + th);
+                        let mut model = Model::new();
+                        for _ in 0..3000 {
+                            let huge = rng.below(16) == 0;
+                            let (iova, pgsize, count) = if huge {
+                                // Slab k of 2 MiB, above the 4 KiB runs.
+                                let k = rng.below(64) * THREADS + th;
+                                ((1 << 30) + k * (2 << 20), 2 << 20, 1)
+                            } else {
+                                let k = rng.below(2048) * THREADS + th;
+                                (k * RUN, PAGE_SIZE, 7)
+                            };
+                            if model.contains_key(&iova) {
+                                let size = pgsize * count;
+                                assert_eq!(t.unmap_pages(mem, iova, pgsize, count), size);
+                                for i in 0..count {
+                                    model.remove(&(iova + i * pgsize));
+                                }
+                            } else {
+                                let pa = 0x2_0000_0000 + iova;
+                                let (n, r) = t.map_pages(mem, iova, pa, pgsize, count, Prot::RW);
+                                assert_eq!(
+                                    (n, r),
+                                    (pgsize * count, Ok(())),
+                                    "thread {th} {iova:#x}"
+                                );
+                                for i in 0..count {
+                                    let m = Mapping {
+                                        size: pgsize,
+                                        pa: pa + i * pgsize,
+                                        prot: Prot::RW,
+                                    };
+                                    model.insert(iova + i * pgsize, m);
+                                }
+                            }
+                        }
+                        model
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all = Model::new();
+        for m in models {
+            all.extend(m);
+        }
+        let mut seen = Model::new();
+        t.for_each_leaf(&mem, &mut |iova, pa, size, prot| {
+            seen.insert(iova, Mapping { size, pa, prot });
+        });
+        assert_eq!(seen.len(), all.len(), "{mode:?}: leaves");
+        for (iova, m) in &all {
+            check_at(&mem, &t, ddtp, &all, *iova);
+            check_at(&mem, &t, ddtp, &all, *iova + m.size - 8);
+        }
+        // The runs' neighbours that no thread holds are unmapped.
+        for k in 0..64 {
+            check_at(&mem, &t, ddtp, &all, (1 << 30) + k * (2 << 20) + PAGE_SIZE);
+        }
+        destroy(&mem, t);
+        assert_eq!(mem.live().len(), 1, "only the directory root");
+    }
+}
+
 #[test]
 fn large_leaf_reuses_an_emptied_table() {
-    let mut mem = FakeMem::new();
-    let t = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
+    let mem = FakeMem::new();
+    let t = PageTable::new(&mem, Mode::Sv39x4).unwrap();
     let iova = 0x4020_0000;
     assert_eq!(
-        t.map_pages(
-            &mut mem,
-            iova + PAGE_SIZE,
-            0x1000_0000,
-            PAGE_SIZE,
-            1,
-            Prot::RW
-        ),
+        t.map_pages(&mem, iova + PAGE_SIZE, 0x1000_0000, PAGE_SIZE, 1, Prot::RW),
         (PAGE_SIZE, Ok(()))
     );
     // A 2 MiB leaf over a table holding a mapping: refused, nothing left.
     assert_eq!(
-        t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
+        t.map_pages(&mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
         (0, Err(HwError::Exists))
     );
     assert_eq!(t.iova_to_phys(&mem, iova), None);
     assert_eq!(
-        t.unmap_pages(&mut mem, iova + PAGE_SIZE, PAGE_SIZE, 1),
+        t.unmap_pages(&mem, iova + PAGE_SIZE, PAGE_SIZE, 1),
         PAGE_SIZE
     );
     // Over the emptied table: mapped as 4 KiB leaves of it.
     assert_eq!(
-        t.map_pages(&mut mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
+        t.map_pages(&mem, iova, 0x2000_0000, 2 << 20, 1, Prot::RW),
         (2 << 20, Ok(()))
     );
     assert_eq!(t.iova_to_phys(&mem, iova + 0x12345), Some(0x2001_2345));
     assert_eq!(t.lookup(&mem, iova).map(|l| l.1), Some(PAGE_SIZE));
-    assert_eq!(t.unmap_pages(&mut mem, iova, 2 << 20, 1), 2 << 20);
-    t.destroy(&mut mem);
-    assert!(mem.live.is_empty());
+    assert_eq!(t.unmap_pages(&mem, iova, 2 << 20, 1), 2 << 20);
+    destroy(&mem, t);
+    assert!(mem.live().is_empty());
 }
 
 #[test]
 fn a_large_leaf_is_unmapped_whole_and_never_split() {
-    let mut mem = FakeMem::new();
-    let t = PageTable::new(&mut mem, Mode::Sv48).unwrap();
+    let mem = FakeMem::new();
+    let t = PageTable::new(&mem, Mode::Sv48).unwrap();
     assert_eq!(
-        t.map_pages(&mut mem, 1 << 30, 1 << 30, 1 << 30, 1, Prot::RW)
-            .1,
+        t.map_pages(&mem, 1 << 30, 1 << 30, 1 << 30, 1, Prot::RW).1,
         Ok(())
     );
     assert_eq!(t.lookup(&mem, (1 << 30) + 5).map(|l| l.1), Some(1 << 30));
     // Inside the leaf: refused (it would have to be split).
-    assert_eq!(
-        t.unmap_pages(&mut mem, (1 << 30) + PAGE_SIZE, PAGE_SIZE, 1),
-        0
-    );
+    assert_eq!(t.unmap_pages(&mem, (1 << 30) + PAGE_SIZE, PAGE_SIZE, 1), 0);
     // At its start, asking for 4 KiB: the whole leaf goes, and is counted.
-    assert_eq!(t.unmap_pages(&mut mem, 1 << 30, PAGE_SIZE, 1), 1 << 30);
+    assert_eq!(t.unmap_pages(&mem, 1 << 30, PAGE_SIZE, 1), 1 << 30);
     assert_eq!(t.iova_to_phys(&mem, 1 << 30), None);
-    t.destroy(&mut mem);
+    destroy(&mem, t);
 }
 
 #[test]
 fn bad_arguments_change_nothing() {
-    let mut mem = FakeMem::new();
-    let t = PageTable::new(&mut mem, Mode::Sv39).unwrap();
+    let mem = FakeMem::new();
+    let t = PageTable::new(&mem, Mode::Sv39).unwrap();
     let cases = [
         (0x1001, 0x2000, PAGE_SIZE, 1, HwError::Invalid), // unaligned IOVA
         (0x1000, 0x2001, PAGE_SIZE, 1, HwError::Invalid), // unaligned PA
@@ -360,14 +669,14 @@ fn bad_arguments_change_nothing() {
     ];
     for (iova, pa, pgsize, count, err) in cases {
         assert_eq!(
-            t.map_pages(&mut mem, iova, pa, pgsize, count, Prot::RW),
+            t.map_pages(&mem, iova, pa, pgsize, count, Prot::RW),
             (0, Err(err)),
             "{iova:#x}"
         );
     }
     assert_eq!(
         t.map_pages(
-            &mut mem,
+            &mem,
             0x1000,
             0x2000,
             PAGE_SIZE,
@@ -383,17 +692,17 @@ fn bad_arguments_change_nothing() {
     let mut n = 0;
     t.for_each_leaf(&mem, &mut |_, _, _, _| n += 1);
     assert_eq!(n, 0);
-    assert_eq!(mem.live.len(), 1, "only the root");
-    t.destroy(&mut mem);
+    assert_eq!(mem.live().len(), 1, "only the root");
+    destroy(&mem, t);
 }
 
 #[test]
 fn allocation_failure_leaves_a_consistent_table() {
     for limit in 1..6 {
         let mut mem = FakeMem::new();
-        let t = PageTable::new(&mut mem, Mode::Sv57).unwrap();
+        let t = PageTable::new(&mem, Mode::Sv57).unwrap();
         mem.limit = Some(limit);
-        let (mapped, res) = t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW);
+        let (mapped, res) = t.map_pages(&mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW);
         if limit < 5 {
             assert_eq!((mapped, res), (0, Err(HwError::NoMemory)), "limit {limit}");
             assert_eq!(t.iova_to_phys(&mem, 0x7000_0000_0000), None);
@@ -403,7 +712,7 @@ fn allocation_failure_leaves_a_consistent_table() {
         mem.limit = None;
         // A retry succeeds and tearing down frees everything.
         assert_eq!(
-            t.map_pages(&mut mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW)
+            t.map_pages(&mem, 0x7000_0000_0000, 0x1000, PAGE_SIZE, 1, Prot::RW)
                 .1,
             if limit < 5 {
                 Ok(())
@@ -411,8 +720,8 @@ fn allocation_failure_leaves_a_consistent_table() {
                 Err(HwError::Exists)
             }
         );
-        t.destroy(&mut mem);
-        assert!(mem.live.is_empty());
+        destroy(&mem, t);
+        assert!(mem.live().is_empty());
     }
 }
 
@@ -441,18 +750,18 @@ fn write_only_mappings_become_read_write() {
     );
     assert_eq!(p.0 & (Pte::R | Pte::W), Pte::R | Pte::W);
     for mode in [Mode::Sv39, Mode::Sv48x4] {
-        let mut mem = FakeMem::new();
-        let t = PageTable::new(&mut mem, mode).unwrap();
+        let mem = FakeMem::new();
+        let t = PageTable::new(&mem, mode).unwrap();
         let wo = Prot {
             read: false,
             write: true,
         };
         assert_eq!(
-            t.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, wo)
+            t.map_pages(&mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, wo)
                 .1,
             Ok(())
         );
-        let ddtp = device_for(&mut mem, &t, None);
+        let ddtp = device_for(&mem, &t, None);
         assert_eq!(
             walk::translate(&mem, ddtp, true, 0, 0x10_0008, Access::Write { len: 8 }),
             Ok(0x9000_0008)
@@ -485,18 +794,18 @@ fn directory_in_every_mode_and_format() {
             (DdtMode::Lvl2, vec![0, 0x80, 0x7fff, 0x1234]),
             (DdtMode::Lvl3, vec![0, 0x12_3456, 0xff_ffff, 0x8000]),
         ] {
-            let mut mem = FakeMem::new();
+            let mem = FakeMem::new();
             let root = mem.alloc_pages(0).unwrap();
             let ddtp = ddt::ddtp(mode, root);
-            let mut seen = HashMap::new();
+            let mut seen = std::collections::HashMap::new();
             for &id in &ids {
                 assert!(ddt::fits(id, mode, extended));
                 if seen.is_empty() {
                     // Only a one-level directory has the context without allocating.
-                    let found = ddt::dc_address(&mut mem, root, mode, extended, id, false).unwrap();
+                    let found = dc_address(&mem, root, mode, extended, id, false).unwrap();
                     assert_eq!(found.is_some(), mode == DdtMode::Lvl1);
                 }
-                let pa = ddt::dc_address(&mut mem, root, mode, extended, id, true)
+                let pa = dc_address(&mem, root, mode, extended, id, true)
                     .unwrap()
                     .unwrap();
                 assert!(seen.insert(pa, id).is_none(), "two devices share a context");
@@ -505,21 +814,21 @@ fn directory_in_every_mode_and_format() {
                     walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
                     Err(258)
                 );
-                DeviceContext::bare().write(&mut mem, pa, extended);
+                write_dc(&mem, &DeviceContext::bare(), pa, extended);
                 assert_eq!(
                     walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
                     Ok(0x1000)
                 );
-                assert_eq!(
-                    DeviceContext::read(&mem, pa, extended),
-                    DeviceContext::bare()
-                );
+                assert_eq!(read_dc(&mem, pa, extended), DeviceContext::bare());
             }
             // Every context written is found again, with its device id.
             let mut found = Vec::new();
-            ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| {
-                found.push((id, dc))
-            });
+            // SAFETY: see `dc_address`.
+            unsafe {
+                ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| {
+                    found.push((id, dc))
+                })
+            };
             let mut want: Vec<u32> = ids.clone();
             want.sort();
             want.dedup();
@@ -543,7 +852,7 @@ fn directory_in_every_mode_and_format() {
                 _ => 1 << 24,
             };
             assert_eq!(
-                ddt::dc_address(&mut mem, root, mode, extended, too_big, true),
+                dc_address(&mem, root, mode, extended, too_big, true),
                 Err(HwError::Range)
             );
             if mode != DdtMode::Lvl3 {
@@ -552,9 +861,12 @@ fn directory_in_every_mode_and_format() {
                     Err(260)
                 );
             }
-            ddt::free_directories(&mut mem, root, mode);
-            mem.free_pages(root, 0);
-            assert!(mem.live.is_empty());
+            // SAFETY: see `dc_address`.
+            unsafe {
+                ddt::free_directories(&mem, root, mode);
+                mem.free_pages(root, 0);
+            }
+            assert!(mem.live().is_empty());
         }
     }
     let mem = FakeMem::new();
@@ -630,21 +942,21 @@ fn msi_geometry_covers_the_imsic_layout() {
 
 #[test]
 fn msi_writes_are_redirected_by_the_msi_table() {
-    let mut mem = FakeMem::new();
+    let mem = FakeMem::new();
     let files = imsic_files(0x2800_0000, 2, 0, 0);
     let g = MsiGeometry::from_files(&files).unwrap();
     let table = mem.alloc_pages(g.table_order()).unwrap();
     // Only hart 1's file is given to the device, and it goes to 0x2800_1000.
     let i = g.index(files[1]).unwrap();
     let pte = msi::flat_pte(files[1]);
-    mem.write_u64(table + 16 * i, pte[0]);
-    mem.write_u64(table + 16 * i + 8, pte[1]);
+    mem.poke(table + 16 * i, pte[0]);
+    mem.poke(table + 16 * i + 8, pte[1]);
     assert_eq!(msi::flat_target(pte), Some(files[1]));
-    let pt = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
-    pt.map_pages(&mut mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, Prot::RW)
+    let pt = PageTable::new(&mem, Mode::Sv39x4).unwrap();
+    pt.map_pages(&mem, 0x10_0000, 0x9000_0000, PAGE_SIZE, 1, Prot::RW)
         .1
         .unwrap();
-    let ddtp = device_for(&mut mem, &pt, Some((table, g)));
+    let ddtp = device_for(&mem, &pt, Some((table, g)));
 
     let w4 = Access::Write { len: 4 };
     assert_eq!(
@@ -676,32 +988,32 @@ fn two_stage_walk_translates_table_reads() {
     // A first-stage table whose pages are reached through a second stage
     // that maps guest-physical = physical, and a leaf pointing at a
     // guest-physical page the second stage moves.
-    let mut mem = FakeMem::new();
-    let s1 = PageTable::new(&mut mem, Mode::Sv39).unwrap();
-    s1.map_pages(&mut mem, 0x4000, 0x7000_0000, PAGE_SIZE, 1, Prot::RW)
+    let mem = FakeMem::new();
+    let s1 = PageTable::new(&mem, Mode::Sv39).unwrap();
+    s1.map_pages(&mem, 0x4000, 0x7000_0000, PAGE_SIZE, 1, Prot::RW)
         .1
         .unwrap();
-    let s2 = PageTable::new(&mut mem, Mode::Sv39x4).unwrap();
+    let s2 = PageTable::new(&mem, Mode::Sv39x4).unwrap();
     let tables: Vec<u64> = mem
-        .live
-        .keys()
-        .copied()
+        .live()
+        .into_iter()
+        .map(|(pa, _)| pa)
         .filter(|&p| p < 0x8100_0000)
         .collect();
     for pa in tables {
-        let (_, r) = s2.map_pages(&mut mem, pa, pa, PAGE_SIZE, 1, Prot::RO);
+        let (_, r) = s2.map_pages(&mem, pa, pa, PAGE_SIZE, 1, Prot::RO);
         assert!(r.is_ok() || r == Err(HwError::Exists));
     }
-    s2.map_pages(&mut mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW)
+    s2.map_pages(&mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW)
         .1
         .unwrap();
     let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = ddt::dc_address(&mut mem, root, DdtMode::Lvl1, true, 3, true)
+    let dc_pa = dc_address(&mem, root, DdtMode::Lvl1, true, 3, true)
         .unwrap()
         .unwrap();
     let mut dc = DeviceContext::first_stage(Mode::Sv39, s1.root(), 1);
     dc.iohgatp = ddt::iohgatp(Mode::Sv39x4, s2.root(), 2);
-    dc.write(&mut mem, dc_pa, true);
+    write_dc(&mem, &dc, dc_pa, true);
     let ddtp = ddt::ddtp(DdtMode::Lvl1, root);
     assert_eq!(
         walk::translate(&mem, ddtp, true, 3, 0x4abc, Access::Read),
@@ -805,4 +1117,102 @@ fn page_requests_decode() {
         (r.did, r.pid, r.addr),
         (0xab_cdef, 0x9_8765, 0x1234_5678_9000)
     );
+}
+
+/// `make bench` (BENCH_ONLY=host): ns per 4 KiB page mapped and unmapped by
+/// `hw::pgtable` over the test memory, for runs of 1, 16 and 256 pages on 1
+/// and 2 threads, each run mapped at once (one walk per leaf table) and
+/// page by page (one walk per page, as before range walks), side by side.
+/// A benchmark: it prints figures and judges nothing.
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn bench_pgtable() {
+    use std::time::Instant;
+    // About 100000 pages per thread and run.
+    let rounds = |pages: u64| 100_000 / pages;
+    // Each thread its own range, neighbours sharing tables.
+    fn run(mem: &FakeMem, t: &PageTable, th: u64, pages: u64, at_once: bool) -> (u64, u64) {
+        let (mut map, mut unmap) = (0, 0);
+        for r in 0..100_000 / pages {
+            let iova = (r % 16) * (64 << 20) + th * (32 << 20);
+            let start = Instant::now();
+            if at_once {
+                t.map_pages(mem, iova, iova, PAGE_SIZE, pages, Prot::RW)
+                    .1
+                    .unwrap();
+            } else {
+                for p in 0..pages {
+                    let a = iova + p * PAGE_SIZE;
+                    t.map_pages(mem, a, a, PAGE_SIZE, 1, Prot::RW).1.unwrap();
+                }
+            }
+            let mid = Instant::now();
+            if at_once {
+                assert_eq!(
+                    t.unmap_pages(mem, iova, PAGE_SIZE, pages),
+                    pages * PAGE_SIZE
+                );
+            } else {
+                for p in 0..pages {
+                    assert_eq!(
+                        t.unmap_pages(mem, iova + p * PAGE_SIZE, PAGE_SIZE, 1),
+                        PAGE_SIZE
+                    );
+                }
+            }
+            // CAST: nanoseconds of one round fit.
+            map += (mid - start).as_nanos() as u64;
+            unmap += mid.elapsed().as_nanos() as u64;
+        }
+        (map, unmap)
+    }
+    println!("hw::pgtable over the host test memory, Sv39, ns per page");
+    println!(
+        "{:<6} {:<8} | {:>10} {:>10} {:>6} | {:>10} {:>10} {:>6}",
+        "pages", "threads", "map run", "map 1by1", "ratio", "unmap run", "unmap 1by1", "ratio"
+    );
+    for threads in [1u64, 2] {
+        for pages in [1u64, 16, 256] {
+            // The best of three of each.
+            let mut ns = [(f64::MAX, f64::MAX); 2];
+            for (k, at_once) in [true, false, true, false, true, false]
+                .into_iter()
+                .enumerate()
+            {
+                let k = k % 2;
+                let mem = FakeMem::new();
+                let t = PageTable::new(&mem, Mode::Sv39).unwrap();
+                // Warm up: every table exists before the clock runs.
+                run(&mem, &t, 0, 1, true);
+                let totals: Vec<(u64, u64)> = std::thread::scope(|s| {
+                    let hs: Vec<_> = (0..threads)
+                        .map(|th| {
+                            let (mem, t) = (&mem, &t);
+                            s.spawn(move || run(mem, t, th, pages, at_once))
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                let n = (rounds(pages) * pages * threads) as f64;
+                ns[k].0 = ns[k]
+                    .0
+                    .min(totals.iter().map(|t| t.0).sum::<u64>() as f64 / n);
+                ns[k].1 = ns[k]
+                    .1
+                    .min(totals.iter().map(|t| t.1).sum::<u64>() as f64 / n);
+                destroy(&mem, t);
+            }
+            println!(
+                "{:<6} {:<8} | {:>10.1} {:>10.1} {:>6.2} | {:>10.1} {:>10.1} {:>6.2}",
+                pages,
+                threads,
+                ns[0].0,
+                ns[1].0,
+                ns[0].0 / ns[1].0,
+                ns[0].1,
+                ns[1].1,
+                ns[0].1 / ns[1].1
+            );
+        }
+    }
 }

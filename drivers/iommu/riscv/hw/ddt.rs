@@ -4,7 +4,7 @@
 
 use super::{
     field::{get_ppn, put_ppn, Field},
-    mem::PhysMem,
+    mem::{PhysMem, Words},
     pte::Mode,
     HwError, PAGE_SHIFT,
 };
@@ -103,8 +103,14 @@ pub(crate) const fn fits(device_id: u32, mode: DdtMode, extended: bool) -> bool 
 ///
 /// [`HwError::Range`] when `device_id` does not fit `mode`,
 /// [`HwError::NoMemory`] when a directory cannot be allocated.
-pub(crate) fn dc_address(
-    mem: &mut impl PhysMem,
+///
+/// # Safety
+///
+/// `root` is a live directory of `mode` allocated from `mem` (a page; every
+/// valid non-leaf entry below it points to a page allocated from `mem`), and
+/// nothing frees it or changes it concurrently.
+pub(crate) unsafe fn dc_address(
+    mem: &impl PhysMem,
     root: u64,
     mode: DdtMode,
     extended: bool,
@@ -117,13 +123,17 @@ pub(crate) fn dc_address(
     let i = ddi(device_id, extended);
     let mut table = root;
     for level in (1..mode.levels()).rev() {
-        let slot = table + 8 * i[level as usize];
-        let e = mem.read_u64(slot);
+        // SAFETY: `table` is a page of the directory (the root, or linked
+        // from it), by the safety requirements; `i` indexes its 512 entries.
+        let words = unsafe { mem.words(table, 512) };
+        // CAST: directory indices are 9 bits.
+        let slot = i[level as usize] as usize;
+        let e = words.read(slot);
         table = if e & DDTE_V != 0 {
             get_ppn(e)
         } else if alloc {
             let new = mem.alloc_pages(0)?;
-            mem.write_u64(slot, DDTE_V | put_ppn(new));
+            words.write(slot, DDTE_V | put_ppn(new));
             new
         } else {
             return Ok(None);
@@ -135,14 +145,22 @@ pub(crate) fn dc_address(
 
 /// Calls `f(device_id, context)` for every valid device context in the
 /// directory at `root`, in device-id order.
-pub(crate) fn for_each_context(
+///
+/// # Safety
+///
+/// As for [`dc_address`], except that concurrent additions of contexts and
+/// directories are allowed.
+pub(crate) unsafe fn for_each_context(
     mem: &impl PhysMem,
     root: u64,
     mode: DdtMode,
     extended: bool,
     f: &mut dyn FnMut(u32, DeviceContext),
 ) {
-    fn walk(
+    /// # Safety
+    ///
+    /// `table` is a directory of the directory at `level`, as above.
+    unsafe fn walk(
         mem: &impl PhysMem,
         table: u64,
         level: u32,
@@ -153,7 +171,8 @@ pub(crate) fn for_each_context(
         let (leaf_bits, size) = if extended { (6, 64) } else { (7, 32) };
         if level == 0 {
             for i in 0..(1u64 << leaf_bits) {
-                let dc = DeviceContext::read(mem, table + size * i, extended);
+                // SAFETY: a context of a leaf directory (the caller's guarantee).
+                let dc = unsafe { DeviceContext::read(mem, table + size * i, extended) };
                 if dc.tc & DeviceContext::TC_V != 0 {
                     // CAST: device ids are 24 bits.
                     f((prefix << leaf_bits | i) as u32, dc);
@@ -161,35 +180,57 @@ pub(crate) fn for_each_context(
             }
             return;
         }
+        // SAFETY: a non-leaf directory page (the caller's guarantee).
+        let words = unsafe { mem.words(table, 512) };
         for i in 0..512 {
-            let e = mem.read_u64(table + 8 * i);
+            let e = words.read(i);
             if e & DDTE_V != 0 {
-                walk(mem, get_ppn(e), level - 1, prefix << 9 | i, extended, f);
+                // CAST: `i` < 512.
+                let prefix = prefix << 9 | i as u64;
+                // SAFETY: a valid entry links a directory page one level down.
+                unsafe { walk(mem, get_ppn(e), level - 1, prefix, extended, f) };
             }
         }
     }
     if mode.levels() > 0 {
-        walk(mem, root, mode.levels() - 1, 0, extended, f);
+        // SAFETY: the root, by the safety requirements.
+        unsafe { walk(mem, root, mode.levels() - 1, 0, extended, f) };
     }
 }
 
 /// Frees the intermediate directories below `root` (not `root` itself).
-pub(crate) fn free_directories(mem: &mut impl PhysMem, root: u64, mode: DdtMode) {
-    fn free(mem: &mut impl PhysMem, table: u64, level: u32) {
+///
+/// # Safety
+///
+/// As for [`dc_address`]; moreover the IOMMU no longer reads the directory
+/// and nothing uses the pages below `root` afterwards.
+pub(crate) unsafe fn free_directories(mem: &impl PhysMem, root: u64, mode: DdtMode) {
+    /// # Safety
+    ///
+    /// `table` is a directory page at `level`, as above.
+    unsafe fn free(mem: &impl PhysMem, table: u64, level: u32) {
         if level == 0 {
             return;
         }
+        // SAFETY: a non-leaf directory page (the caller's guarantee).
+        let words = unsafe { mem.words(table, 512) };
         for i in 0..512 {
-            let e = mem.read_u64(table + 8 * i);
+            let e = words.read(i);
             if e & DDTE_V != 0 {
                 let next = get_ppn(e);
-                free(mem, next, level - 1);
-                mem.free_pages(next, 0);
+                // SAFETY: a valid entry links a directory page one level down;
+                // it was allocated with order 0, and only this entry links
+                // it, so nothing uses it once freed.
+                unsafe {
+                    free(mem, next, level - 1);
+                    mem.free_pages(next, 0);
+                }
             }
         }
     }
     if mode.levels() > 0 {
-        free(mem, root, mode.levels() - 1);
+        // SAFETY: the root, by the safety requirements.
+        unsafe { free(mem, root, mode.levels() - 1) };
     }
 }
 
@@ -256,8 +297,16 @@ impl DeviceContext {
     }
 
     /// Reads the context at `pa`.
-    pub(crate) fn read(mem: &impl PhysMem, pa: u64, extended: bool) -> Self {
-        let w = |i: u64| mem.read_u64(pa + 8 * i);
+    ///
+    /// # Safety
+    ///
+    /// `pa` is the address of a device context (64 bytes if `extended`, else
+    /// 32) in a directory page allocated from `mem` that is not freed
+    /// meanwhile.
+    pub(crate) unsafe fn read(mem: &impl PhysMem, pa: u64, extended: bool) -> Self {
+        // SAFETY: by the safety requirements.
+        let words = unsafe { mem.words(pa, if extended { 8 } else { 4 }) };
+        let w = |i: usize| words.read(i);
         let mut dc = Self {
             tc: w(0),
             iohgatp: w(1),
@@ -276,7 +325,13 @@ impl DeviceContext {
     /// Writes the context at `pa`, `tc` last, so the IOMMU never sees a valid
     /// context with stale fields. The caller then invalidates the IOMMU's
     /// copy (`IODIR.INVAL_DDT`).
-    pub(crate) fn write(&self, mem: &mut impl PhysMem, pa: u64, extended: bool) {
+    ///
+    /// # Safety
+    ///
+    /// As for [`DeviceContext::read`].
+    pub(crate) unsafe fn write(&self, mem: &impl PhysMem, pa: u64, extended: bool) {
+        // SAFETY: by the safety requirements.
+        let dc = unsafe { mem.words(pa, if extended { 8 } else { 4 }) };
         let words = [
             self.iohgatp,
             self.ta,
@@ -288,9 +343,9 @@ impl DeviceContext {
         ];
         let n = if extended { 7 } else { 3 };
         for (i, w) in words.iter().take(n).enumerate() {
-            mem.write_u64(pa + 8 * (i as u64 + 1), *w);
+            dc.write(i + 1, *w);
         }
-        mem.write_u64(pa, self.tc);
+        dc.write(0, self.tc);
     }
 }
 

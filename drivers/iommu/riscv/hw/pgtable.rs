@@ -7,13 +7,30 @@
 //! table exists is written as leaves of that table's size). This keeps every
 //! unmap a pure clear of leaves, so an address-ranged IOTLB invalidation is
 //! always enough, and the memory used is bounded by the address space used.
+//!
+//! It also lets walks run without a lock, as the kernel's generic page table
+//! code does (drivers/iommu/generic_pt): the IOMMU core never lets two
+//! callers map or unmap overlapping ranges at once, so concurrent callers
+//! only meet where neighbouring ranges share a table. They then write
+//! different words of it, or both find the same missing table: each
+//! allocates one and installs it with a compare-and-exchange, and the loser
+//! frees its page and follows the winner's. A table, once linked, stays
+//! until [`PageTable::destroy`], so a walker never follows a link to freed
+//! memory.
+//!
+//! Walks visit each table once per call: `map_pages` and `unmap_pages`
+//! fill or clear consecutive entries of a leaf table in one visit and walk
+//! down again only where the range crosses into the next table.
 
 use super::{
     is_aligned,
-    mem::PhysMem,
+    mem::{PhysMem, Words},
     pte::{Mode, Prot, Pte},
     HwError, PAGE_SIZE,
 };
+
+/// Entries of every table but a second-stage root.
+const ENTRIES: usize = 512;
 
 /// One IO page table.
 ///
@@ -21,7 +38,7 @@ use super::{
 ///
 /// `root` is an allocation of order `mode.root_order()` holding a table of
 /// `mode`; every valid non-leaf entry below it points to a 4 KiB table the
-/// page table owns.
+/// page table owns, which stays allocated until [`PageTable::destroy`].
 #[derive(Debug)]
 pub(crate) struct PageTable {
     root: u64,
@@ -49,16 +66,22 @@ impl PageTable {
     /// # Errors
     ///
     /// [`HwError::NoMemory`] when the root cannot be allocated.
-    pub(crate) fn new(mem: &mut impl PhysMem, mode: Mode) -> Result<Self, HwError> {
+    pub(crate) fn new(mem: &impl PhysMem, mode: Mode) -> Result<Self, HwError> {
         let root = mem.alloc_pages(mode.root_order())?;
         // INVARIANT: a zeroed allocation of the root order is an empty table.
         Ok(Self { root, mode })
     }
 
     /// Another handle on the live table rooted at `root`, for reading (debugfs).
-    /// Dropping it frees nothing; only the table's owner calls
-    /// [`Self::destroy`], and the caller keeps the owner alive meanwhile.
-    pub(crate) fn view(root: u64, mode: Mode) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// `root` is the root of a live table of `mode` made by [`Self::new`],
+    /// whose owner outlives the handle and does not destroy the table
+    /// meanwhile; the handle is only read through ([`Self::lookup`],
+    /// [`Self::for_each_leaf`]), never mapped through or destroyed.
+    pub(crate) unsafe fn view(root: u64, mode: Mode) -> Self {
+        // INVARIANT: by the safety requirements.
         Self { root, mode }
     }
 
@@ -73,6 +96,26 @@ impl PageTable {
         self.mode
     }
 
+    fn root_table<'m, M: PhysMem>(&self, mem: &'m M) -> M::Words<'m> {
+        // SAFETY: `root` is an allocation of order `mode.root_order()`, that
+        // is of `ENTRIES << root_order` words, which lives until `destroy`
+        // takes `self` (type invariant), so not while `self` is borrowed.
+        unsafe { mem.words(self.root, ENTRIES << self.mode.root_order()) }
+    }
+
+    /// The table that `pte`, a valid non-leaf entry, points to.
+    ///
+    /// # Safety
+    ///
+    /// `pte` was read from a table of this page table (above level 0), and
+    /// the view is used only while `self` is borrowed.
+    unsafe fn next<'m, M: PhysMem>(mem: &'m M, pte: Pte) -> M::Words<'m> {
+        // SAFETY: such an entry points to a 4 KiB table the page table owns
+        // until `destroy` (type invariant), which the caller does not reach
+        // while it uses the view.
+        unsafe { mem.words(pte.pa(), ENTRIES) }
+    }
+
     fn check(&self, iova: u64, size: u64) -> Result<(), HwError> {
         let end = iova.checked_add(size).ok_or(HwError::Range)?;
         if size == 0 {
@@ -84,12 +127,51 @@ impl PageTable {
         Ok(())
     }
 
+    /// Walks down to the table at `level` holding the entry for `iova`,
+    /// linking the tables missing on the way.
+    fn table_for<'m, M: PhysMem>(
+        &self,
+        mem: &'m M,
+        iova: u64,
+        level: u32,
+    ) -> Result<M::Words<'m>, HwError> {
+        let mut table = self.root_table(mem);
+        for l in (level + 1..self.mode.levels()).rev() {
+            let i = self.mode.index(iova, l);
+            let mut pte = Pte(table.read(i));
+            if !pte.is_valid() {
+                let new = mem.alloc_pages(0)?;
+                pte = match table.cmpxchg(i, pte.0, Pte::table(new).0) {
+                    Ok(()) => Pte::table(new),
+                    Err(current) => {
+                        // Another walk linked a table first: follow it.
+                        // SAFETY: `new` was allocated above with order 0, and
+                        // nothing links to it or views it.
+                        unsafe { mem.free_pages(new, 0) };
+                        Pte(current)
+                    }
+                };
+            }
+            // Neighbours only ever link tables here, so a leaf (or, after a
+            // lost race, anything but a table) overlaps the range.
+            if !pte.is_valid() || pte.is_leaf() {
+                return Err(HwError::Exists);
+            }
+            // SAFETY: a valid non-leaf entry read from this page table, at
+            // level `l` > 0; the view lives for this borrow of `self`.
+            table = unsafe { Self::next(mem, pte) };
+        }
+        Ok(table)
+    }
+
     /// Maps `count` pages of `pgsize` bytes (4 KiB, 2 MiB or 1 GiB) from `iova`
     /// to `pa`. Returns the bytes mapped and, if it stopped early, why; what
     /// was mapped stays mapped (the IOMMU core unmaps it).
+    ///
+    /// Concurrent calls on ranges that do not overlap are allowed.
     pub(crate) fn map_pages(
         &self,
-        mem: &mut impl PhysMem,
+        mem: &impl PhysMem,
         iova: u64,
         pa: u64,
         pgsize: u64,
@@ -108,88 +190,76 @@ impl PageTable {
             Ok(level) => level,
             Err(e) => return (0, Err(e)),
         };
-        let mut mapped = 0;
-        for i in 0..count {
-            let off = i * pgsize;
-            if let Err(e) = self.map_one(
-                mem,
-                self.root,
-                self.mode.levels() - 1,
-                iova + off,
-                pa + off,
-                level,
-                prot,
-            ) {
-                return (mapped, Err(e));
+        let mut done = 0;
+        while done < count {
+            let va = iova + done * pgsize;
+            let table = match self.table_for(mem, va, level) {
+                Ok(table) => table,
+                Err(e) => return (done * pgsize, Err(e)),
+            };
+            // The entries of this table the range covers, in one visit.
+            let first = self.mode.index(va, level);
+            // CAST: a table has at most 2048 entries.
+            let n = (count - done).min((table.len() - first) as u64);
+            for k in 0..n {
+                let off = (done + k) * pgsize;
+                // CAST: `k` < 2048, as above.
+                let i = first + k as usize;
+                if let Err(e) = self.map_leaf(mem, table, i, level, iova + off, pa + off, prot) {
+                    return (off, Err(e));
+                }
             }
-            mapped += pgsize;
+            done += n;
         }
-        (mapped, Ok(()))
+        (count * pgsize, Ok(()))
     }
 
-    /// Maps one leaf of `target` level at `iova`, descending from `table` at
-    /// `level`. Where a table already sits at the target level, the leaf is
-    /// written as leaves of the next level down instead.
+    /// Maps one leaf of `level` in entry `i` of `table`. Where a table sits
+    /// in that entry, it is filled with leaves one level down instead, all
+    /// or nothing.
     #[allow(clippy::too_many_arguments)]
-    fn map_one(
+    fn map_leaf<'m, M: PhysMem>(
         &self,
-        mem: &mut impl PhysMem,
-        table: u64,
+        mem: &'m M,
+        table: M::Words<'m>,
+        i: usize,
         level: u32,
         iova: u64,
         pa: u64,
-        target: u32,
         prot: Prot,
     ) -> Result<(), HwError> {
-        let slot = table + 8 * self.mode.index(iova, level) as u64;
-        let pte = Pte(mem.read_u64(slot));
-        if level == target {
-            if !pte.is_valid() {
-                mem.write_u64(slot, Pte::leaf(pa, prot).0);
-                return Ok(());
-            }
-            if pte.is_leaf() || target == 0 {
-                return Err(HwError::Exists);
-            }
-            // A table is in the way: fill it with leaves one level down, all
-            // or nothing.
-            let step = level_size(target - 1);
-            for i in 0..512 {
-                let off = i * step;
-                if let Err(e) = self.map_one(
-                    mem,
-                    pte.pa(),
-                    level - 1,
-                    iova + off,
-                    pa + off,
-                    target - 1,
-                    prot,
-                ) {
-                    self.unmap_pages(mem, iova, step, i);
-                    return Err(e);
-                }
-            }
+        let pte = Pte(table.read(i));
+        if !pte.is_valid() {
+            table.write(i, Pte::leaf(pa, prot).0);
             return Ok(());
         }
-        let next = if !pte.is_valid() {
-            let new = mem.alloc_pages(0)?;
-            mem.write_u64(slot, Pte::table(new).0);
-            new
-        } else if pte.is_leaf() {
+        if pte.is_leaf() || level == 0 {
             return Err(HwError::Exists);
-        } else {
-            pte.pa()
-        };
-        self.map_one(mem, next, level - 1, iova, pa, target, prot)
+        }
+        // SAFETY: a valid non-leaf entry of this page table above level 0.
+        let sub = unsafe { Self::next(mem, pte) };
+        let step = level_size(level - 1);
+        for j in 0..ENTRIES {
+            // CAST: `j` < 512.
+            let off = j as u64 * step;
+            if let Err(e) = self.map_leaf(mem, sub, j, level - 1, iova + off, pa + off, prot) {
+                // CAST: as above.
+                self.unmap_pages(mem, iova, step, j as u64);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Unmaps `count` pages of `pgsize` bytes from `iova`. Returns the bytes
     /// unmapped: a larger leaf starting inside the range is unmapped whole and
     /// counted whole; the walk stops at the first hole or at a leaf it would
     /// have to split. The caller invalidates the IOTLB for what was unmapped.
+    ///
+    /// Concurrent calls on ranges that do not overlap are allowed.
     pub(crate) fn unmap_pages(
         &self,
-        mem: &mut impl PhysMem,
+        mem: &impl PhysMem,
         iova: u64,
         pgsize: u64,
         count: u64,
@@ -201,35 +271,42 @@ impl PageTable {
             return 0;
         }
         let mut done = 0;
-        while done < size {
-            let n = self.unmap_one(mem, iova + done);
-            if n == 0 {
+        'walk: while done < size {
+            // Down to the leaf that maps the next address.
+            let va = iova + done;
+            let mut table = self.root_table(mem);
+            let mut level = self.mode.levels() - 1;
+            loop {
+                let pte = Pte(table.read(self.mode.index(va, level)));
+                if !pte.is_valid() || (!pte.is_leaf() && level == 0) {
+                    break 'walk;
+                }
+                if pte.is_leaf() {
+                    break;
+                }
+                // SAFETY: a valid non-leaf entry of this page table above
+                // level 0.
+                table = unsafe { Self::next(mem, pte) };
+                level -= 1;
+            }
+            let leaf = level_size(level);
+            if !is_aligned(va, leaf) {
                 break;
             }
-            done += n;
+            // Clear it and the leaves after it in this table, in one visit.
+            for i in self.mode.index(va, level)..table.len() {
+                if done >= size {
+                    break 'walk;
+                }
+                if !Pte(table.read(i)).is_leaf() {
+                    // A hole or a table: walk down again.
+                    continue 'walk;
+                }
+                table.write(i, Pte::NONE.0);
+                done += leaf;
+            }
         }
         done
-    }
-
-    /// Clears the leaf that maps `iova` if it starts there; returns its size.
-    fn unmap_one(&self, mem: &mut impl PhysMem, iova: u64) -> u64 {
-        let mut table = self.root;
-        for level in (0..self.mode.levels()).rev() {
-            let slot = table + 8 * self.mode.index(iova, level) as u64;
-            let pte = Pte(mem.read_u64(slot));
-            if !pte.is_valid() {
-                return 0;
-            }
-            if pte.is_leaf() {
-                if !is_aligned(iova, level_size(level)) {
-                    return 0;
-                }
-                mem.write_u64(slot, Pte::NONE.0);
-                return level_size(level);
-            }
-            table = pte.pa();
-        }
-        0
     }
 
     /// Looks up `iova`: the leaf's physical address plus the offset, its
@@ -238,17 +315,18 @@ impl PageTable {
         if iova >= self.mode.aperture_end() {
             return None;
         }
-        let mut table = self.root;
+        let mut table = self.root_table(mem);
         for level in (0..self.mode.levels()).rev() {
-            let pte = Pte(mem.read_u64(table + 8 * self.mode.index(iova, level) as u64));
-            if !pte.is_valid() {
-                return None;
-            }
+            let pte = Pte(table.read(self.mode.index(iova, level)));
             if pte.is_leaf() {
                 let size = level_size(level);
                 return Some((pte.pa() + (iova & (size - 1)), size, pte.prot()));
             }
-            table = pte.pa();
+            if !pte.is_valid() || level == 0 {
+                return None;
+            }
+            // SAFETY: a valid non-leaf entry of this page table above level 0.
+            table = unsafe { Self::next(mem, pte) };
         }
         None
     }
@@ -260,55 +338,66 @@ impl PageTable {
 
     /// Calls `f(iova, pa, size, prot)` for every leaf, in IOVA order.
     pub(crate) fn for_each_leaf(&self, mem: &impl PhysMem, f: &mut dyn FnMut(u64, u64, u64, Prot)) {
-        let entries = if self.mode.is_second_stage() {
-            2048
-        } else {
-            512
-        };
-        self.walk_leaves(mem, self.root, self.mode.levels() - 1, 0, entries, f);
+        Self::walk_leaves(mem, self.root_table(mem), self.mode.levels() - 1, 0, f);
     }
 
-    fn walk_leaves(
-        &self,
-        mem: &impl PhysMem,
-        table: u64,
+    fn walk_leaves<'m, M: PhysMem>(
+        mem: &'m M,
+        table: M::Words<'m>,
         level: u32,
         base: u64,
-        entries: u64,
         f: &mut dyn FnMut(u64, u64, u64, Prot),
     ) {
-        for i in 0..entries {
-            let pte = Pte(mem.read_u64(table + 8 * i));
-            let iova = base + i * level_size(level);
+        for i in 0..table.len() {
+            let pte = Pte(table.read(i));
+            // CAST: `i` < 2048.
+            let iova = base + i as u64 * level_size(level);
             if pte.is_leaf() {
                 f(iova, pte.pa(), level_size(level), pte.prot());
             } else if pte.is_valid() && level > 0 {
-                self.walk_leaves(mem, pte.pa(), level - 1, iova, 512, f);
+                // SAFETY: a valid non-leaf entry of this page table above
+                // level 0, viewed during the caller's borrow of the table.
+                let sub = unsafe { Self::next(mem, pte) };
+                Self::walk_leaves(mem, sub, level - 1, iova, f);
             }
         }
     }
 
-    /// Frees every table. The IOMMU must no longer use the table: the device
-    /// contexts pointing at it are gone and their caches invalidated.
-    pub(crate) fn destroy(self, mem: &mut impl PhysMem) {
-        let entries = if self.mode.is_second_stage() {
-            2048
-        } else {
-            512
-        };
-        Self::free_tables(mem, self.root, self.mode.levels() - 1, entries);
-        mem.free_pages(self.root, self.mode.root_order());
+    /// Frees every table.
+    ///
+    /// # Safety
+    ///
+    /// The IOMMU no longer walks the table: the device contexts pointing at
+    /// it are gone and their caches invalidated.
+    pub(crate) unsafe fn destroy(self, mem: &impl PhysMem) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { Self::free_tables(mem, self.root_table(mem), self.mode.levels() - 1) };
+        // SAFETY: the root was allocated with `root_order` (type invariant);
+        // its view above is no longer used, and the IOMMU no longer walks it
+        // (the caller's guarantee).
+        unsafe { mem.free_pages(self.root, self.mode.root_order()) };
     }
 
-    fn free_tables(mem: &mut impl PhysMem, table: u64, level: u32, entries: u64) {
+    /// Frees the tables below `table`, a table of this page table at `level`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::destroy`]; the tables below `table` are not used again.
+    unsafe fn free_tables<'m, M: PhysMem>(mem: &'m M, table: M::Words<'m>, level: u32) {
         if level == 0 {
             return;
         }
-        for i in 0..entries {
-            let pte = Pte(mem.read_u64(table + 8 * i));
+        for i in 0..table.len() {
+            let pte = Pte(table.read(i));
             if pte.is_valid() && !pte.is_leaf() {
-                Self::free_tables(mem, pte.pa(), level - 1, 512);
-                mem.free_pages(pte.pa(), 0);
+                // SAFETY: a valid non-leaf entry of this page table above level 0.
+                let sub = unsafe { Self::next(mem, pte) };
+                // SAFETY: the caller's guarantee covers the tables below.
+                unsafe { Self::free_tables(mem, sub, level - 1) };
+                // SAFETY: the table was allocated with order 0 and linked
+                // only from this entry; its view is no longer used, and the
+                // IOMMU no longer walks it (`destroy`'s caller guarantees it).
+                unsafe { mem.free_pages(pte.pa(), 0) };
             }
         }
     }

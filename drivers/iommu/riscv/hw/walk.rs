@@ -14,7 +14,11 @@
 //! is made when the first stage is Bare, i.e. on guest-physical addresses
 //! (QEMU's riscv-iommu does the same).
 
-use super::mem::PhysMem;
+/// Memory as the IOMMU reads it: any physical address, a word at a time.
+pub(crate) trait Bus {
+    /// The 64-bit word at `pa` (8-byte aligned).
+    fn read(&self, pa: u64) -> u64;
+}
 
 /// Read or write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -61,7 +65,7 @@ fn guest_page_fault(access: Access) -> u32 {
 /// the IOMMU has MSI page tables (`capabilities.MSI_FLAT`, which also selects
 /// extended device contexts).
 pub(crate) fn translate(
-    mem: &impl PhysMem,
+    mem: &impl Bus,
     ddtp: u64,
     msi_flat: bool,
     device_id: u32,
@@ -90,16 +94,16 @@ pub(crate) fn translate(
     // Device directory walk.
     let mut a = bits(ddtp, 53, 10) << 12;
     for i in (1..levels).rev() {
-        let ddte = mem.read_u64(a + ddi[i] * 8);
+        let ddte = mem.read(a + ddi[i] * 8);
         if ddte & 1 == 0 {
             return Err(CAUSE_DDT_INVALID);
         }
         a = bits(ddte, 53, 10) << 12;
     }
     let dc = a + ddi[0] * if msi_flat { 64 } else { 32 };
-    let tc = mem.read_u64(dc);
-    let iohgatp = mem.read_u64(dc + 8);
-    let fsc = mem.read_u64(dc + 24);
+    let tc = mem.read(dc);
+    let iohgatp = mem.read(dc + 8);
+    let fsc = mem.read(dc + 24);
     if tc & 1 == 0 {
         return Err(CAUSE_DDT_INVALID);
     }
@@ -117,9 +121,9 @@ pub(crate) fn translate(
 
     // MSI address translation.
     if msi_flat && s_mode == 0 {
-        let msiptp = mem.read_u64(dc + 32);
-        let mask = mem.read_u64(dc + 40) & ((1 << 52) - 1);
-        let pattern = mem.read_u64(dc + 48) & ((1 << 52) - 1);
+        let msiptp = mem.read(dc + 32);
+        let mask = mem.read(dc + 40) & ((1 << 52) - 1);
+        let pattern = mem.read(dc + 48) & ((1 << 52) - 1);
         let eligible = matches!(access, Access::Write { len: 4 }) && iova & 3 == 0;
         if bits(msiptp, 63, 60) == 1 && eligible && (iova >> 12) & !mask == pattern & !mask {
             let mut index = 0;
@@ -130,7 +134,7 @@ pub(crate) fn translate(
                     j += 1;
                 }
             }
-            let pte = mem.read_u64((bits(msiptp, 43, 0) << 12) + index * 16);
+            let pte = mem.read((bits(msiptp, 43, 0) << 12) + index * 16);
             if pte & 1 == 0 {
                 return Err(CAUSE_MSI_PTE_INVALID);
             }
@@ -165,9 +169,7 @@ pub(crate) fn translate(
                 second_stage(mem, g_mode, g_root, gpa_of_pte, Access::Read)
                     .map_err(|_| guest_page_fault(access))?
             };
-            match step(mem.read_u64(pa_of_pte), level, iova, access)
-                .map_err(|_| page_fault(access))?
-            {
+            match step(mem.read(pa_of_pte), level, iova, access).map_err(|_| page_fault(access))? {
                 Step::Next(next) => table = next,
                 Step::Leaf(gpa) => break gpa,
             }
@@ -230,7 +232,7 @@ fn leaf_ok(pte: u64, level: u32, access: Access) -> Result<(), ()> {
 }
 
 /// The second-stage walk of `gpa` (Sv39x4/48x4/57x4, `mode` 8/9/10).
-fn second_stage(mem: &impl PhysMem, mode: u64, root: u64, gpa: u64, access: Access) -> Outcome {
+fn second_stage(mem: &impl Bus, mode: u64, root: u64, gpa: u64, access: Access) -> Outcome {
     let levels = (mode - 8 + 3) as u32;
     let gpa_bits = 12 + 9 * levels + 2;
     if gpa >> gpa_bits != 0 {
@@ -242,7 +244,7 @@ fn second_stage(mem: &impl PhysMem, mode: u64, root: u64, gpa: u64, access: Acce
         level -= 1;
         let width = if level == levels - 1 { 11 } else { 9 };
         let index = bits(gpa, 12 + 9 * level + width - 1, 12 + 9 * level);
-        match step(mem.read_u64(table + index * 8), level, gpa, access)
+        match step(mem.read(table + index * 8), level, gpa, access)
             .map_err(|_| guest_page_fault(access))?
         {
             Step::Next(next) => table = next,
