@@ -106,7 +106,7 @@ fn show_contexts(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
 /// Writes every paging domain and its mappings.
 fn show_domains(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     let domains = iommu.domains.lock();
-    let mem = KernelMem { atomic: false };
+    let mem = KernelMem::new(false);
     for d in domains.iter() {
         f.write_fmt(fmt!("domain {} {:?} root {:#x}\n", d.id, d.mode, d.root))?;
         // SAFETY: a domain's tables stay allocated while it is listed, and

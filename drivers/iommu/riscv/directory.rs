@@ -58,7 +58,7 @@ impl Directory {
             // INVARIANT: a page of our own, zeroed: an empty directory.
             tables <- new_mutex!(
                 Tables {
-                    root: KernelMem { atomic: false }.alloc_pages(0).map_err(errno)?,
+                    root: KernelMem::new(false).alloc_pages(0).map_err(errno)?,
                     mode: DdtMode::Off,
                     leaked: false,
                 },
@@ -106,7 +106,7 @@ impl Directory {
     /// Makes the directory path to device `id`'s context, allocating the
     /// missing intermediate directories (kept until the IOMMU goes).
     pub(crate) fn prepare_context(&self, t: &Tables, id: u32) -> Result {
-        let mem = KernelMem { atomic: false };
+        let mem = KernelMem::new(false);
         // SAFETY: `root` is our live directory of `mode` (type invariant),
         // changed only under the `tables` lock the caller holds.
         unsafe { ddt::dc_address(&mem, t.root, t.mode, self.extended, id, true) }.map_err(errno)?;
@@ -123,7 +123,7 @@ impl Directory {
         dc: &DeviceContext,
         sync: impl Fn(&[Command]) -> Result,
     ) -> Result {
-        let mem = KernelMem { atomic: false };
+        let mem = KernelMem::new(false);
         // Never allocates: `prepare_context` made the path when the device
         // was probed, so attaching (which the core forbids to fail the first
         // time) cannot run out of memory.
@@ -149,15 +149,7 @@ impl Directory {
     /// Calls `f(id, context)` for every valid device context, in id order.
     pub(crate) fn for_each_context(&self, t: &Tables, f: &mut dyn FnMut(u32, DeviceContext)) {
         // SAFETY: as in `prepare_context`.
-        unsafe {
-            ddt::for_each_context(
-                &KernelMem { atomic: false },
-                t.root,
-                t.mode,
-                self.extended,
-                f,
-            )
-        };
+        unsafe { ddt::for_each_context(&KernelMem::new(false), t.root, t.mode, self.extended, f) };
     }
 
     /// Leaves the directory to the IOMMU for good: dropping it frees
@@ -176,7 +168,7 @@ impl PinnedDrop for Directory {
         if t.leaked {
             return;
         }
-        let mem = KernelMem { atomic: false };
+        let mem = KernelMem::new(false);
         // SAFETY: our directory (type invariant), which the IOMMU no longer
         // reads and nothing uses after this drop.
         unsafe {

@@ -8,7 +8,27 @@ use crate::hw::{mem, HwError};
 
 /// The kernel's pages as [`mem::PhysMem`]; `atomic` allocations never sleep.
 pub(crate) struct KernelMem {
-    pub(crate) atomic: bool,
+    atomic: bool,
+    /// Views without a helper call (hot paths know the linear map).
+    linear: Option<pages::LinearMap>,
+}
+
+impl KernelMem {
+    /// Table memory whose views cost a `phys_to_virt()` call each.
+    pub(crate) fn new(atomic: bool) -> Self {
+        Self {
+            atomic,
+            linear: None,
+        }
+    }
+
+    /// Table memory whose views are computed inline with `linear`.
+    pub(crate) fn with_linear(atomic: bool, linear: pages::LinearMap) -> Self {
+        Self {
+            atomic,
+            linear: Some(linear),
+        }
+    }
 }
 
 impl mem::PhysMem for KernelMem {
@@ -30,7 +50,12 @@ impl mem::PhysMem for KernelMem {
         // SAFETY: the caller's guarantee (`PhysMem::words`): the words lie in
         // an allocation of `pages::alloc` that outlives the view; table
         // memory is never borrowed as a Rust reference.
-        unsafe { pages::Words::new(pa, len) }
+        unsafe {
+            match self.linear {
+                Some(linear) => linear.words(pa, len),
+                None => pages::Words::new(pa, len),
+            }
+        }
     }
 }
 

@@ -106,9 +106,7 @@ impl MsiPageTable {
             vcpu.push(0, GFP_KERNEL)?;
         }
         let order = geometry.table_order();
-        let pa = KernelMem { atomic: false }
-            .alloc_pages(order)
-            .map_err(errno)?;
+        let pa = KernelMem::new(false).alloc_pages(order).map_err(errno)?;
         let init = try_pin_init!(Self {
             pa,
             order,
@@ -119,7 +117,7 @@ impl MsiPageTable {
         });
         Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
             // SAFETY: allocated above with `order`; nothing else knows it.
-            unsafe { KernelMem { atomic: false }.free_pages(pa, order) };
+            unsafe { KernelMem::new(false).free_pages(pa, order) };
         })
     }
 
@@ -130,7 +128,7 @@ impl MsiPageTable {
         // CAST: `i` is below the entry count, at most 2^12.
         let addr = self.geometry.address(i as u64);
         let target = e.target(i, addr);
-        let mem = KernelMem { atomic: true };
+        let mem = KernelMem::new(true);
         // SAFETY: entry `i` (two words) lies in the table `pa` names, which
         // lives as long as `self` (type invariant).
         let pte = unsafe { mem.words(self.pa + msi::MSI_PTE_SIZE * i as u64, 2) };
@@ -222,6 +220,6 @@ impl PinnedDrop for MsiPageTable {
         // vector uses it (each holds a reference).
         // SAFETY: the table was allocated with `order` (type invariant) and
         // nothing uses it any more, as said above.
-        unsafe { KernelMem { atomic: false }.free_pages(self.pa, self.order) };
+        unsafe { KernelMem::new(false).free_pages(self.pa, self.order) };
     }
 }

@@ -8,6 +8,7 @@ use kernel::{
     device::Device,
     iommu::{
         driver::{IotlbGather, PagingDomain, Prot},
+        pages,
         trace, //
     },
     prelude::*,
@@ -45,6 +46,8 @@ pub(crate) struct Paging {
     /// never lets two of them work on overlapping ranges, and the table is
     /// built for that (hw/pgtable.rs).
     pt: Option<PageTable>,
+    /// Where `pt`'s pages are in the linear map: walks call no helper.
+    linear: pages::LinearMap,
     mode: Mode,
     root: u64,
 }
@@ -53,7 +56,7 @@ impl Paging {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
         let mode = iommu.paging_mode;
         let id = iommu.ids.alloc()?;
-        let table = match PageTable::new(&KernelMem { atomic: false }, mode) {
+        let table = match PageTable::new(&KernelMem::new(false), mode) {
             Ok(table) => table,
             Err(e) => {
                 iommu.ids.free(id);
@@ -67,6 +70,7 @@ impl Paging {
             iommu,
             id,
             pt: Some(table),
+            linear: pages::LinearMap::of(root),
             mode,
             root,
         };
@@ -154,14 +158,16 @@ impl PagingDomain for Paging {
             write: prot.write(),
         };
         // Tables are allocated as the caller's context allows.
-        let (n, res) = pt.map_pages(&KernelMem { atomic }, iova, pa, pgsize, count, prot);
+        let mem = KernelMem::with_linear(atomic, self.linear);
+        let (n, res) = pt.map_pages(&mem, iova, pa, pgsize, count, prot);
         (n, res.map_err(errno))
     }
 
     fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64 {
         let Some(pt) = &self.pt else { return 0 };
         // Unmapping allocates nothing.
-        let n = pt.unmap_pages(&KernelMem { atomic: true }, iova, pgsize, count);
+        let mem = KernelMem::with_linear(true, self.linear);
+        let n = pt.unmap_pages(&mem, iova, pgsize, count);
         if n > 0 {
             gather.add_range(iova, n);
         }
@@ -197,7 +203,7 @@ impl PagingDomain for Paging {
     fn iova_to_phys(&self, iova: u64) -> u64 {
         self.pt
             .as_ref()
-            .and_then(|pt| pt.iova_to_phys(&KernelMem { atomic: true }, iova))
+            .and_then(|pt| pt.iova_to_phys(&KernelMem::with_linear(true, self.linear), iova))
             .unwrap_or(0)
     }
 }
@@ -215,7 +221,7 @@ impl Drop for Paging {
             // SAFETY: no device context points at the table any more (the
             // domain is unused) and the IOTLB holds none of it (flushed
             // above); nothing maps or looks up through a domain being freed.
-            unsafe { pt.destroy(&KernelMem { atomic: false }) };
+            unsafe { pt.destroy(&KernelMem::new(false)) };
         }
         self.iommu.ids.free(self.id);
     }

@@ -47,6 +47,71 @@ pub unsafe fn free(pa: u64, order: u32) {
     unsafe { bindings::free_pages(bindings::phys_to_virt(pa) as usize, order) };
 }
 
+/// Where table pages lie in the kernel's linear map, computed once with
+/// `phys_to_virt()` and then applied inline.
+///
+/// On the 64-bit architectures Linux runs IOMMU drivers on, the linear map
+/// is one offset for all of RAM (riscv64 `kernel_map.va_pa_offset`, arm64
+/// `PAGE_OFFSET - PHYS_OFFSET`, x86-64 `PAGE_OFFSET`), which C code applies
+/// with an inline `__va()`. Rust reaches `phys_to_virt()` only through an
+/// out-of-line helper (`CONFIG_RUST_INLINE_HELPERS` is arm64 and x86-64
+/// only), one call per table visited; a walk that knows the offset makes
+/// none.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::iommu::pages::{self, LinearMap, Words};
+///
+/// let (a, b) = (pages::alloc(0, GFP_KERNEL)?, pages::alloc(2, GFP_KERNEL)?);
+/// let linear = LinearMap::of(a);
+/// // SAFETY: `b` is a fresh allocation of 2048 words, freed below after the
+/// // last use of either view, and never referenced.
+/// let (inline, helper) = unsafe { (linear.words(b + 8, 2047), Words::new(b + 8, 2047)) };
+/// helper.write(2046, 42);
+/// assert_eq!(inline.read(2046), 42);
+/// // SAFETY: allocated above with these orders; the views are not used again.
+/// unsafe {
+///     pages::free(a, 0);
+///     pages::free(b, 2);
+/// }
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LinearMap {
+    offset: u64,
+}
+
+impl LinearMap {
+    /// The linear map's offset, read off `pa`, a page returned by [`alloc`].
+    pub fn of(pa: u64) -> Self {
+        // SAFETY: `phys_to_virt` only computes an address.
+        let va = unsafe { bindings::phys_to_virt(pa) };
+        Self {
+            // CAST: kernel addresses are 64 bits wide where IOMMU tables live.
+            offset: (va as u64).wrapping_sub(pa),
+        }
+    }
+
+    /// The `len` words from `pa`, as [`Words::new`] makes them, without a
+    /// helper call.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Words::new`].
+    #[inline]
+    pub unsafe fn words<'a>(self, pa: u64, len: usize) -> Words<'a> {
+        // INVARIANT: by the safety requirements `pa` is in a page of
+        // `alloc`, in the linear map at the offset every such page has.
+        Words {
+            // CAST: as in `of`; the address is the page's linear-map address.
+            ptr: pa.wrapping_add(self.offset) as *mut u64,
+            len,
+            _alloc: PhantomData,
+        }
+    }
+}
+
 /// The words of a table, or of part of one, as the CPU reaches them through
 /// the kernel's linear map.
 ///

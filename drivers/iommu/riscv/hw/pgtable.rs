@@ -201,13 +201,21 @@ impl PageTable {
             let first = self.mode.index(va, level);
             // CAST: a table has at most 2048 entries.
             let n = (count - done).min((table.len() - first) as u64);
+            let mut leaf = Pte::leaf(pa + done * pgsize, prot);
             for k in 0..n {
-                let off = (done + k) * pgsize;
                 // CAST: `k` < 2048, as above.
                 let i = first + k as usize;
-                if let Err(e) = self.map_leaf(mem, table, i, level, iova + off, pa + off, prot) {
-                    return (off, Err(e));
+                if Pte(table.read(i)).is_valid() {
+                    // Taken, or a table in the way.
+                    let off = (done + k) * pgsize;
+                    if let Err(e) = self.map_leaf(mem, table, i, level, iova + off, leaf.pa(), prot)
+                    {
+                        return (off, Err(e));
+                    }
+                } else {
+                    table.write(i, leaf.0);
                 }
+                leaf = leaf.next_leaf(pgsize);
             }
             done += n;
         }

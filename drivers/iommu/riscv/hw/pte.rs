@@ -66,6 +66,13 @@ impl Pte {
         get_ppn(self.0)
     }
 
+    /// The same leaf for the `size` bytes after this leaf's `size` bytes:
+    /// only the page number moves (`size` a multiple of 4 KiB, the result
+    /// still below 2^56).
+    pub(crate) const fn next_leaf(self, size: u64) -> Self {
+        Self(self.0 + put_ppn(size))
+    }
+
     /// The entry's permissions.
     pub(crate) const fn prot(self) -> Prot {
         Prot {
