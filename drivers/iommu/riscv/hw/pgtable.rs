@@ -43,6 +43,43 @@ const ENTRIES: usize = 512;
 pub(crate) struct PageTable {
     root: u64,
     mode: Mode,
+    /// `mode`'s geometry, looked up once: walks index with shifts and masks
+    /// of these instead of matching the mode at every level.
+    geometry: Geometry,
+}
+
+/// What a walk needs of a mode.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    /// The root's level (levels - 1).
+    top: u32,
+    /// Index mask of the root (2047 for second-stage roots, else 511).
+    top_mask: u64,
+    /// The end of the input addresses.
+    aperture_end: u64,
+}
+
+impl Geometry {
+    const fn of(mode: Mode) -> Self {
+        let top = mode.levels() - 1;
+        Self {
+            top,
+            top_mask: (ENTRIES << mode.root_order()) as u64 - 1,
+            aperture_end: mode.aperture_end(),
+        }
+    }
+
+    /// Index into the table at `level` for `iova` (as [`Mode::index`]).
+    #[inline(always)]
+    fn index(self, iova: u64, level: u32) -> usize {
+        let mask = if level == self.top {
+            self.top_mask
+        } else {
+            511
+        };
+        // CAST: at most 2047.
+        ((iova >> Mode::shift(level)) & mask) as usize
+    }
 }
 
 /// Size of a leaf at `level`.
@@ -69,7 +106,11 @@ impl PageTable {
     pub(crate) fn new(mem: &impl PhysMem, mode: Mode) -> Result<Self, HwError> {
         let root = mem.alloc_pages(mode.root_order())?;
         // INVARIANT: a zeroed allocation of the root order is an empty table.
-        Ok(Self { root, mode })
+        Ok(Self {
+            root,
+            mode,
+            geometry: Geometry::of(mode),
+        })
     }
 
     /// Another handle on the live table rooted at `root`, for reading (debugfs).
@@ -82,7 +123,11 @@ impl PageTable {
     /// [`Self::for_each_leaf`]), never mapped through or destroyed.
     pub(crate) unsafe fn view(root: u64, mode: Mode) -> Self {
         // INVARIANT: by the safety requirements.
-        Self { root, mode }
+        Self {
+            root,
+            mode,
+            geometry: Geometry::of(mode),
+        }
     }
 
     /// Physical address of the root table.
@@ -100,7 +145,8 @@ impl PageTable {
         // SAFETY: `root` is an allocation of order `mode.root_order()`, that
         // is of `ENTRIES << root_order` words, which lives until `destroy`
         // takes `self` (type invariant), so not while `self` is borrowed.
-        unsafe { mem.words(self.root, ENTRIES << self.mode.root_order()) }
+        // CAST: `top_mask + 1` is the root's entry count, at most 2048.
+        unsafe { mem.words(self.root, self.geometry.top_mask as usize + 1) }
     }
 
     /// The table that `pte`, a valid non-leaf entry, points to.
@@ -121,7 +167,7 @@ impl PageTable {
         if size == 0 {
             return Err(HwError::Invalid);
         }
-        if end > self.mode.aperture_end() {
+        if end > self.geometry.aperture_end {
             return Err(HwError::Range);
         }
         Ok(())
@@ -136,21 +182,11 @@ impl PageTable {
         level: u32,
     ) -> Result<M::Words<'m>, HwError> {
         let mut table = self.root_table(mem);
-        for l in (level + 1..self.mode.levels()).rev() {
-            let i = self.mode.index(iova, l);
+        for l in (level + 1..=self.geometry.top).rev() {
+            let i = self.geometry.index(iova, l);
             let mut pte = Pte(table.read(i));
             if !pte.is_valid() {
-                let new = mem.alloc_pages(0)?;
-                pte = match table.cmpxchg(i, pte.0, Pte::table(new).0) {
-                    Ok(()) => Pte::table(new),
-                    Err(current) => {
-                        // Another walk linked a table first: follow it.
-                        // SAFETY: `new` was allocated above with order 0, and
-                        // nothing links to it or views it.
-                        unsafe { mem.free_pages(new, 0) };
-                        Pte(current)
-                    }
-                };
+                pte = Self::link_table(mem, table, i)?;
             }
             // Neighbours only ever link tables here, so a leaf (or, after a
             // lost race, anything but a table) overlaps the range.
@@ -162,6 +198,28 @@ impl PageTable {
             table = unsafe { Self::next(mem, pte) };
         }
         Ok(table)
+    }
+
+    /// Links a new, empty table into entry `i` of `table`, found invalid,
+    /// and returns the entry: the new table's, or what another walk linked
+    /// there first. Out of line: walks rarely need it.
+    #[inline(never)]
+    fn link_table<'m, M: PhysMem>(
+        mem: &'m M,
+        table: M::Words<'m>,
+        i: usize,
+    ) -> Result<Pte, HwError> {
+        let new = mem.alloc_pages(0)?;
+        Ok(match table.cmpxchg(i, Pte::NONE.0, Pte::table(new).0) {
+            Ok(()) => Pte::table(new),
+            Err(current) => {
+                // Another walk linked a table first: follow it.
+                // SAFETY: `new` was allocated above with order 0, and
+                // nothing links to it or views it.
+                unsafe { mem.free_pages(new, 0) };
+                Pte(current)
+            }
+        })
     }
 
     /// Maps `count` pages of `pgsize` bytes (4 KiB, 2 MiB or 1 GiB) from `iova`
@@ -198,7 +256,7 @@ impl PageTable {
                 Err(e) => return (done * pgsize, Err(e)),
             };
             // The entries of this table the range covers, in one visit.
-            let first = self.mode.index(va, level);
+            let first = self.geometry.index(va, level);
             // CAST: a table has at most 2048 entries.
             let n = (count - done).min((table.len() - first) as u64);
             let mut leaf = Pte::leaf(pa + done * pgsize, prot);
@@ -226,6 +284,7 @@ impl PageTable {
     /// in that entry, it is filled with leaves one level down instead, all
     /// or nothing.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn map_leaf<'m, M: PhysMem>(
         &self,
         mem: &'m M,
@@ -283,9 +342,9 @@ impl PageTable {
             // Down to the leaf that maps the next address.
             let va = iova + done;
             let mut table = self.root_table(mem);
-            let mut level = self.mode.levels() - 1;
+            let mut level = self.geometry.top;
             loop {
-                let pte = Pte(table.read(self.mode.index(va, level)));
+                let pte = Pte(table.read(self.geometry.index(va, level)));
                 if !pte.is_valid() || (!pte.is_leaf() && level == 0) {
                     break 'walk;
                 }
@@ -302,7 +361,7 @@ impl PageTable {
                 break;
             }
             // Clear it and the leaves after it in this table, in one visit.
-            for i in self.mode.index(va, level)..table.len() {
+            for i in self.geometry.index(va, level)..table.len() {
                 if done >= size {
                     break 'walk;
                 }
@@ -320,12 +379,12 @@ impl PageTable {
     /// Looks up `iova`: the leaf's physical address plus the offset, its
     /// size and permissions; `None` when nothing maps it.
     pub(crate) fn lookup(&self, mem: &impl PhysMem, iova: u64) -> Option<(u64, u64, Prot)> {
-        if iova >= self.mode.aperture_end() {
+        if iova >= self.geometry.aperture_end {
             return None;
         }
         let mut table = self.root_table(mem);
-        for level in (0..self.mode.levels()).rev() {
-            let pte = Pte(table.read(self.mode.index(iova, level)));
+        for level in (0..=self.geometry.top).rev() {
+            let pte = Pte(table.read(self.geometry.index(iova, level)));
             if pte.is_leaf() {
                 let size = level_size(level);
                 return Some((pte.pa() + (iova & (size - 1)), size, pte.prot()));
@@ -346,7 +405,7 @@ impl PageTable {
 
     /// Calls `f(iova, pa, size, prot)` for every leaf, in IOVA order.
     pub(crate) fn for_each_leaf(&self, mem: &impl PhysMem, f: &mut dyn FnMut(u64, u64, u64, Prot)) {
-        Self::walk_leaves(mem, self.root_table(mem), self.mode.levels() - 1, 0, f);
+        Self::walk_leaves(mem, self.root_table(mem), self.geometry.top, 0, f);
     }
 
     fn walk_leaves<'m, M: PhysMem>(
@@ -379,7 +438,7 @@ impl PageTable {
     /// it are gone and their caches invalidated.
     pub(crate) unsafe fn destroy(self, mem: &impl PhysMem) {
         // SAFETY: the caller's guarantee, passed on.
-        unsafe { Self::free_tables(mem, self.root_table(mem), self.mode.levels() - 1) };
+        unsafe { Self::free_tables(mem, self.root_table(mem), self.geometry.top) };
         // SAFETY: the root was allocated with `root_order` (type invariant);
         // its view above is no longer used, and the IOMMU no longer walks it
         // (the caller's guarantee).
