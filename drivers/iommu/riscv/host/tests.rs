@@ -736,7 +736,11 @@ fn pte_encoding() {
     assert!(t.is_valid() && !t.is_leaf());
     assert_eq!(t.0, 0x8000_0000 >> 2 | 1);
     // The next leaf of a run moves the page number only.
-    for (size, prot) in [(PAGE_SIZE, Prot::RW), (2 << 20, Prot::RO), (1 << 30, Prot::RW)] {
+    for (size, prot) in [
+        (PAGE_SIZE, Prot::RW),
+        (2 << 20, Prot::RO),
+        (1 << 30, Prot::RW),
+    ] {
         let next = Pte::leaf(0xff_c000_0000, prot).next_leaf(size);
         assert_eq!(next, Pte::leaf(0xff_c000_0000 + size, prot));
     }
