@@ -248,36 +248,6 @@ impl PageTable {
             Ok(level) => level,
             Err(e) => return (0, Err(e)),
         };
-        if count == 1 {
-            // What the DMA API maps most: one walk, one entry.
-            let res = self.table_for(mem, iova, level).and_then(|table| {
-                let i = self.geometry.index(iova, level);
-                if Pte(table.read(i)).is_valid() {
-                    self.map_leaf(mem, table, i, level, iova, pa, prot)
-                } else {
-                    table.write(i, Pte::leaf(pa, prot).0);
-                    Ok(())
-                }
-            });
-            return (if res.is_ok() { pgsize } else { 0 }, res);
-        }
-        self.map_runs(mem, iova, pa, pgsize, count, level, prot)
-    }
-
-    /// [`Self::map_pages`] of more than one page: runs of leaves, a visit
-    /// per leaf table. Out of line, so that the one-page path stays small.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    fn map_runs<M: PhysMem>(
-        &self,
-        mem: &M,
-        iova: u64,
-        pa: u64,
-        pgsize: u64,
-        count: u64,
-        level: u32,
-        prot: Prot,
-    ) -> (u64, Result<(), HwError>) {
         let mut done = 0;
         while done < count {
             let va = iova + done * pgsize;
