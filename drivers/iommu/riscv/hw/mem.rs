@@ -7,7 +7,7 @@ use super::HwError;
 /// Memory the IOMMU reads its tables from.
 ///
 /// The driver implements it over pages it allocates (and keeps coherent with
-/// the IOMMU); the host tests implement it over an arena of atomic words.
+/// the IOMMU); the host tests implement it over buffers of atomic words.
 /// Table walks run concurrently without a lock (`Sync`): every access to a
 /// table word is a single load, a single store or a compare-and-exchange.
 ///
