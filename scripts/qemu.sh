@@ -19,9 +19,18 @@ qemu_cmd() {
 		dtb=$(profile_dtb "$profile" "$qemu" "$name" "${pargs/-dtb @$name/}") || exit 1
 		pargs=${pargs/-dtb @$name/-dtb $dtb}
 	fi
-	# shellcheck disable=SC2206 # profile and user arguments are word lists
-	QCMD=($qemu $pargs $extra -kernel "$image" -initrd "$initrd" -no-reboot
-		-append "console=$console panic=-1 quiet msiremap.profile=$profile $append")
+	# A profile's `kernel:ARG` words go to the kernel command line (module
+	# parameters: the guest's init passes them to the modules it loads).
+	local w kargs=() qargs=()
+	for w in $pargs; do
+		case "$w" in
+		kernel:*) kargs+=("${w#kernel:}") ;;
+		*) qargs+=("$w") ;;
+		esac
+	done
+	# shellcheck disable=SC2206 # user arguments are a word list
+	QCMD=($qemu "${qargs[@]}" $extra -kernel "$image" -initrd "$initrd" -no-reboot
+		-append "console=$console panic=-1 quiet msiremap.profile=$profile ${kargs[*]} $append")
 }
 
 # trace_cmdline EVENTS: kernel arguments that print trace events to the

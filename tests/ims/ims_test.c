@@ -343,14 +343,45 @@ static int irq_counts(int irq, long *c, int cpus)
 }
 
 /*
+ * Waits up to two seconds until interrupt `irq` has no affinity change in
+ * flight: neither the core's deferred one (IRQD_SETAFFINITY_PENDING) nor the
+ * IMSIC's (its old vector is released only when the old CPU syncs, from a
+ * timer). While the IMSIC's is in flight, a new affinity write gets -EBUSY
+ * from imsic_irq_set_affinity(), which irq_try_set_affinity() turns into a
+ * pending move done at the next interrupt, on the old CPU; the write itself
+ * succeeds. 1 when settled, 0 when not, -errno.
+ */
+static int irq_move_settled(int irq)
+{
+	static char buf[16384];
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
+	for (int t = 0; t < 200; t++) {
+		const char *p;
+
+		if (msr_read(path, buf, sizeof(buf)) < 0)
+			return -errno;
+		p = strstr(buf, "is_move_pending :");
+		if (!strstr(buf, "IRQD_SETAFFINITY_PENDING") &&
+		    (!p || !atoi(p + strlen("is_move_pending :"))))
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/*
  * Affinity: moving an IMS interrupt to each CPU in turn rewrites its slot
  * (on riscv64 the IMSIC file is per hart, so the address changes; the ITS
- * doorbell stays) and the submission is handled on that CPU.
+ * doorbell stays) and the submission is handled on that CPU. Each move is
+ * requested once the previous one has settled (see irq_move_settled()).
  */
 TEST_F(ims, affinity_change)
 {
 	int riscv = !strcmp(msr_arch(), "riscv64"), cpus = get_nprocs(), tries = cpus < 4 ? cpus : 4;
 	long before[64], after[64];
+	unsigned long effective;
 	char path[64], cpu[8];
 	struct slot x;
 
@@ -360,9 +391,13 @@ TEST_F(ims, affinity_change)
 	for (int i = 0; i < tries; i++) {
 		int target = (i * 5) % cpus;
 
+		ASSERT_EQ(1, irq_move_settled(x.irq)) TH_LOG("before moving to CPU %d", target);
 		snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", x.irq);
 		snprintf(cpu, sizeof(cpu), "%d", target);
 		ASSERT_EQ(0, msr_write(path, cpu));
+		snprintf(path, sizeof(path), "/proc/irq/%d/effective_affinity_list", x.irq);
+		ASSERT_EQ(0, msr_read_ulong(path, &effective));
+		EXPECT_EQ(target, effective);
 		ASSERT_EQ(0, ims_slot(0, &x));
 		if (riscv && !msr_msis_translated()) {
 			EXPECT_EQ(msr_imsic_file(target), x.address & ~0xfffULL) TH_LOG("CPU %d", target);
@@ -370,16 +405,25 @@ TEST_F(ims, affinity_change)
 		ASSERT_EQ(0, irq_counts(x.irq, before, cpus));
 		EXPECT_EQ(0, ims("submit 0 %d", PASID));
 		/*
-		 * Up to a second: 17 vCPUs share two host cores under TCG, and
-		 * the target's may not run for a while (20 ms was once too few).
+		 * Up to five seconds: 17 vCPUs share two host cores under TCG,
+		 * and the target's may not run for a while (20 ms was once too
+		 * few); the IMSIC enables the new vector only when the target
+		 * CPU itself syncs, from a timer.
 		 */
-		for (int t = 0; t < 100; t++) {
+		int t = 0, elsewhere = -1;
+
+		for (; t < 500; t++) {
 			ASSERT_EQ(0, irq_counts(x.irq, after, cpus));
 			if (after[target] > before[target])
 				break;
 			usleep(10000);
 		}
-		EXPECT_EQ(before[target] + 1, after[target]) TH_LOG("CPU %d", target);
+		for (int c = 0; c < cpus; c++)
+			if (c != target && after[c] != before[c])
+				elsewhere = c;
+		EXPECT_EQ(before[target] + 1, after[target])
+			TH_LOG("CPU %d after %d ms; counted on CPU %d", target, t * 10, elsewhere);
+		EXPECT_EQ(-1, elsewhere) TH_LOG("moved to CPU %d", target);
 	}
 	ASSERT_EQ(0, ims_slot(0, &x));
 	EXPECT_EQ(tries, x.fired);

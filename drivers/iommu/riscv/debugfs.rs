@@ -61,13 +61,17 @@ fn show_stats(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     writeln!(f, "contexts {}", if extended { "extended" } else { "base" })?;
     f.write_fmt(fmt!("paging_mode {:?}\n", iommu.paging_mode))?;
     match &iommu.msi {
-        Some(t) => writeln!(
-            f,
-            "msi_tables per-device entries {} mask {:#x} pattern {:#x}",
-            t.geometry.entries(),
-            t.geometry.mask(),
-            t.geometry.pattern()
-        )?,
+        Some(t) => {
+            let (g, _) = t.table_geometry();
+            writeln!(
+                f,
+                "msi_tables per-device entries {} mask {:#x} pattern {:#x} mode {}",
+                g.entries(),
+                g.mask(),
+                g.pattern(),
+                if t.mrif.is_some() { "mrif" } else { "flat" }
+            )?
+        }
         None => writeln!(f, "msi_tables none")?,
     }
     writeln!(f, "commands {}", commands)?;

@@ -3,7 +3,7 @@
 //! The RISC-V IOMMU's in-memory formats and the logic over them.
 //!
 //! Page-table entries, page tables, the device directory and device contexts,
-//! commands, queue arithmetic, fault records and MSI page tables, as the RISC-V
+//! commands, queue arithmetic, fault records, MSI page tables and MRIFs, as the RISC-V
 //! IOMMU specification v1.0 defines them. Nothing here touches the kernel: memory
 //! is reached through [`mem::PhysMem`], so the same source compiles in the
 //! driver and on the host, where `cargo test` (drivers/iommu/riscv/host)
@@ -19,6 +19,7 @@ pub(crate) mod ddt;
 pub(crate) mod fault;
 pub(crate) mod field;
 pub(crate) mod mem;
+pub(crate) mod mrif;
 pub(crate) mod msi;
 pub(crate) mod pgtable;
 pub(crate) mod pte;

@@ -132,8 +132,14 @@ impl Iommu {
             return Err(ENODEV);
         };
         let extended = caps.msi_flat();
+        // MRIF mode where the table sees devices' MSIs as they write them:
+        // second-stage domains (first-stage ones translate MSIs like any
+        // DMA, sw_msi) and identity.
+        let mrif = caps.msi_mrif()
+            && paging_mode.is_second_stage()
+            && !crate::module_parameters::msi_flat.value();
         let msi = match (extended, imsic::layout()) {
-            (true, Some(layout)) => Some(MsiLayout::new(&layout)?),
+            (true, Some(layout)) => Some(MsiLayout::new(&layout, mrif)?),
             _ => None,
         };
 

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! MSI page tables (spec 2.3.3, flat mode): one per device behind the
-//! IOMMU, each entry redirecting the device's writes to one interrupt file
-//! (or to a vCPU's guest file), valid exactly while vectors of the device
-//! target that file.
+//! MSI page tables (spec 2.3.3): one per device behind the IOMMU. In flat
+//! mode each entry redirects the device's writes to one interrupt file (or
+//! to a vCPU's guest file), valid exactly while vectors of the device
+//! target that file. In MRIF mode the table's window is the device's space
+//! of message addresses: entries name the device's own MRIFs
+//! (`crate::mrif`), and writes anywhere else in the window, which covers
+//! every interrupt file, fault.
 
 use kernel::{
     device::Device,
     iommu::trace,
-    irq::imsic,
+    irq::{imsic, remap::MsiMsg},
     new_raw_spinlock_irq,
     prelude::*,
     sync::{aref::ARef, lock::raw_spinlock::RawSpinLockIrq, Arc},
@@ -28,10 +31,18 @@ pub(crate) struct MsiLayout {
     pub(crate) geometry: MsiGeometry,
     /// The lowest and the end of the highest interrupt file.
     pub(crate) span: (u64, u64),
+    /// MRIF mode's window, when tables are in MRIF mode: [`MRIF_WINDOW_BITS`]
+    /// pages, aligned, around every interrupt file.
+    pub(crate) mrif: Option<MsiGeometry>,
 }
 
+/// Entries of an MRIF-mode table: 256, the most QEMU 10.0 accepts (it
+/// faults interrupt file numbers from 256 up).
+pub(crate) const MRIF_WINDOW_BITS: u32 = 8;
+
 impl MsiLayout {
-    pub(crate) fn new(layout: &imsic::Layout) -> Result<Self> {
+    /// The layout of flat tables, and of MRIF-mode ones if `mrif`.
+    pub(crate) fn new(layout: &imsic::Layout, mrif: bool) -> Result<Self> {
         let mut files = KVec::new();
         let mut res = Ok(());
         layout.for_each_file(&mut |f| {
@@ -43,11 +54,37 @@ impl MsiLayout {
         let geometry = MsiGeometry::from_files(&files).map_err(errno)?;
         let lo = files.iter().copied().min().unwrap_or(0);
         let hi = files.iter().copied().max().unwrap_or(0) + crate::hw::PAGE_SIZE;
+        // The window covers every file, so that no write of the device can
+        // reach one except through an entry.
+        let bytes = PAGE_SIZE << MRIF_WINDOW_BITS;
+        let mrif = mrif
+            .then(|| MsiGeometry::window(lo & !(bytes - 1), MRIF_WINDOW_BITS).ok())
+            .flatten()
+            .filter(|w| w.span().1 >= hi);
         Ok(Self {
             geometry,
             span: (lo, hi),
+            mrif,
         })
     }
+
+    /// What devices' tables use, and the span of addresses the tables
+    /// handle (the reserved MSI region).
+    pub(crate) fn table_geometry(&self) -> (MsiGeometry, (u64, u64)) {
+        match self.mrif {
+            Some(w) => (w, w.span()),
+            None => (self.geometry, self.span),
+        }
+    }
+}
+
+/// Where an entry sends writes.
+enum Target {
+    None,
+    /// An interrupt file (flat).
+    File(u64),
+    /// An MRIF, with its notice (MRIF mode).
+    Mrif(u64, MsiMsg),
 }
 
 /// What a table entry does besides its reference count.
@@ -57,19 +94,28 @@ struct Entries {
     /// A guest interrupt file an entry is redirected to (vCPU affinity), 0
     /// for none.
     vcpu: KVec<u64>,
+    /// The MRIF an entry names and its notice (MRIF mode).
+    mrif: KVec<Option<(u64, MsiMsg)>>,
 }
 
 impl Entries {
     /// Where entry `i`, for the doorbell at `addr`, sends writes: its vCPU
-    /// target, else the file itself while vectors use it, else nowhere (0).
-    fn target(&self, i: usize, addr: u64) -> u64 {
+    /// target, else its MRIF, else the file itself while vectors use it,
+    /// else nowhere.
+    fn target(&self, i: usize, addr: u64) -> Target {
         if self.vcpu[i] != 0 {
-            self.vcpu[i]
+            Target::File(self.vcpu[i])
+        } else if let Some((m, n)) = self.mrif[i] {
+            Target::Mrif(m, n)
         } else if self.refs[i] > 0 {
-            addr
+            Target::File(addr)
         } else {
-            0
+            Target::None
         }
+    }
+
+    fn is_free(&self, i: usize) -> bool {
+        self.vcpu[i] == 0 && self.mrif[i].is_none() && self.refs[i] == 0
     }
 }
 
@@ -79,12 +125,16 @@ impl Entries {
 ///
 /// `pa` is a table of `geometry.entries()` entries, `order` pages, owned by
 /// this object; entry `i` is valid exactly when `vcpu[i] != 0` (pointing
-/// there) or `refs[i] > 0` (pointing at the file entry `i` names).
+/// there), `mrif[i]` is set (in MRIF mode, naming that MRIF) or `refs[i] >
+/// 0` (pointing at the file entry `i` names). Only MRIF-mode tables have
+/// MRIF entries, and they have no file entries.
 #[pin_data(PinnedDrop)]
 pub(crate) struct MsiPageTable {
     pub(crate) pa: u64,
     order: u32,
     pub(crate) geometry: MsiGeometry,
+    /// MRIF mode: entries name the device's MRIFs, never host files.
+    pub(crate) mrif: bool,
     dev: ARef<Device>,
     iommu: Arc<Iommu>,
     /// Changed when vectors are allocated, freed or moved, in hard
@@ -96,14 +146,17 @@ pub(crate) struct MsiPageTable {
 impl MsiPageTable {
     /// An empty table (every entry invalid) for `dev`.
     pub(crate) fn new(iommu: &Arc<Iommu>, dev: &Device) -> Result<Arc<Self>> {
-        let geometry = iommu.msi.as_ref().ok_or(ENODEV)?.geometry;
+        let layout = iommu.msi.as_ref().ok_or(ENODEV)?;
+        let (geometry, _) = layout.table_geometry();
         // CAST: at most 2^12 entries.
         let n = geometry.entries() as usize;
         let mut refs = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut vcpu = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut mrifs = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
             refs.push(0, GFP_KERNEL)?;
             vcpu.push(0, GFP_KERNEL)?;
+            mrifs.push(None, GFP_KERNEL)?;
         }
         let order = geometry.table_order();
         let pa = KernelMem::new(false).alloc_pages(order).map_err(errno)?;
@@ -111,9 +164,13 @@ impl MsiPageTable {
             pa,
             order,
             geometry,
+            mrif: layout.mrif.is_some(),
             dev: dev.into(),
             iommu: iommu.clone(),
-            entries <- new_raw_spinlock_irq!(Entries { refs, vcpu }, "MsiPageTable::entries"),
+            entries <- new_raw_spinlock_irq!(
+                Entries { refs, vcpu, mrif: mrifs },
+                "MsiPageTable::entries"
+            ),
         });
         Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
             // SAFETY: allocated above with `order`; nothing else knows it.
@@ -132,14 +189,22 @@ impl MsiPageTable {
         // SAFETY: entry `i` (two words) lies in the table `pa` names, which
         // lives as long as `self` (type invariant).
         let pte = unsafe { mem.words(self.pa + msi::MSI_PTE_SIZE * i as u64, 2) };
-        if target == 0 {
-            pte.write(0, 0);
-        } else {
-            let words = msi::flat_pte(target);
-            pte.write(1, words[1]);
-            pte.write(0, words[0]);
+        let (words, traced) = match target {
+            Target::None => (None, 0),
+            Target::File(f) => (Some(msi::flat_pte(f)), f),
+            Target::Mrif(m, n) => (Some(msi::mrif_pte(m, n.address, n.data)), m),
+        };
+        match words {
+            None => pte.write(0, 0),
+            Some(w) => {
+                // The first word, which holds V, last. An MRIF entry is
+                // only ever written from invalid; a flat entry's second
+                // word is always 0.
+                pte.write(1, w[1]);
+                pte.write(0, w[0]);
+            }
         }
-        trace::msi_remap(&self.dev, addr, target, e.refs[i]);
+        trace::msi_remap(&self.dev, addr, traced, e.refs[i]);
         if let Err(err) = self
             .iommu
             .submit_sync(&[Command::iotinval_gvma(None, Some(addr))])
@@ -180,13 +245,35 @@ impl MsiPageTable {
     }
 
     /// Redirects the entry of the doorbell `addr` to `target`, or back to
-    /// the host (`None`).
+    /// the host (`None`). An entry naming an MRIF is busy.
     pub(crate) fn redirect(&self, addr: u64, target: Option<u64>) -> Result {
         let i = self.entry(addr)?;
         let mut e = self.entries.lock();
+        if e.mrif[i].is_some() {
+            return Err(EBUSY);
+        }
         e.vcpu[i] = target.unwrap_or(0);
         self.update(&e, i);
         Ok(())
+    }
+
+    /// Points a free entry at the MRIF at `mrif`, with the notice `notice`,
+    /// and returns it. Entries are taken from the top of the window down,
+    /// away from the interrupt files' addresses a vCPU redirect names.
+    pub(crate) fn add_mrif(&self, mrif: u64, notice: MsiMsg) -> Result<usize> {
+        let mut e = self.entries.lock();
+        let i = (0..e.refs.len()).rev().find(|&i| e.is_free(i)).ok_or(ENOSPC)?;
+        e.mrif[i] = Some((mrif, notice));
+        self.update(&e, i);
+        Ok(i)
+    }
+
+    /// Makes entry `i`, which names an MRIF, invalid again; once this
+    /// returns the IOMMU no longer writes to that MRIF.
+    pub(crate) fn remove_mrif(&self, i: usize) {
+        let mut e = self.entries.lock();
+        e.mrif[i] = None;
+        self.update(&e, i);
     }
 
     /// Lists the valid entries (debugfs).
@@ -196,18 +283,22 @@ impl MsiPageTable {
         for i in 0..e.refs.len() {
             // CAST: entries are at most 2^12.
             let addr = self.geometry.address(i as u64);
-            let target = e.target(i, addr);
-            if target == 0 {
-                continue;
+            match e.target(i, addr) {
+                Target::None => (),
+                Target::File(t) => writeln!(
+                    f,
+                    "  {:#x} -> {:#x} refs {}{}",
+                    addr,
+                    t,
+                    e.refs[i],
+                    if e.vcpu[i] != 0 { " vcpu" } else { "" }
+                )?,
+                Target::Mrif(m, n) => writeln!(
+                    f,
+                    "  {:#x} -> mrif {:#x} notice {:#x} id {}",
+                    addr, m, n.address, n.data
+                )?,
             }
-            writeln!(
-                f,
-                "  {:#x} -> {:#x} refs {}{}",
-                addr,
-                target,
-                e.refs[i],
-                if e.vcpu[i] != 0 { " vcpu" } else { "" }
-            )?;
         }
         Ok(())
     }

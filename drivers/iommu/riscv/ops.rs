@@ -161,7 +161,8 @@ impl Driver for IommuOps {
             // The device's MSI page table handles the IMSIC's addresses in
             // second-stage domains: no IOVA there may be handed out.
             (Some(t), Some(_), true) => {
-                regions.add(t.span.0, t.span.1 - t.span.0, PROT_MSI, ResvType::Msi)
+                let (_, (lo, hi)) = t.table_geometry();
+                regions.add(lo, hi - lo, PROT_MSI, ResvType::Msi)
             }
             // Otherwise the domain translates MSIs like any DMA: the files
             // are mapped (sw_msi) in a window of one page per CPU file.

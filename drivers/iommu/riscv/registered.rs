@@ -49,12 +49,16 @@ impl Registered {
         let remap = match imsic::msi_parent() {
             Some(parent) => {
                 let ir_name = CString::try_from_fmt(fmt!("riscv-iommu-ir-{}", dev.name()))?;
-                let d = RemapDomain::new(&ir_name, parent, Remapper::new()?)?;
+                // Isolated exactly when every device's vectors go to MRIFs
+                // of its own.
+                let mrif = iommu.msi.as_ref().is_some_and(|m| m.mrif.is_some());
+                let d = RemapDomain::new(&ir_name, parent, Remapper::new(mrif)?, mrif)?;
                 dev_info!(
                     dev,
-                    "MSI remapping domain {} on {}\n",
+                    "MSI remapping domain {} on {}{}\n",
                     d.domain().name(),
-                    parent.name()
+                    parent.name(),
+                    if mrif { ", MRIF mode, isolated" } else { "" }
                 );
                 Some(d)
             }

@@ -21,13 +21,19 @@
 //! moves too (the IMSIC composes moved vectors through the hierarchy,
 //! "irqchip/riscv-imsic: Compose the message of a moved vector through the
 //! hierarchy"), so a move never needs a new mapping.
+//!
+//! Where the IOMMU's tables are in MRIF mode (`crate::mrif`), a device's
+//! vectors end at the domain instead: the device writes into MRIFs of its
+//! own, and the IOMMU's notices run the vectors' handlers. Only then does
+//! the domain claim isolated MSIs.
 
 use kernel::{
+    cpu::CpuId,
     cpumask::Cpumask,
     device::Device,
     irq::{
         imsic,
-        remap::{MsiDesc, MsiMsg, Remap, VcpuTarget},
+        remap::{MsiDesc, MsiMsg, Remap, VcpuTarget, Vector},
     },
     new_mutex,
     prelude::*,
@@ -38,7 +44,11 @@ use kernel::{
     },
 };
 
-use crate::{hw::PAGE_SIZE, msi_page_table::MsiPageTable};
+use crate::{
+    hw::PAGE_SIZE,
+    mrif::{MrifIrq, Mrifs},
+    msi_page_table::MsiPageTable,
+};
 
 /// Where the device's IOMMU domain maps an interrupt file (`sw_msi`).
 #[derive(Clone, Copy)]
@@ -47,11 +57,27 @@ struct Doorbell {
     iova: u64,
 }
 
-/// A remapped vector: the entries it holds in its device's table (none
-/// when the IOMMU has no MSI page tables), and the IOVAs of the files it
-/// may target where the device's IOMMU domain translates MSIs.
+/// A remapped vector: its device's table (none when the IOMMU has no MSI
+/// page tables), the doorbell it redirects to a vCPU, and how it is
+/// delivered to the host.
 pub(crate) struct RemapIrq {
     table: Option<Arc<MsiPageTable>>,
+    /// The doorbell redirected to a vCPU, `NONE` if none.
+    vcpu: Atomic<u64>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// Allocated in the IMSIC, written to its files (flat entries or none).
+    Flat(FlatIrq),
+    /// Ending here, written to the device's MRIFs.
+    Mrif(MrifIrq),
+}
+
+/// A vector the IMSIC allocated: the entries it holds in its device's
+/// table, and the IOVAs of the files it may target where the device's
+/// IOMMU domain translates MSIs.
+struct FlatIrq {
     /// One per CPU file, set at allocation; empty where the device writes
     /// files at their physical addresses.
     doorbells: KVec<Doorbell>,
@@ -60,14 +86,12 @@ pub(crate) struct RemapIrq {
     /// The entry it targeted before its last move, kept until the next
     /// move or the end, for MSIs still in flight; `NONE` if none.
     prev: Atomic<u64>,
-    /// The doorbell redirected to a vCPU, `NONE` if none.
-    vcpu: Atomic<u64>,
 }
 
 const NONE: u64 = u64::MAX;
 
 /// The IOMMU's remapping IRQ domain data: the tables of the devices it
-/// adopted.
+/// adopted, and the MRIFs and notices where tables are in MRIF mode.
 #[pin_data]
 pub(crate) struct Remapper {
     /// Device (by address) and its table; changed at device probe and
@@ -76,17 +100,49 @@ pub(crate) struct Remapper {
     tables: Mutex<KVec<(usize, Arc<MsiPageTable>)>>,
     /// Vectors whose messages carry IOVAs (debugfs `stats`).
     pub(crate) translated: Atomic<u64>,
+    mrifs: Option<Pin<KBox<Mrifs>>>,
 }
 
 impl Remapper {
-    pub(crate) fn new() -> Result<Arc<Self>> {
+    /// With MRIFs and their notices if `mrif`.
+    pub(crate) fn new(mrif: bool) -> Result<Arc<Self>> {
+        let mrifs = match mrif {
+            true => Some(KBox::pin_init(Mrifs::new()?, GFP_KERNEL)?),
+            false => None,
+        };
         Arc::pin_init(
             try_pin_init!(Self {
                 tables <- new_mutex!(KVec::new(), "Remapper::tables"),
                 translated: Atomic::new(0),
+                mrifs,
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Whether devices' vectors go to MRIFs.
+    pub(crate) fn isolated(&self) -> bool {
+        self.mrifs.is_some()
+    }
+
+    fn table_of(&self, dev: &Device) -> Option<Arc<MsiPageTable>> {
+        self.tables
+            .lock()
+            .iter()
+            .find(|(k, _)| *k == Self::key(dev))
+            .map(|(_, t)| t.clone())
+    }
+
+    fn mrifs(&self) -> Result<&Mrifs> {
+        self.mrifs.as_deref().ok_or(ENODEV)
+    }
+
+    /// The vector's MRIF state, if it ends here.
+    fn mrif<'a>(&'a self, irq: &'a RemapIrq) -> Option<(&'a Mrifs, &'a MrifIrq)> {
+        match (&irq.kind, self.mrifs.as_deref()) {
+            (Kind::Mrif(m), Some(mrifs)) => Some((mrifs, m)),
+            _ => None,
+        }
     }
 
     fn key(dev: &Device) -> usize {
@@ -110,6 +166,10 @@ impl Remapper {
     /// device's valid entries (debugfs).
     pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
         writeln!(f, "translated_vectors {}", self.translated.load(Relaxed))?;
+        writeln!(f, "isolated {}", u32::from(self.isolated()))?;
+        if let Some(m) = self.mrifs.as_deref() {
+            m.show(f)?;
+        }
         for (_, t) in self.tables.lock().iter() {
             t.show(f)?;
         }
@@ -132,12 +192,7 @@ impl Remap for Remapper {
                 _ => (),
             }
         }
-        let table = self
-            .tables
-            .lock()
-            .iter()
-            .find(|(k, _)| *k == Self::key(dev))
-            .map(|(_, t)| t.clone());
+        let table = self.table_of(dev);
         let cur = match &table {
             Some(t) => t.get(msg.address)? as u64,
             None => NONE,
@@ -147,22 +202,35 @@ impl Remap for Remapper {
         }
         Ok(RemapIrq {
             table,
-            doorbells,
-            cur: Atomic::new(cur),
-            prev: Atomic::new(NONE),
             vcpu: Atomic::new(NONE),
+            kind: Kind::Flat(FlatIrq {
+                doorbells,
+                cur: Atomic::new(cur),
+                prev: Atomic::new(NONE),
+            }),
         })
     }
 
     fn free(&self, irq: RemapIrq) {
-        if !irq.doorbells.is_empty() {
+        if let Some(t) = &irq.table {
+            if irq.vcpu.load(Relaxed) != NONE {
+                let _ = t.redirect(irq.vcpu.load(Relaxed), None);
+            }
+        }
+        let flat = match irq.kind {
+            Kind::Mrif(m) => {
+                if let Ok(mrifs) = self.mrifs() {
+                    mrifs.free(m);
+                }
+                return;
+            }
+            Kind::Flat(f) => f,
+        };
+        if !flat.doorbells.is_empty() {
             self.translated.fetch_sub(1, Relaxed);
         }
         let Some(t) = &irq.table else { return };
-        if irq.vcpu.load(Relaxed) != NONE {
-            let _ = t.redirect(irq.vcpu.load(Relaxed), None);
-        }
-        for i in [irq.cur.load(Relaxed), irq.prev.load(Relaxed)] {
+        for i in [flat.cur.load(Relaxed), flat.prev.load(Relaxed)] {
             if i != NONE {
                 // CAST: entry indices are small.
                 t.put(i as usize);
@@ -171,8 +239,11 @@ impl Remap for Remapper {
     }
 
     fn compose(&self, irq: &RemapIrq, parent: MsiMsg) -> MsiMsg {
+        let Kind::Flat(flat) = &irq.kind else {
+            return parent;
+        };
         let page = parent.address & !(PAGE_SIZE - 1);
-        match irq.doorbells.iter().find(|d| d.file == page) {
+        match flat.doorbells.iter().find(|d| d.file == page) {
             Some(d) => MsiMsg {
                 address: d.iova | (parent.address & (PAGE_SIZE - 1)),
                 ..parent
@@ -187,7 +258,12 @@ impl Remap for Remapper {
         mask: &Cpumask,
         parent: &mut dyn FnMut() -> Result<MsiMsg>,
     ) -> Result {
-        let Some(t) = &irq.table else {
+        let table = &irq.table;
+        let Kind::Flat(irq) = &irq.kind else {
+            // Moved with `move_owned`.
+            return Err(EINVAL);
+        };
+        let Some(t) = table else {
             // Nothing to steer: messages reach the IMSIC as composed.
             return parent().map(|_| ());
         };
@@ -216,6 +292,56 @@ impl Remap for Remapper {
             t.put(prev as usize);
         }
         Ok(())
+    }
+
+    fn owns_vectors(&self, dev: &Device) -> bool {
+        self.mrifs.is_some() && self.table_of(dev).is_some_and(|t| t.mrif)
+    }
+
+    fn alloc_owned(
+        &self,
+        dev: &Device,
+        vector: Vector,
+        _desc: &mut MsiDesc<'_>,
+    ) -> Result<(RemapIrq, CpuId)> {
+        // MRIF mode is used only where the device's domain leaves MSIs
+        // untranslated for the table (second stage or identity): nothing
+        // to map.
+        let table = self.table_of(dev).ok_or(ENODEV)?;
+        let (m, cpu) = self.mrifs()?.alloc(&table, vector)?;
+        Ok((
+            RemapIrq {
+                table: Some(table),
+                vcpu: Atomic::new(NONE),
+                kind: Kind::Mrif(m),
+            },
+            cpu,
+        ))
+    }
+
+    fn message(&self, irq: &RemapIrq) -> MsiMsg {
+        match self.mrif(irq) {
+            Some((mrifs, m)) => mrifs.message(m),
+            None => MsiMsg {
+                address: 0,
+                data: 0,
+            },
+        }
+    }
+
+    fn mask(&self, irq: &RemapIrq, masked: bool) {
+        if let Some((mrifs, m)) = self.mrif(irq) {
+            mrifs.mask(m, masked);
+        }
+    }
+
+    fn retrigger(&self, irq: &RemapIrq) -> bool {
+        self.mrif(irq).is_some_and(|(mrifs, m)| mrifs.retrigger(m))
+    }
+
+    fn move_owned(&self, irq: &RemapIrq, mask: &Cpumask) -> Result<CpuId> {
+        let (mrifs, m) = self.mrif(irq).ok_or(EINVAL)?;
+        mrifs.move_to(m, mask)
     }
 
     fn set_vcpu_affinity(&self, irq: &RemapIrq, vcpu: Option<VcpuTarget>) -> Result {

@@ -16,6 +16,7 @@ mod fault_queue;
 mod hw;
 mod iommu;
 mod mem;
+mod mrif;
 mod msi_page_table;
 mod ops;
 mod paging;
@@ -54,4 +55,10 @@ module! {
     authors: ["msiremap developers"],
     description: "RISC-V IOMMU driver",
     license: "GPL v2",
+    params: {
+        msi_flat: bool {
+            default: false,
+            description: "Remap MSIs with flat MSI page-table entries even where the IOMMU has MRIF mode (no isolated MSIs)",
+        },
+    },
 }

@@ -5,8 +5,16 @@
 //!
 //! C header: [`include/linux/irqchip/riscv-imsic.h`](srctree/include/linux/irqchip/riscv-imsic.h)
 
-use super::remap::IrqDomainRef;
-use crate::{bindings, cpu::CpuId};
+use super::remap::{HardIrq, IrqDomainRef, MsiMsg};
+use crate::{
+    bindings,
+    cpu::CpuId,
+    error::{to_result, Error, Result},
+    prelude::*,
+    str::CStr,
+    sync::Arc,
+};
+use core::ffi::c_void;
 
 /// Where the IMSIC interrupt files are: `base | group << group_index_shift |
 /// (hart << guest_index_bits | guest) << 12`.
@@ -153,4 +161,170 @@ impl Layout {
             }
         });
     }
+}
+
+/// What runs when a [`Notice`] arrives.
+pub trait NoticeHandler: Send + Sync + 'static {
+    /// The notice arrived, on its CPU.
+    fn notice(&self, ctx: &HardIrq);
+}
+
+/// An interrupt of the IMSIC's own domain, fixed to one CPU, that a device
+/// sends outside Linux's MSI hierarchy: an IOMMU's notice that interrupts
+/// are pending in memory-resident interrupt files (RISC-V IOMMU
+/// specification, 2.3.3), each notice standing for many interrupts.
+///
+/// It is not balanced and does not follow CPU hotplug (`IRQF_NOBALANCING |
+/// IRQF_PERCPU`): its message, [`Notice::msg`], never changes. The IMSIC
+/// re-enables it when its CPU comes back online.
+///
+/// # Invariants
+///
+/// `irq` was allocated in the IMSIC's domain and requested with
+/// `Arc::as_ptr(&handler)` as its cookie; both are undone on drop.
+pub struct Notice<T: NoticeHandler> {
+    irq: u32,
+    msg: MsiMsg,
+    handler: Arc<T>,
+}
+
+impl<T: NoticeHandler> Notice<T> {
+    /// Allocates a notice on `cpu`, named `name` in /proc/interrupts, that
+    /// runs `handler`.
+    pub fn new(name: &'static CStr, cpu: CpuId, handler: Arc<T>) -> Result<Self> {
+        let (irq, msg) = notice_alloc(cpu)?;
+        // SAFETY: `handler` lives in `Self` until after `free_irq()`; `name`
+        // is static.
+        let ret = to_result(unsafe {
+            bindings::request_threaded_irq(
+                irq,
+                Some(notice_callback::<T>),
+                None,
+                // CAST: flag constants.
+                (bindings::IRQF_NOBALANCING | bindings::IRQF_PERCPU) as _,
+                name.as_char_ptr(),
+                Arc::as_ptr(&handler).cast_mut().cast(),
+            )
+        });
+        if let Err(e) = ret {
+            // SAFETY: Allocated above, not requested.
+            unsafe { bindings::irq_domain_free_irqs(irq, 1) };
+            return Err(e);
+        }
+        // INVARIANT: allocated and requested as described.
+        Ok(Self { irq, msg, handler })
+    }
+
+    /// The message that raises the notice: the CPU's supervisor interrupt
+    /// file and the notice's identity there.
+    pub fn msg(&self) -> MsiMsg {
+        self.msg
+    }
+
+    /// The Linux interrupt number.
+    pub fn irq(&self) -> u32 {
+        self.irq
+    }
+
+    /// Makes the notice arrive (the IMSIC's retrigger: a write of its
+    /// identity to its file), as if the device had sent it.
+    pub fn raise(&self) {
+        // SAFETY: `irq` is ours and allocated (type invariant).
+        unsafe { bindings::irq_chip_retrigger_hierarchy(bindings::irq_get_irq_data(self.irq)) };
+    }
+}
+
+impl<T: NoticeHandler> Drop for Notice<T> {
+    fn drop(&mut self) {
+        // SAFETY: Requested with this cookie and allocated (type
+        // invariant); `free_irq()` waits for a running handler.
+        unsafe {
+            bindings::free_irq(self.irq, Arc::as_ptr(&self.handler).cast_mut().cast());
+            bindings::irq_domain_free_irqs(self.irq, 1);
+        }
+    }
+}
+
+/// Allocates an interrupt in the IMSIC's domain, on `cpu`, and returns it
+/// with its message; out of line, so that modules reach the IRQ core
+/// through the `kernel` crate.
+///
+/// The IMSIC's domain cannot move an interrupt that has no MSI domain above
+/// it (`imsic_irq_set_affinity()` rewrites the message through the chip
+/// above), and places new ones on the least loaded CPU: interrupts are
+/// allocated, and the others kept aside, until one lands on `cpu`.
+#[inline(never)]
+fn notice_alloc(cpu: CpuId) -> Result<(u32, MsiMsg)> {
+    let parent = msi_parent().ok_or(ENODEV)?;
+    let want = cpu_file(cpu).ok_or(ENODEV)?;
+    let mut aside = KVec::new();
+    let mut found = Err(ENOSPC);
+    for _ in 0..4 * crate::cpu::nr_cpu_ids() {
+        // SAFETY: The IMSIC's domain allocates without arguments; one
+        // interrupt, on any node.
+        let irq = unsafe {
+            bindings::__irq_domain_alloc_irqs(
+                parent.as_ptr(),
+                -1,
+                1,
+                bindings::NUMA_NO_NODE,
+                core::ptr::null_mut(),
+                false,
+                core::ptr::null(),
+            )
+        };
+        let Ok(irq) = u32::try_from(irq) else {
+            found = Err(Error::from_errno(irq));
+            break;
+        };
+        let mut m = bindings::msi_msg::default();
+        // SAFETY: `irq` is allocated; `m` is valid for writes.
+        let ret = unsafe {
+            bindings::irq_chip_compose_msi_msg(bindings::irq_get_irq_data(irq), &mut m)
+        };
+        // SAFETY: The union's fields are plain integers.
+        let (lo, hi, data) = unsafe {
+            (
+                m.__bindgen_anon_1.address_lo,
+                m.__bindgen_anon_2.address_hi,
+                m.__bindgen_anon_3.data,
+            )
+        };
+        let msg = MsiMsg {
+            address: u64::from(hi) << 32 | u64::from(lo),
+            data,
+        };
+        if ret == 0 && msg.address == want {
+            found = Ok((irq, msg));
+            break;
+        }
+        if aside.push(irq, GFP_KERNEL).is_err() {
+            // SAFETY: Allocated above, not requested.
+            unsafe { bindings::irq_domain_free_irqs(irq, 1) };
+            found = Err(ENOMEM);
+            break;
+        }
+    }
+    for irq in aside {
+        // SAFETY: Allocated above, not requested.
+        unsafe { bindings::irq_domain_free_irqs(irq, 1) };
+    }
+    found
+}
+
+/// The hard interrupt handler of a [`Notice`].
+///
+/// # Safety
+///
+/// `ptr` is the cookie `Notice::new` requested the interrupt with.
+unsafe extern "C" fn notice_callback<T: NoticeHandler>(
+    _irq: i32,
+    ptr: *mut c_void,
+) -> bindings::irqreturn_t {
+    // SAFETY: The cookie is an `Arc<T>`'s pointer, alive until `free_irq()`
+    // has waited for this handler.
+    let handler = unsafe { &*ptr.cast::<T>() };
+    // SAFETY: A hard interrupt handler, interrupts disabled.
+    handler.notice(&unsafe { HardIrq::new() });
+    bindings::irqreturn_t(bindings::irqreturn::IRQ_HANDLED.0)
 }

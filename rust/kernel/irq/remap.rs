@@ -22,12 +22,29 @@
 //! doorbell address keeps them. Mask, unmask, ack (which performs the
 //! parent's deferred moves) and retrigger go to the parent.
 //!
+//! A driver may instead make a device's interrupts end at the domain
+//! ([`Remap::owns_vectors`]): the IOMMU then delivers them itself (the
+//! RISC-V IOMMU into memory-resident interrupt files, announcing them with
+//! a notice MSI of its own), nothing is allocated in the parent (its level
+//! is trimmed off the hierarchy, `irq_domain_disconnect_hierarchy()`), and
+//! the driver composes the message, masks, retriggers and moves the
+//! interrupt. The IOMMU's notice handler runs the interrupts' handlers
+//! through [`Vector::handle`]. Such a domain rewrites every message, so it
+//! cannot be a plain parent for msi-lib's selection: like x86's and
+//! Hyper-V's remapping domains (`DOMAIN_BUS_DMAR`, `DOMAIN_BUS_AMDVI`), it is
+//! only ever found through the device (`dev_set_msi_domain()`), never by a
+//! bus token, and sets the per-device domains up with the parent's own
+//! `init_dev_msi_info`, whose chip flags still hold: masking through the
+//! parent (here), acknowledging through the parent (here, where deferred
+//! moves are done).
+//!
 //! C headers: [`include/linux/irqdomain.h`](srctree/include/linux/irqdomain.h),
 //! [`include/linux/msi.h`](srctree/include/linux/msi.h)
 
 use crate::{
     alloc::flags::GFP_KERNEL,
     bindings,
+    cpu::CpuId,
     cpumask::Cpumask,
     device::Device,
     error::{Error, Result},
@@ -107,6 +124,48 @@ fn prepare_msi(desc: NonNull<bindings::msi_desc>, pa: u64) -> Result<Option<u64>
     {
         let _ = (desc, pa);
         Ok(None)
+    }
+}
+
+/// Proof that the code holding it runs in a hard interrupt handler, with
+/// interrupts disabled: made only by the kernel crate, around the handlers
+/// it calls.
+pub struct HardIrq(());
+
+impl HardIrq {
+    /// # Safety
+    ///
+    /// The caller runs in a hard interrupt handler, interrupts disabled,
+    /// and the value does not outlive the handler.
+    pub(crate) unsafe fn new() -> Self {
+        Self(())
+    }
+}
+
+/// An interrupt that ends at a [`RemapDomain`] (see
+/// [`Remap::owns_vectors`]): its Linux interrupt number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vector(u32);
+
+impl Vector {
+    /// The interrupt numbered `irq`, as [`Vector::irq`] returned it.
+    pub fn from_irq(irq: u32) -> Self {
+        Self(irq)
+    }
+
+    /// The Linux interrupt number.
+    pub fn irq(&self) -> u32 {
+        self.0
+    }
+
+    /// Runs the interrupt's flow handler (`generic_handle_irq()`), from the
+    /// hard interrupt handler that found it pending. False if the interrupt
+    /// no longer exists.
+    pub fn handle(&self, _ctx: &HardIrq) -> bool {
+        // SAFETY: `_ctx` proves hard interrupt context with interrupts
+        // disabled, which the function requires; it looks the number up
+        // and fails for one that does not exist.
+        unsafe { bindings::generic_handle_irq(self.0) == 0 }
     }
 }
 
@@ -215,6 +274,53 @@ pub trait Remap: Send + Sync + 'static {
     fn set_vcpu_affinity(&self, _irq: &Self::Irq, _vcpu: Option<VcpuTarget>) -> Result {
         Err(ENOSYS)
     }
+
+    /// Whether `dev`'s interrupts end at this domain: the IOMMU delivers
+    /// them, nothing is allocated in the parent, and the interrupts are
+    /// allocated with [`Remap::alloc_owned`] and driven by the methods
+    /// below instead of [`Remap::alloc`], [`Remap::compose`] and
+    /// [`Remap::set_affinity`]. Must not change while `dev` has interrupts.
+    fn owns_vectors(&self, _dev: &Device) -> bool {
+        false
+    }
+
+    /// Allocates `vector`, an interrupt of `dev` that ends here; returns
+    /// what the driver keeps for it and the CPU it is handled on.
+    fn alloc_owned(
+        &self,
+        _dev: &Device,
+        _vector: Vector,
+        _desc: &mut MsiDesc<'_>,
+    ) -> Result<(Self::Irq, CpuId)> {
+        Err(ENOSYS)
+    }
+
+    /// The message the device must write for an interrupt that ends here.
+    fn message(&self, _irq: &Self::Irq) -> MsiMsg {
+        MsiMsg {
+            address: 0,
+            data: 0,
+        }
+    }
+
+    /// Masks (`true`) or unmasks an interrupt that ends here; unmasking
+    /// delivers what arrived while it was masked. Hard interrupt context
+    /// too: must not sleep.
+    fn mask(&self, _irq: &Self::Irq, _masked: bool) {}
+
+    /// Makes an interrupt that ends here fire again; whether it could.
+    fn retrigger(&self, _irq: &Self::Irq) -> bool {
+        false
+    }
+
+    /// Moves an interrupt that ends here to a CPU of `mask`, returning the
+    /// CPU; the caller then writes the new [`Remap::message`] to the
+    /// device. Until then the device may still write the old one, which
+    /// must still be delivered. Hard interrupt context too (deferred
+    /// moves): must not sleep.
+    fn move_owned(&self, _irq: &Self::Irq, _mask: &Cpumask) -> Result<CpuId> {
+        Err(ENOSYS)
+    }
 }
 
 /// Sends interrupt `irq` to a vCPU's interrupt file (`Some`), or back to
@@ -300,8 +406,11 @@ unsafe impl<T: Remap> Sync for RemapDomain<T> {}
 
 impl<T: Remap> RemapDomain<T> {
     /// Creates the domain, named `name`, on `parent`, which must be an MSI
-    /// parent domain.
-    pub fn new(name: &CStr, parent: IrqDomainRef, data: Arc<T>) -> Result<Self> {
+    /// parent domain. `isolated` claims `IRQ_DOMAIN_FLAG_ISOLATED_MSI`: no
+    /// device under the domain can raise an interrupt it was not given
+    /// (what VFIO and iommufd require before handing a device to user
+    /// space), a claim only the IOMMU's hardware can back.
+    pub fn new(name: &CStr, parent: IrqDomainRef, data: Arc<T>, isolated: bool) -> Result<Self> {
         // SAFETY: `parent` is a live domain.
         let ppops = unsafe { (*parent.as_ptr()).msi_parent_ops };
         if ppops.is_null() {
@@ -339,6 +448,9 @@ impl<T: Remap> RemapDomain<T> {
         info.ops = &Self::DOMAIN_OPS;
         info.host_data = Arc::as_ptr(&data).cast_mut().cast();
         info.parent = parent.as_ptr();
+        if isolated {
+            info.domain_flags = bindings::IRQ_DOMAIN_FLAG_ISOLATED_MSI;
+        }
         // SAFETY: `info` is complete; `pops` and the operations outlive the
         // domain (dropped after it is removed).
         let domain = unsafe { bindings::msi_create_parent_irq_domain(&mut info, pops.as_ptr()) };
@@ -373,6 +485,13 @@ impl<T: Remap> RemapDomain<T> {
     /// The domain under it.
     pub fn parent(&self) -> IrqDomainRef {
         self.parent
+    }
+
+    /// Whether the domain claims isolated MSIs (see [`RemapDomain::new`]).
+    pub fn isolated(&self) -> bool {
+        // SAFETY: Our domain is live; its flags are set at creation.
+        let flags = unsafe { (*self.domain.as_ptr()).flags };
+        flags & bindings::IRQ_DOMAIN_FLAG_ISOLATED_MSI != 0
     }
 
     /// Moves `dev`'s MSIs under this domain, if they were to go to its
@@ -434,6 +553,22 @@ impl<T: Remap> RemapDomain<T> {
         irq_set_affinity: Some(Self::set_affinity_callback),
         irq_set_vcpu_affinity: Some(Self::set_vcpu_affinity_callback),
         irq_compose_msi_msg: Some(Self::compose_callback),
+        // SAFETY: All-zero is a valid `irq_chip`.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// The chip of interrupts that end at the domain.
+    const OWN_CHIP: bindings::irq_chip = bindings::irq_chip {
+        name: c"IOMMU-IR".as_ptr(),
+        irq_ack: Some(Self::ack_owned_callback),
+        irq_mask: Some(Self::mask_callback),
+        irq_unmask: Some(Self::unmask_callback),
+        irq_retrigger: Some(Self::retrigger_callback),
+        irq_set_affinity: Some(Self::set_affinity_owned_callback),
+        irq_set_vcpu_affinity: Some(Self::set_vcpu_affinity_callback),
+        irq_compose_msi_msg: Some(Self::compose_owned_callback),
+        // CAST: a flag of the chip's flags word.
+        flags: bindings::IRQCHIP_SKIP_SET_WAKE as _,
         // SAFETY: All-zero is a valid `irq_chip`.
         ..unsafe { core::mem::zeroed() }
     };
@@ -515,14 +650,18 @@ impl<T: Remap> RemapDomain<T> {
                 },
             )
         };
+        // SAFETY: `d` is ours.
+        let this = unsafe { Self::remap(d) };
+        if this.owns_vectors(dev) {
+            // SAFETY: `d` is ours, allocating `virq..virq + nr`.
+            return unsafe { Self::alloc_owned_irqs(d, this, dev, &mut desc, virq, nr) };
+        }
         // SAFETY: The IRQ core passes our domain and the MSI allocation
         // info of the device domain above.
         let ret = unsafe { bindings::irq_domain_alloc_irqs_parent(d, virq, nr, arg) };
         if ret != 0 {
             return ret;
         }
-        // SAFETY: `d` is ours.
-        let this = unsafe { Self::remap(d) };
         for i in 0..nr {
             let res: Result = (|| {
                 // CAST: `irq_hw_number_t` is at least 32 bits wide.
@@ -566,22 +705,103 @@ impl<T: Remap> RemapDomain<T> {
         0
     }
 
+    /// Allocates `virq..virq + nr`, interrupts of `dev` that end here: our
+    /// level gets the owned chip and the driver's data, the parent's is
+    /// marked to be trimmed off the hierarchy once the allocation is done.
+    ///
+    /// # Safety
+    ///
+    /// `d` is our domain, `this` its data, allocating the interrupts for
+    /// `desc`'s device `dev`.
+    unsafe fn alloc_owned_irqs(
+        d: *mut bindings::irq_domain,
+        this: &T,
+        dev: &Device,
+        desc: &mut MsiDesc<'_>,
+        virq: u32,
+        nr: u32,
+    ) -> i32 {
+        for i in 0..nr {
+            let res: Result = (|| {
+                // CAST: `irq_hw_number_t` is at least 32 bits wide.
+                let hwirq = (virq + i) as bindings::irq_hw_number_t;
+                // SAFETY: `virq + i` is being allocated in our domain, whose
+                // parent has a level for it; the chip is static. Edge: each
+                // message is one interrupt (the parent would have set the
+                // same flow).
+                unsafe {
+                    bindings::irq_domain_set_info(
+                        d,
+                        virq + i,
+                        hwirq,
+                        &Self::OWN_CHIP,
+                        ptr::null_mut(),
+                        Some(bindings::handle_edge_irq),
+                        ptr::null_mut(),
+                        ptr::null(),
+                    );
+                    to_result(bindings::irq_domain_disconnect_hierarchy(
+                        (*d).parent,
+                        virq + i,
+                    ))?;
+                }
+                let (irq, cpu) = this.alloc_owned(dev, Vector(virq + i), desc)?;
+                let irq = KBox::new(irq, GFP_KERNEL)?;
+                // SAFETY: Set just above.
+                let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
+                // SAFETY: `data` is ours; `cpumask_of()` is a static mask.
+                // INVARIANT: the chip data is a `KBox<T::Irq>`.
+                unsafe {
+                    (*data).chip_data = KBox::into_raw(irq).cast();
+                    bindings::irq_data_update_effective_affinity(
+                        data,
+                        bindings::cpumask_of(cpu.as_u32()),
+                    );
+                }
+                Ok(())
+            })();
+            if let Err(e) = res {
+                // Nothing of the parent's to free: it allocated nothing.
+                Self::free_callback(d, virq, i);
+                for j in i..nr {
+                    // SAFETY: Our levels of the interrupts not set up.
+                    unsafe {
+                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(
+                            d,
+                            virq + j,
+                        ))
+                    };
+                }
+                return e.to_errno();
+            }
+        }
+        0
+    }
+
     extern "C" fn free_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32) {
         // SAFETY: `d` is ours.
         let this = unsafe { Self::remap(d) };
+        let mut owned = false;
         for i in 0..nr {
             // SAFETY: `virq + i` is an interrupt of ours.
             let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
             // SAFETY: `data` is valid for the call.
-            let cd = unsafe { (*data).chip_data };
+            let (cd, chip) = unsafe { ((*data).chip_data, (*data).chip) };
+            owned |= ptr::eq(chip, &Self::OWN_CHIP);
             if !cd.is_null() {
                 // SAFETY: By the type invariant a non-NULL chip data is our box.
                 let irq = unsafe { KBox::from_raw(cd.cast::<T::Irq>()) };
                 this.free(KBox::into_inner(irq));
             }
+            if owned {
+                // SAFETY: Our level of an interrupt of ours.
+                unsafe { bindings::irq_domain_reset_irq_data(data) };
+            }
         }
-        // SAFETY: Resets our level and frees the parent's.
-        unsafe { bindings::irq_domain_free_irqs_common(d, virq, nr) };
+        if !owned {
+            // SAFETY: Resets our level and frees the parent's.
+            unsafe { bindings::irq_domain_free_irqs_common(d, virq, nr) };
+        }
     }
 
     /// The driver data and the per-interrupt data of `d`; `None` until
@@ -635,12 +855,76 @@ impl<T: Remap> RemapDomain<T> {
             None => parent,
         };
         // SAFETY: `msg` is valid for writes.
-        // CAST: the address is split into its two 32-bit halves.
-        unsafe {
-            (*msg).__bindgen_anon_1.address_lo = m.address as u32;
-            (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
-            (*msg).__bindgen_anon_3.data = m.data;
+        unsafe { write_msg(msg, m) };
+    }
+
+    extern "C" fn ack_owned_callback(d: *mut bindings::irq_data) {
+        // SAFETY: The IRQ core acknowledges interrupts of ours under their
+        // descriptor's lock, where a deferred move may be done.
+        unsafe { bindings::irq_move_irq(d) };
+    }
+
+    extern "C" fn mask_callback(d: *mut bindings::irq_data) {
+        // SAFETY: As in `set_affinity_callback`.
+        if let Some((this, irq)) = unsafe { Self::irq_of(d) } {
+            this.mask(irq, true);
         }
+    }
+
+    extern "C" fn unmask_callback(d: *mut bindings::irq_data) {
+        // SAFETY: As in `set_affinity_callback`.
+        if let Some((this, irq)) = unsafe { Self::irq_of(d) } {
+            this.mask(irq, false);
+        }
+    }
+
+    extern "C" fn retrigger_callback(d: *mut bindings::irq_data) -> i32 {
+        // SAFETY: As in `set_affinity_callback`.
+        match unsafe { Self::irq_of(d) } {
+            Some((this, irq)) => i32::from(this.retrigger(irq)),
+            None => 0,
+        }
+    }
+
+    extern "C" fn set_affinity_owned_callback(
+        d: *mut bindings::irq_data,
+        mask: *const bindings::cpumask,
+        _force: bool,
+    ) -> i32 {
+        // SAFETY: As in `set_affinity_callback`.
+        let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else {
+            return ENOENT.to_errno();
+        };
+        // SAFETY: The IRQ core passes a valid mask for the call.
+        let cpus = unsafe { Cpumask::from_raw(mask) };
+        match this.move_owned(irq, cpus) {
+            Ok(cpu) => {
+                // SAFETY: `d` is valid; `cpumask_of()` is a static mask.
+                unsafe {
+                    bindings::irq_data_update_effective_affinity(
+                        d,
+                        bindings::cpumask_of(cpu.as_u32()),
+                    )
+                };
+                // The MSI domain above writes the new message.
+                // CAST: a small enum constant.
+                bindings::IRQ_SET_MASK_OK as i32
+            }
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    extern "C" fn compose_owned_callback(d: *mut bindings::irq_data, msg: *mut bindings::msi_msg) {
+        // SAFETY: As in `set_affinity_callback`.
+        let m = match unsafe { Self::irq_of(d) } {
+            Some((this, irq)) => this.message(irq),
+            None => MsiMsg {
+                address: 0,
+                data: 0,
+            },
+        };
+        // SAFETY: `msg` is valid for writes.
+        unsafe { write_msg(msg, m) };
     }
 
     extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
@@ -688,6 +972,21 @@ impl<T: Remap> Drop for RemapDomain<T> {
             bindings::irq_domain_free_fwnode(self.fwnode.as_ptr());
             drop(KBox::from_raw(self.pops.as_ptr()));
         }
+    }
+}
+
+/// Writes `m` to `msg`.
+///
+/// # Safety
+///
+/// `msg` is valid for writes.
+unsafe fn write_msg(msg: *mut bindings::msi_msg, m: MsiMsg) {
+    // SAFETY: The caller's promise.
+    // CAST: the address is split into its two 32-bit halves.
+    unsafe {
+        (*msg).__bindgen_anon_1.address_lo = m.address as u32;
+        (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
+        (*msg).__bindgen_anon_3.data = m.data;
     }
 }
 

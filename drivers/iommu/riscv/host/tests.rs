@@ -20,12 +20,13 @@ use crate::hw::{
     ddt::{self, DdtMode, DeviceContext},
     fault::FaultRecord,
     mem::{PhysMem, Words},
+    mrif,
     msi::{self, MsiGeometry},
     pgtable::PageTable,
     pte::{Mode, Prot, Pte},
     queue::Ring,
     ratelimit::RateLimit,
-    walk::{self, Access},
+    walk::{self, Access, MsiWrite},
     HwError, PAGE_SIZE,
 };
 
@@ -990,6 +991,71 @@ fn msi_writes_are_redirected_by_the_msi_table() {
     );
     // Without MSI_FLAT the table is not consulted (base format contexts).
     assert_eq!(msi::flat_target([0, 0]), None);
+}
+
+#[test]
+fn mrif_writes_set_pending_bits_of_the_device_s_own_mrif() {
+    let mem = FakeMem::new();
+    // MRIF mode's window: 256 pages around the interrupt files.
+    let g = MsiGeometry::window(0x2800_0000, 8).unwrap();
+    assert_eq!(g.span(), (0x2800_0000, 0x2810_0000));
+    assert_eq!(g.entries(), 256);
+    assert_eq!(MsiGeometry::window(0x2800_1000, 8), Err(HwError::Invalid));
+    assert_eq!(MsiGeometry::window(0x2800_0000, 13), Err(HwError::Range));
+    let table = mem.alloc_pages(g.table_order()).unwrap();
+    let mrifs = mem.alloc_pages(0).unwrap();
+    let m = mrifs + mrif::MRIF_SIZE;
+    // Entry 255 names the second MRIF, noticed to hart 1 as identity 0x7ff
+    // (the identity's 11th bit sits apart from the others).
+    let pte = msi::mrif_pte(m, 0x2800_1000, 0x7ff);
+    assert_eq!(msi::mrif_target(pte), Some((m, 0x2800_1000, 0x7ff)));
+    assert_eq!(msi::flat_target(pte), None);
+    assert_eq!(msi::mrif_target(msi::flat_pte(0x2800_1000)), None);
+    mem.poke(table + 16 * 255, pte[0]);
+    mem.poke(table + 16 * 255 + 8, pte[1]);
+    let pt = PageTable::new(&mem, Mode::Sv39x4).unwrap();
+    let ddtp = device_for(&mem, &pt, Some((table, g)));
+    let at = g.address(255);
+    for (data, word) in [(1, 0), (5, 0), (63, 0), (64, 1), (2047, 31)] {
+        assert_eq!(
+            walk::msi_write(&mem, ddtp, 0, at, data),
+            Ok(MsiWrite::Mrif {
+                pending: m + 16 * word,
+                enable: m + 16 * word + 8,
+                bit: 1 << (data % 64),
+                notice: 0x2800_1000,
+                nid: 0x7ff,
+            }),
+            "identity {data}"
+        );
+    }
+    // Above 2047: discarded by the specification.
+    assert_eq!(walk::msi_write(&mem, ddtp, 0, at, 2048), Ok(MsiWrite::Discarded));
+    // The interrupt files' own addresses are in the window: their entries
+    // are invalid, so no write of the device reaches a file.
+    assert_eq!(walk::msi_write(&mem, ddtp, 0, 0x2800_0000, 1), Err(262));
+    assert_eq!(walk::msi_write(&mem, ddtp, 0, 0x2800_1000, 1), Err(262));
+    // Outside the window: ordinary DMA, unmapped here.
+    assert_eq!(walk::msi_write(&mem, ddtp, 0, 0x3000_0000, 1), Err(23));
+    // `translate` only knows writes to addresses.
+    assert_eq!(walk::translate(&mem, ddtp, true, 0, at, Access::Write { len: 4 }), Err(263));
+}
+
+#[test]
+fn mrif_layout_used_identities_agree_with_qemu() {
+    for i in 0..mrif::IDENTITIES {
+        let spec = mrif::pending_offset(i);
+        let qemu = mrif::qemu_pending_offset(i);
+        // Identities 1 to 63, the ones the driver uses, are where both put
+        // them; from 64 on QEMU 10.0 misplaces them.
+        assert_eq!(spec == qemu, i < 64, "identity {i}");
+        assert_eq!(mrif::enable_offset(i), spec + 8);
+        // Under either layout a write of any identity stays inside the
+        // device's own MRIF.
+        assert!(spec + 16 <= mrif::MRIF_SIZE && qemu + 16 <= mrif::MRIF_SIZE);
+    }
+    assert_eq!(mrif::bit(mrif::USABLE), 1 << 63);
+    assert_eq!(mrif::pending_offset(mrif::USABLE), mrif::pending_offset(1));
 }
 
 #[test]

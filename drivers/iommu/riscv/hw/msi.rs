@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! MSI page tables, flat mode (spec 2.3.3, 9.5): which guest-physical
-//! addresses are MSI doorbells, and where each one really goes.
+//! MSI page tables (spec 2.3.3, 9.5): which guest-physical addresses are
+//! MSI doorbells, and where each one really goes: to an interrupt file
+//! (flat mode) or into a memory-resident interrupt file with a notice MSI
+//! (MRIF mode, [`super::mrif`]).
 
 use super::{
     field::{get_ppn, put_ppn, Field},
@@ -19,8 +21,45 @@ const MSI_PTE_V: Field = Field::bit(0);
 const MSI_PTE_M: Field = Field::new(2, 1);
 /// `M` = 3: basic (flat) translation, the write goes to `PPN`.
 const MSI_PTE_M_FLAT: u64 = 3;
+/// `M` = 1: MRIF mode, the write sets a pending bit in an MRIF.
+const MSI_PTE_M_MRIF: u64 = 1;
 /// Custom use (must be 0 for the IOMMU to use the entry as specified).
 const MSI_PTE_C: Field = Field::bit(63);
+/// MRIF mode, first word: the MRIF's address, bits 55:9.
+const MSI_PTE_MRIF_ADDR: Field = Field::new(53, 7);
+/// MRIF mode, second word: the notice's identity, bits 9:0 ...
+const MSI_PTE_NID: Field = Field::new(9, 0);
+/// ... and bit 10.
+const MSI_PTE_NID_MSB: Field = Field::bit(60);
+
+/// An MRIF-mode MSI PTE: writes set pending bits in the MRIF at `mrif`
+/// (512-byte aligned), and a pending bit that is enabled makes the IOMMU
+/// write identity `nid` (11 bits) to the interrupt file at `notice`.
+pub(crate) const fn mrif_pte(mrif: u64, notice: u64, nid: u32) -> [u64; 2] {
+    let nid = nid as u64;
+    [
+        MSI_PTE_V.all() | MSI_PTE_M.put(MSI_PTE_M_MRIF) | MSI_PTE_MRIF_ADDR.put(mrif >> 9),
+        put_ppn(notice) | MSI_PTE_NID.put(nid) | MSI_PTE_NID_MSB.put(nid >> 10),
+    ]
+}
+
+/// The MRIF, notice file and notice identity of an MRIF-mode MSI PTE,
+/// `None` if it is invalid or not in MRIF mode.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "decodes entries for the host tests")
+)]
+pub(crate) const fn mrif_target(pte: [u64; 2]) -> Option<(u64, u64, u32)> {
+    if !MSI_PTE_V.is_set(pte[0])
+        || MSI_PTE_M.get(pte[0]) != MSI_PTE_M_MRIF
+        || MSI_PTE_C.is_set(pte[0])
+    {
+        return None;
+    }
+    let nid = MSI_PTE_NID.get(pte[1]) | MSI_PTE_NID_MSB.get(pte[1]) << 10;
+    // CAST: 11 bits.
+    Some((MSI_PTE_MRIF_ADDR.get(pte[0]) << 9, get_ppn(pte[1]), nid as u32))
+}
 
 /// A flat MSI PTE redirecting writes to the interrupt file at `pa`.
 pub(crate) const fn flat_pte(pa: u64) -> [u64; 2] {
@@ -116,6 +155,36 @@ impl MsiGeometry {
             mask,
             pattern: (first >> PAGE_SHIFT) & !mask,
         })
+    }
+
+    /// A window of `1 << bits` doorbell pages at `base`, which must be
+    /// aligned to the window's size: the message addresses of MRIF mode,
+    /// where entries are not interrupt files but whatever the driver
+    /// chooses.
+    ///
+    /// # Errors
+    ///
+    /// [`HwError::Invalid`] for an unaligned base, [`HwError::Range`] for
+    /// more than 2^12 entries.
+    pub(crate) const fn window(base: u64, bits: u32) -> Result<Self, HwError> {
+        if bits > MAX_FILES_LOG2 {
+            return Err(HwError::Range);
+        }
+        let mask = (1 << bits) - 1;
+        if (base >> PAGE_SHIFT) & mask != 0 || base & ((1 << PAGE_SHIFT) - 1) != 0 {
+            return Err(HwError::Invalid);
+        }
+        // INVARIANT: aligned, so the pattern has the mask's bits cleared.
+        Ok(Self {
+            mask,
+            pattern: base >> PAGE_SHIFT,
+        })
+    }
+
+    /// The lowest doorbell address and the end of the highest.
+    pub(crate) const fn span(&self) -> (u64, u64) {
+        let lo = self.pattern << PAGE_SHIFT;
+        (lo, ((self.pattern | self.mask) + 1) << PAGE_SHIFT)
     }
 
     /// `msi_addr_mask`.

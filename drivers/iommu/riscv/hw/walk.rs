@@ -9,8 +9,8 @@
 //! Modelled: directory modes Off, Bare and 1-3 levels, base and extended
 //! device contexts, first stage Sv39/48/57, second stage Sv39x4/48x4/57x4,
 //! two-stage walks (first-stage table reads translated by the second stage),
-//! flat MSI page tables. Not modelled: process directories, ATS, MRIF,
-//! Svnapot, Svpbmt, hardware A/D updates (A or D clear faults). The MSI check
+//! MSI page tables in flat and MRIF mode ([`msi_write`]). Not modelled:
+//! process directories, ATS, Svnapot, Svpbmt, hardware A/D updates (A or D clear faults). The MSI check
 //! is made when the first stage is Bare, i.e. on guest-physical addresses
 //! (QEMU's riscv-iommu does the same).
 
@@ -72,35 +72,10 @@ pub(crate) fn translate(
     iova: u64,
     access: Access,
 ) -> Outcome {
-    let mode = bits(ddtp, 3, 0);
-    let levels = match mode {
-        0 => return Err(CAUSE_ALL_DISALLOWED),
-        1 => return Ok(iova),
-        2 => 1,
-        3 => 2,
-        4 => 3,
-        _ => return Err(CAUSE_ALL_DISALLOWED),
-    };
-    let d = device_id as u64;
-    let ddi = if msi_flat {
-        [bits(d, 5, 0), bits(d, 14, 6), bits(d, 23, 15)]
-    } else {
-        [bits(d, 6, 0), bits(d, 15, 7), bits(d, 23, 16)]
-    };
-    if (levels == 1 && (ddi[1] != 0 || ddi[2] != 0)) || (levels == 2 && ddi[2] != 0) {
-        return Err(CAUSE_TTYP_DISALLOWED);
+    if bits(ddtp, 3, 0) == 1 {
+        return Ok(iova);
     }
-
-    // Device directory walk.
-    let mut a = bits(ddtp, 53, 10) << 12;
-    for i in (1..levels).rev() {
-        let ddte = mem.read(a + ddi[i] * 8);
-        if ddte & 1 == 0 {
-            return Err(CAUSE_DDT_INVALID);
-        }
-        a = bits(ddte, 53, 10) << 12;
-    }
-    let dc = a + ddi[0] * if msi_flat { 64 } else { 32 };
+    let dc = context(mem, ddtp, msi_flat, device_id)?;
     let tc = mem.read(dc);
     let iohgatp = mem.read(dc + 8);
     let fsc = mem.read(dc + 24);
@@ -121,27 +96,13 @@ pub(crate) fn translate(
 
     // MSI address translation.
     if msi_flat && s_mode == 0 {
-        let msiptp = mem.read(dc + 32);
-        let mask = mem.read(dc + 40) & ((1 << 52) - 1);
-        let pattern = mem.read(dc + 48) & ((1 << 52) - 1);
-        let eligible = matches!(access, Access::Write { len: 4 }) && iova & 3 == 0;
-        if bits(msiptp, 63, 60) == 1 && eligible && (iova >> 12) & !mask == pattern & !mask {
-            let mut index = 0;
-            let mut j = 0;
-            for i in 0..52 {
-                if mask >> i & 1 == 1 {
-                    index |= ((iova >> (12 + i)) & 1) << j;
-                    j += 1;
-                }
-            }
-            let pte = mem.read((bits(msiptp, 43, 0) << 12) + index * 16);
-            if pte & 1 == 0 {
-                return Err(CAUSE_MSI_PTE_INVALID);
-            }
-            if pte >> 63 != 0 || bits(pte, 2, 1) != 3 {
+        if let Some(pte) = msi_pte(mem, dc, iova, access) {
+            let pte = pte?;
+            if bits(pte[0], 2, 1) != 3 {
+                // MRIF mode: not a write to an address (see `msi_write`).
                 return Err(CAUSE_MSI_PTE_MISCONFIGURED);
             }
-            return Ok((bits(pte, 53, 10) << 12) | (iova & 0xfff));
+            return Ok((bits(pte[0], 53, 10) << 12) | (iova & 0xfff));
         }
     }
 
@@ -251,4 +212,122 @@ fn second_stage(mem: &impl Bus, mode: u64, root: u64, gpa: u64, access: Access) 
             Step::Leaf(pa) => return Ok(pa),
         }
     }
+}
+
+/// The MSI PTE (both words) `iova` selects in the device context at `dc`,
+/// `None` when the access is no MSI of the context's window (or the
+/// context has no MSI page table): spec 2.3.3, steps 1 to 7.
+fn msi_pte(mem: &impl Bus, dc: u64, iova: u64, access: Access) -> Option<Result<[u64; 2], u32>> {
+    let msiptp = mem.read(dc + 32);
+    let mask = mem.read(dc + 40) & ((1 << 52) - 1);
+    let pattern = mem.read(dc + 48) & ((1 << 52) - 1);
+    let eligible = matches!(access, Access::Write { len: 4 }) && iova & 3 == 0;
+    if bits(msiptp, 63, 60) != 1 || !eligible || (iova >> 12) & !mask != pattern & !mask {
+        return None;
+    }
+    let mut index = 0;
+    let mut j = 0;
+    for i in 0..52 {
+        if mask >> i & 1 == 1 {
+            index |= ((iova >> (12 + i)) & 1) << j;
+            j += 1;
+        }
+    }
+    let a = (bits(msiptp, 43, 0) << 12) + index * 16;
+    let pte = [mem.read(a), mem.read(a + 8)];
+    if pte[0] & 1 == 0 {
+        return Some(Err(CAUSE_MSI_PTE_INVALID));
+    }
+    if pte[0] >> 63 != 0 || !matches!(bits(pte[0], 2, 1), 1 | 3) {
+        return Some(Err(CAUSE_MSI_PTE_MISCONFIGURED));
+    }
+    Some(Ok(pte))
+}
+
+/// What an MSI write does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum MsiWrite {
+    /// A write of the data to this address: an interrupt file (flat entry),
+    /// or memory (no MSI: translated as DMA).
+    To(u64),
+    /// MRIF mode: set `bit` in the doubleword at `pending`; if it is set in
+    /// the doubleword at `enable`, write `nid` to the file at `notice`.
+    Mrif {
+        pending: u64,
+        enable: u64,
+        bit: u64,
+        notice: u64,
+        nid: u32,
+    },
+    /// MRIF mode, an identity above 2047: discarded (spec 2.3.3; QEMU 10.0
+    /// reports fault 263 instead).
+    Discarded,
+}
+
+/// Where a 4-byte write of `data` to `iova` from `device_id` goes, MRIF
+/// mode included, with the MRIF layout of the AIA specification: identity
+/// `i`'s pending bit in the doubleword at `16·(i/64)`, its enable bit in the
+/// next one.
+pub(crate) fn msi_write(
+    mem: &impl Bus,
+    ddtp: u64,
+    device_id: u32,
+    iova: u64,
+    data: u32,
+) -> Result<MsiWrite, u32> {
+    let access = Access::Write { len: 4 };
+    // The MSI check of `translate` (first stage Bare), on the context it
+    // finds: an address outside the window is an ordinary write.
+    let dc = match context(mem, ddtp, true, device_id) {
+        Ok(dc) if mem.read(dc) & 1 != 0 && bits(mem.read(dc + 24), 63, 60) == 0 => dc,
+        _ => return translate(mem, ddtp, true, device_id, iova, access).map(MsiWrite::To),
+    };
+    let Some(pte) = msi_pte(mem, dc, iova, access) else {
+        return translate(mem, ddtp, true, device_id, iova, access).map(MsiWrite::To);
+    };
+    let pte = pte?;
+    if bits(pte[0], 2, 1) == 3 {
+        return Ok(MsiWrite::To((bits(pte[0], 53, 10) << 12) | (iova & 0xfff)));
+    }
+    if data > 2047 {
+        return Ok(MsiWrite::Discarded);
+    }
+    let mrif = bits(pte[0], 53, 7) << 9;
+    let pending = mrif + 16 * u64::from(data / 64);
+    Ok(MsiWrite::Mrif {
+        pending,
+        enable: pending + 8,
+        bit: 1 << (data % 64),
+        notice: bits(pte[1], 53, 10) << 12,
+        nid: (bits(pte[1], 9, 0) | bits(pte[1], 60, 60) << 10) as u32,
+    })
+}
+
+/// The address of `device_id`'s device context (extended if `msi_flat`),
+/// found by walking the directory `ddtp` names, which must not be Bare.
+fn context(mem: &impl Bus, ddtp: u64, msi_flat: bool, device_id: u32) -> Result<u64, u32> {
+    let levels = match bits(ddtp, 3, 0) {
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        _ => return Err(CAUSE_ALL_DISALLOWED),
+    };
+    let d = device_id as u64;
+    let ddi = if msi_flat {
+        [bits(d, 5, 0), bits(d, 14, 6), bits(d, 23, 15)]
+    } else {
+        [bits(d, 6, 0), bits(d, 15, 7), bits(d, 23, 16)]
+    };
+    if (levels == 1 && (ddi[1] != 0 || ddi[2] != 0)) || (levels == 2 && ddi[2] != 0) {
+        return Err(CAUSE_TTYP_DISALLOWED);
+    }
+    let mut a = bits(ddtp, 53, 10) << 12;
+    for i in (1..levels).rev() {
+        let ddte = mem.read(a + ddi[i] * 8);
+        if ddte & 1 == 0 {
+            return Err(CAUSE_DDT_INVALID);
+        }
+        a = bits(ddte, 53, 10) << 12;
+    }
+    Ok(a + ddi[0] * if msi_flat { 64 } else { 32 })
 }
