@@ -73,7 +73,7 @@ for group in "${groups[@]}"; do
 		append="msiremap.mode=check msiremap.group=$group $(group_var "$group" "APPEND_$arch")"
 		append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
 		qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
-			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile")"
+			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile" "$profile")"
 		t0=$SECONDS
 		status=0
 		timeout=$(group_var "$group" TIMEOUT)

@@ -38,9 +38,10 @@ group_var() {
 	)
 }
 
-# group_qemu_args GROUP ARCH DIR: the QEMU options a group adds on ARCH; a
-# group with DISK_MB gets a fresh zeroed raw disk of that size in DIR, as
-# the drive `disk0` its devices can use (drive=disk0).
+# group_qemu_args GROUP ARCH DIR [PROFILE]: the QEMU options a group adds on
+# ARCH, then on PROFILE (QEMU_PROFILE_<profile>, dashes as underscores); a group
+# with DISK_MB gets a fresh zeroed raw disk of that size in DIR, as the
+# drive `disk0` its devices can use (drive=disk0).
 group_qemu_args() {
 	local disk_mb img
 	disk_mb=$(group_var "$1" DISK_MB)
@@ -52,4 +53,5 @@ group_qemu_args() {
 		printf '%s ' "-drive if=none,id=disk0,format=raw,file=$img"
 	fi
 	group_var "$1" "QEMU_$2"
+	[ -z "${4:-}" ] || printf ' %s' "$(group_var "$1" "QEMU_PROFILE_${4//-/_}")"
 }

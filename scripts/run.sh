@@ -76,7 +76,7 @@ fi
 
 if [ -n "$group" ]; then
 	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $append"
-	qargs="$(group_qemu_args "$group" "$arch" "$BUILD/$arch") $qargs"
+	qargs="$(group_qemu_args "$group" "$arch" "$BUILD/$arch" "$profile") $qargs"
 	trace=${trace:-$(group_var "$group" TRACE)}
 fi
 append="$(trace_cmdline "$trace") $append"

@@ -559,6 +559,95 @@ static inline int msr_riscv_msi_entry(const char *bdf, unsigned long long addr,
 }
 
 /*
+ * The MSI message of interrupt `irq`, as its MSI domain last wrote it
+ * (/sys/kernel/debug/irq/irqs/<irq>). 0, or -errno.
+ */
+static inline int msr_irq_msg(int irq, unsigned long long *addr, unsigned int *data)
+{
+	char path[64], buf[8192], *lo, *hi, *d;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
+	if (msr_read(path, buf, sizeof(buf)) < 0)
+		return -errno;
+	lo = strstr(buf, "address_lo: ");
+	hi = strstr(buf, "address_hi: ");
+	d = strstr(buf, "msg_data:   ");
+	if (!lo || !hi || !d)
+		return -ENOENT;
+	*addr = strtoull(hi + 12, NULL, 16) << 32 | strtoull(lo + 12, NULL, 16);
+	*data = strtoul(d + 12, NULL, 16);
+	return 0;
+}
+
+/*
+ * Whether the RISC-V IOMMU's MSI page tables are in MRIF mode (its debugfs
+ * stats): devices' vectors then end at the remapping domain, in MRIFs of
+ * their own, and the domain claims isolated MSIs.
+ */
+static inline int msr_riscv_mrif(void)
+{
+	char stats[2048];
+
+	if (msr_riscv_iommu_file("stats", stats, sizeof(stats)) < 0)
+		return 0;
+	return strstr(stats, " mode mrif\n") != NULL;
+}
+
+/*
+ * The MRIF entries of PCI device `bdf`'s MSI table (debugfs msi): for the
+ * doorbell `addr`, the MRIF it names and its notice's file and identity
+ * (*mrif stays 0 when `addr` names none). Returns the number of MRIF
+ * entries of the device, -ENOENT when it has no table.
+ */
+static inline int msr_riscv_mrif_entry(const char *bdf, unsigned long long addr,
+				       unsigned long long *mrif, unsigned long long *notice, int *id)
+{
+	static char buf[1 << 16];
+	char want[64], *p, *end;
+	int n = 0;
+
+	*mrif = 0;
+	if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
+		return -ENOENT;
+	snprintf(want, sizeof(want), "device %s ", bdf);
+	p = strstr(buf, want);
+	if (!p)
+		return -ENOENT;
+	end = strstr(p + 1, "device ");
+	for (p = strchr(p, '\n'); p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
+		unsigned long long a, m, f;
+		int i;
+
+		if (sscanf(p, "\n  %llx -> mrif %llx notice %llx id %d", &a, &m, &f, &i) != 4)
+			continue;
+		n++;
+		if (a == addr) {
+			*mrif = m;
+			*notice = f;
+			*id = i;
+		}
+	}
+	return n;
+}
+
+/*
+ * The host interrupt file a remapped doorbell of PCI device `bdf` reaches:
+ * the doorbell's own page with flat entries, the notice file of the MRIF
+ * entry it names in MRIF mode; 0 if neither.
+ */
+static inline unsigned long long msr_doorbell_file(const char *bdf, unsigned long long addr)
+{
+	unsigned long long mrif, notice = 0;
+	int id;
+
+	if (!msr_riscv_mrif())
+		return msr_is_imsic_file(addr) ? addr & ~0xfffULL : 0;
+	if (msr_riscv_mrif_entry(bdf, addr, &mrif, &notice, &id) <= 0 || !mrif)
+		return 0;
+	return msr_is_imsic_file(notice) ? notice : 0;
+}
+
+/*
  * Whether the kernel log has a translation-fault line for a write to `iova`
  * by PCI device `bdf`: from our RISC-V IOMMU (either stage's write fault) or
  * from arm64's SMMUv3. `what` receives the expectation, for messages.

@@ -91,7 +91,7 @@ TEST(disk_msis_arrive_through_the_iommu)
  */
 TEST(disk_msis_have_remapping_entries)
 {
-	char bdf[32], path[256], name[64];
+	char bdf[32], path[256], path2[256], name[64];
 	int files[8] = { 0 }, cpus = 0, entries = 0;
 	int riscv = !strcmp(msr_arch(), "riscv64");
 	unsigned long long target = 0;
@@ -100,8 +100,8 @@ TEST(disk_msis_have_remapping_entries)
 	DIR *d;
 
 	ASSERT_EQ(0, msr_find_pci(VIRTIO_VENDOR, VIRTIO_BLK, 0, bdf, sizeof(bdf)));
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
-	d = opendir(path);
+	snprintf(path2, sizeof(path2), "/sys/bus/pci/devices/%s/msi_irqs", bdf);
+	d = opendir(path2);
 	ASSERT_NE(NULL, d);
 	while ((de = readdir(d))) {
 		char buf[4096];
@@ -122,6 +122,26 @@ TEST(disk_msis_have_remapping_entries)
 	closedir(d);
 	if (!riscv)
 		return;
+	if (msr_riscv_mrif()) {
+		/* Each vector names an MRIF of the disk's noticed to its CPU. */
+		ASSERT_NE(NULL, d = opendir(path2));
+		while ((de = readdir(d))) {
+			unsigned long long addr = 0, mrif, notice = 0;
+			unsigned int data;
+			int id, irq = atoi(de->d_name);
+
+			if (de->d_name[0] == '.')
+				continue;
+			ASSERT_EQ(0, msr_irq_msg(irq, &addr, &data));
+			EXPECT_LE(2, msr_riscv_mrif_entry(bdf, addr, &mrif, &notice, &id));
+			EXPECT_NE(0, mrif) TH_LOG("vector %d: %#llx", irq, addr);
+			snprintf(path, sizeof(path), "/proc/irq/%d/effective_affinity_list", irq);
+			ASSERT_LT(0, msr_read(path, name, sizeof(name)));
+			EXPECT_EQ(msr_imsic_file(atoi(name)), notice) TH_LOG("vector %d", irq);
+		}
+		closedir(d);
+		return;
+	}
 	for (int cpu = 0; cpu < 8; cpu++) {
 		if (!files[cpu])
 			continue;

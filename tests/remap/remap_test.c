@@ -86,9 +86,30 @@ FIXTURE_TEARDOWN(remap)
 }
 
 /*
- * edu's MSI goes through the IOMMU's remapping domain, between its PCI/MSI
- * domain and the IMSIC, and arrives; its table has one valid entry, for the
- * file the message targets, held by its one vector.
+ * Checks that edu's message (`addr`, `data`) names an MRIF of its own whose
+ * notice goes to `cpu`'s file, with an identity the driver uses (1 to 63),
+ * and that the device has an MRIF entry for each of the two CPUs.
+ */
+static void expect_mrif_message(struct __test_metadata *_metadata, const char *bdf,
+				unsigned long long addr, unsigned int data, int cpu)
+{
+	unsigned long long mrif, notice = 0;
+	int id = -1;
+
+	EXPECT_EQ(2, msr_riscv_mrif_entry(bdf, addr, &mrif, &notice, &id));
+	EXPECT_NE(0, mrif) TH_LOG("no MRIF entry at %#llx", addr);
+	EXPECT_EQ(msr_imsic_file(cpu), notice);
+	EXPECT_LE(1, data);
+	EXPECT_GE(63, data);
+}
+
+/*
+ * edu's MSI goes through the IOMMU's remapping domain and arrives. With
+ * flat entries the domain sits between its PCI/MSI domain and the IMSIC,
+ * and its table has one valid entry, for the file the message targets,
+ * held by its one vector. In MRIF mode the interrupt ends at the domain
+ * (the IMSIC level is trimmed off): the message names an MRIF of edu's
+ * whose notice goes to the CPU the interrupt is affine to.
  */
 TEST_F(remap, msi_goes_through_the_remapping_domain)
 {
@@ -102,9 +123,15 @@ TEST_F(remap, msi_goes_through_the_remapping_domain)
 	EXPECT_NE(NULL, strstr(buf, "domain:  IR-PCI-MSI-")) TH_LOG("%s", buf);
 	EXPECT_NE(NULL, strstr(buf, "domain:  riscv-iommu-ir-")) TH_LOG("%s", buf);
 	EXPECT_NE(NULL, strstr(buf, "chip:    IOMMU-IR")) TH_LOG("%s", buf);
+	EXPECT_EQ(!msr_riscv_mrif(), !!strstr(buf, "chip:    IMSIC")) TH_LOG("%s", buf);
 
 	ASSERT_EQ(0, edu_raise(self->dir, 50));
 	EXPECT_EQ(before + 50, edu_stat(self->dir, "interrupts"));
+	if (msr_riscv_mrif()) {
+		expect_mrif_message(_metadata, self->bdf, self->addr, self->data,
+				    effective_cpu(self->irq));
+		return;
+	}
 	EXPECT_EQ(msr_imsic_file(effective_cpu(self->irq)), self->addr);
 
 	EXPECT_EQ(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
@@ -149,7 +176,9 @@ TEST_F(remap, msi_to_a_file_not_given_is_blocked)
  * Moving the interrupt to the other hart moves it in the IMSIC and in the
  * table: the message targets the new hart's file, whose entry is valid, and
  * the count rises there. The previous file stays valid until the next move
- * (MSIs sent before the move may still be in flight), never longer.
+ * (MSIs sent before the move may still be in flight), never longer. In
+ * MRIF mode the message moves to the MRIF noticed to the new hart, in the
+ * same set (same identity, no table change).
  */
 TEST_F(remap, smp_affinity_moves_the_interrupt_and_its_entry)
 {
@@ -175,6 +204,11 @@ TEST_F(remap, smp_affinity_moves_the_interrupt_and_its_entry)
 		EXPECT_EQ(on_to + 10, irq_count_on(self->irq, to));
 
 		ASSERT_EQ(0, msr_pci_msi(self->bdf, &addr, &data, &self->addr_off, &self->data_off));
+		if (msr_riscv_mrif()) {
+			expect_mrif_message(_metadata, self->bdf, addr, data, to);
+			EXPECT_EQ(self->data, data);
+			continue;
+		}
 		EXPECT_EQ(msr_imsic_file(to), addr);
 		n = msr_riscv_msi_entry(self->bdf, addr, &target, &refs, &vcpu);
 		EXPECT_EQ(1, refs);
@@ -220,6 +254,33 @@ TEST_F(remap, vcpu_affinity_redirects_to_a_guest_file)
 
 	count = edu_stat(self->dir, "interrupts");
 	faults = msr_riscv_iommu_stat("faults");
+	if (msr_riscv_mrif()) {
+		/*
+		 * MRIF mode: edu's own doorbell names an MRIF, busy. A VMM's
+		 * guest programs the device with the guest file's address, in
+		 * the window, whose entry is then redirected.
+		 */
+		guest = msr_imsic_file(effective_cpu(self->irq)) + 0x1000;
+		snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
+		EXPECT_EQ(-EBUSY, msr_write(path, req));
+		snprintf(req, sizeof(req), "%#llx %#llx", guest, guest);
+		ASSERT_EQ(0, msr_write(path, req));
+		EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, guest, &target, &refs, &vcpu));
+		EXPECT_EQ(guest, target);
+		EXPECT_EQ(1, vcpu);
+		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)guest));
+		EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
+		EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
+		EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
+		/* Back to the host: the guest file's entry is invalid again. */
+		ASSERT_EQ(0, msr_write(path, "off"));
+		EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
+		EXPECT_LT(faults, msr_riscv_iommu_stat("faults"));
+		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)self->addr));
+		ASSERT_EQ(0, edu_raise(self->dir, 5));
+		EXPECT_EQ(count + 5, edu_stat(self->dir, "interrupts"));
+		return;
+	}
 	snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
 	ASSERT_EQ(0, msr_write(path, req));
 	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
@@ -285,7 +346,9 @@ TEST_F(remap, the_domain_stays_when_the_iommu_domain_changes)
 /*
  * Every table change is traced (iommu:msi_remap): moving the vector to the
  * other hart makes the new file's entry valid, naming the device, the
- * doorbell, its target and the vectors using it.
+ * doorbell, its target and the vectors using it. In MRIF mode moves change
+ * no entry; rebinding edu frees its set of MRIFs and makes a new one, whose
+ * entries are traced with the MRIF as their target.
  */
 TEST_F(remap, table_updates_are_traced)
 {
@@ -295,6 +358,23 @@ TEST_F(remap, table_updates_are_traced)
 
 	ASSERT_EQ(0, msr_write("/sys/kernel/tracing/trace", ""));
 	ASSERT_EQ(0, msr_iommu_event("msi_remap", "1"));
+	if (msr_riscv_mrif()) {
+		unsigned long long addr, mrif, notice;
+		unsigned int data;
+		int id;
+
+		ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", self->bdf));
+		ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", self->bdf));
+		msr_iommu_event("msi_remap", "0");
+		ASSERT_EQ(0, msr_pci_msi(self->bdf, &addr, &data, &self->addr_off, &self->data_off));
+		ASSERT_EQ(2, msr_riscv_mrif_entry(self->bdf, addr, &mrif, &notice, &id));
+		ASSERT_LT(0, msr_read("/sys/kernel/tracing/trace", trace, sizeof(trace)));
+		snprintf(want, sizeof(want),
+			 " msi_remap: IOMMU:%s msi addr=0x%016llx target=0x%016llx refs=0\n",
+			 self->bdf, addr, mrif);
+		EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("no %s in:\n%s", want, trace);
+		return;
+	}
 	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", self->irq);
 	snprintf(mask, sizeof(mask), "%d", to);
 	ASSERT_EQ(0, msr_write(path, mask));

@@ -256,7 +256,8 @@ TEST_F(sw_msi, maps_into_the_region_are_refused)
 /*
  * Every raise of every vector is signalled once on its eventfd, none lost,
  * none extra. edu's message carries an IOVA in the window where MSIs are
- * translated, an IMSIC file's address where tables remap them.
+ * translated, an IMSIC file's or an MRIF entry's address where tables
+ * remap them.
  */
 TEST_F(sw_msi, every_msi_lands_once)
 {
@@ -269,7 +270,7 @@ TEST_F(sw_msi, every_msi_lands_once)
 		TH_LOG("edu writes its MSI to %#llx", addr);
 		EXPECT_TRUE(overlaps(addr, addr + 3, self->start, self->end));
 		if (!msr_msis_translated()) {
-			EXPECT_TRUE(msr_is_imsic_file(addr));
+			EXPECT_NE(0, msr_doorbell_file(self->d.bdf, addr));
 		}
 	}
 }
@@ -401,7 +402,8 @@ TEST(two_devices_in_two_iommufd_contexts)
  * domain. Where MSIs are translated, dma-iommu maps the doorbell at an
  * IOVA of its own (not the window, which only iommufd uses) and the
  * message carries it; where tables remap them, the message keeps the IMSIC
- * file's address. Either way its MSIs land.
+ * file's address (flat) or an MRIF entry's (MRIF mode). Either way its
+ * MSIs land.
  */
 TEST(dma_api_domains_map_the_doorbells)
 {
@@ -417,7 +419,7 @@ TEST(dma_api_domains_map_the_doorbells)
 	ASSERT_EQ(0, msr_msi_region(bdf, &start, &end));
 	TH_LOG("edu writes its MSI to %#llx", addr);
 	if (!msr_msis_translated()) {
-		EXPECT_TRUE(msr_is_imsic_file(addr));
+		EXPECT_NE(0, msr_doorbell_file(bdf, addr));
 	} else {
 		EXPECT_FALSE(overlaps(addr, addr + 3, start, end));
 		if (riscv) {

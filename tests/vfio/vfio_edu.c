@@ -60,6 +60,51 @@ FIXTURE_VARIANT(vfio_edu)
 FIXTURE_VARIANT_ADD(vfio_edu, small) { .len = 64 };
 FIXTURE_VARIANT_ADD(vfio_edu, page) { .len = PAGE };
 
+#define UNSAFE_PARAM "/sys/module/iommufd/parameters/allow_unsafe_interrupts"
+
+/* Binds `bdf`'s VFIO cdev to a new iommufd context and closes both: 0 or -errno. */
+static int try_bind(const char *bdf)
+{
+	int iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC), devfd, ret;
+
+	if (iommufd < 0)
+		return -errno;
+	devfd = _vfio_cdev_open(bdf);
+	ret = devfd < 0 ? devfd : _vfio_bind_iommufd(devfd, iommufd, NULL);
+	if (devfd >= 0)
+		close(devfd);
+	close(iommufd);
+	return ret;
+}
+
+/*
+ * iommufd hands a device to user space only where its MSIs are isolated
+ * (IRQ_DOMAIN_FLAG_ISOLATED_MSI in its MSI domain's hierarchy), unless
+ * allow_unsafe_interrupts is set. arm64's ITS and riscv64's remapping
+ * domain in MRIF mode are isolated: their profiles leave the parameter
+ * off, and the bind works. Flat entries, no tables or sw_msi are not:
+ * their profiles set it, and without it the bind fails with EPERM.
+ */
+TEST(bind_requires_isolated_msis)
+{
+	int isolated = strcmp(msr_arch(), "riscv64") || msr_riscv_mrif();
+	char bdf[32], param[8] = "";
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	ASSERT_LT(0, msr_read(UNSAFE_PARAM, param, sizeof(param)));
+	EXPECT_EQ(isolated ? 'N' : 'Y', param[0]) TH_LOG("profile %s", msr_profile());
+	ASSERT_EQ(0, _vfio_pci_take(bdf));
+	if (isolated) {
+		EXPECT_EQ(0, try_bind(bdf));
+	} else {
+		ASSERT_EQ(0, msr_write(UNSAFE_PARAM, "N"));
+		EXPECT_EQ(-EPERM, try_bind(bdf));
+		ASSERT_EQ(0, msr_write(UNSAFE_PARAM, "Y"));
+		EXPECT_EQ(0, try_bind(bdf));
+	}
+	_vfio_pci_release(bdf);
+}
+
 /* Fills page A with a pattern and B with a guard, copies A to B through edu. */
 static int round_trip(volatile uint32_t *bar, uint8_t *buf, uint32_t len)
 {

@@ -353,17 +353,16 @@ impl Remap for Remapper {
                 // Only an interrupt file may become a target, and only a
                 // guest file: never memory, never a host file.
                 let doorbell = v.msi_addr & !(PAGE_SIZE - 1);
-                if t.geometry.index(v.target).is_none()
-                    || v.target & (PAGE_SIZE - 1) != 0
-                    || is_host_file(v.target)
-                {
+                if !is_guest_file(v.target) {
                     return Err(EINVAL);
                 }
+                // Nothing changes if the doorbell cannot be redirected.
+                t.redirect(doorbell, Some(v.target))?;
                 let old = irq.vcpu.xchg(doorbell, Relaxed);
                 if old != NONE && old != doorbell {
                     t.redirect(old, None)?;
                 }
-                t.redirect(doorbell, Some(v.target))
+                Ok(())
             }
             None => {
                 let old = irq.vcpu.xchg(NONE, Relaxed);
@@ -376,7 +375,7 @@ impl Remap for Remapper {
     }
 }
 
-/// Whether `addr` is some CPU's supervisor interrupt file.
-fn is_host_file(addr: u64) -> bool {
-    imsic::cpu_files().any(|(_, f)| f == addr)
+/// Whether `addr` is a guest interrupt file of some CPU's hart.
+fn is_guest_file(addr: u64) -> bool {
+    imsic::cpu_files().any(|(c, _)| (1..64).any(|g| imsic::guest_file(c, g) == Some(addr)))
 }
