@@ -80,47 +80,95 @@ pub(crate) struct SetList {
     strays: Atomic<u64>,
 }
 
+impl SetList {
+    /// Adds `set`. The caller serialises changes ([`Mrifs::alloc`]'s
+    /// mutex), so the list cannot grow between sizing and filling a new
+    /// vector; nothing is allocated or freed under the raw spinlock, where
+    /// the allocator's locks must not be taken.
+    fn add(&self, set: Arc<MrifSet>) -> Result {
+        let len = self.sets.lock().len();
+        let mut fresh = KVec::with_capacity(len + 1, GFP_KERNEL)?;
+        let mut sets = self.sets.lock();
+        if fresh.capacity() <= sets.len() {
+            // Not serialised after all.
+            return Err(EBUSY);
+        }
+        for s in sets.iter() {
+            // Within capacity: never fails, never allocates.
+            let _ = fresh.push_within_capacity(s.clone());
+        }
+        let _ = fresh.push_within_capacity(set);
+        core::mem::swap(&mut *sets, &mut fresh);
+        drop(sets);
+        // The old vector is freed here, unlocked.
+        drop(fresh);
+        Ok(())
+    }
+}
+
 /// The notice handler of one CPU.
 struct NoticeCpu {
     cpu: u32,
     list: Arc<SetList>,
 }
 
+/// Sets a notice handler takes off the list at a time, to run their
+/// vectors' handlers without the list's lock.
+const BATCH: usize = 8;
+
 impl NoticeHandler for NoticeCpu {
     fn notice(&self, ctx: &HardIrq) {
         let list = &self.list;
         list.notices.fetch_add(1, Relaxed);
         let mut found = false;
-        // Held while the handlers run: a set (and its vectors' numbers)
-        // cannot go away under them.
-        let sets = list.sets.lock();
-        for set in sets.iter() {
-            let Some(w) = set.words(self.cpu) else {
-                continue;
-            };
-            let fire = w.read(PENDING) & w.read(ENABLE) & !1;
-            if fire == 0 {
-                continue;
-            }
-            found = true;
-            // Only the bits seen: one the IOMMU sets meanwhile stays
-            // pending, and its own notice follows.
-            update(w, PENDING, |p| p & !fire);
-            let mut bits = fire;
-            while bits != 0 {
-                let id = bits.trailing_zeros();
-                bits &= bits - 1;
-                // CAST: below 64.
-                match set.vectors[id as usize].load(Acquire) {
-                    0 => list.strays.fetch_add(1, Relaxed),
-                    v => {
-                        if Vector::from_irq(v).handle(ctx) {
-                            list.delivered.fetch_add(1, Relaxed)
-                        } else {
-                            list.strays.fetch_add(1, Relaxed)
-                        }
+        let mut next = 0;
+        loop {
+            // Under the raw spinlock only: take the bits pending and
+            // enabled (only those seen: one the IOMMU sets meanwhile stays
+            // pending, and its own notice follows) and a reference to their
+            // sets. Vectors' handlers take spinlocks, which must not nest in
+            // a raw one; a set is only freed once every notice handler that
+            // may hold it has finished (`Mrifs::free`).
+            let mut batch: [Option<(Arc<MrifSet>, u64)>; BATCH] = Default::default();
+            let mut n = 0;
+            let more = {
+                let sets = list.sets.lock();
+                while next < sets.len() && n < BATCH {
+                    let set = &sets[next];
+                    next += 1;
+                    let Some(w) = set.words(self.cpu) else {
+                        continue;
+                    };
+                    let fire = w.read(PENDING) & w.read(ENABLE) & !1;
+                    if fire != 0 {
+                        update(w, PENDING, |p| p & !fire);
+                        batch[n] = Some((set.clone(), fire));
+                        n += 1;
                     }
-                };
+                }
+                next < sets.len()
+            };
+            for (set, fire) in batch.iter().flatten() {
+                found = true;
+                let mut bits = *fire;
+                while bits != 0 {
+                    let id = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    // CAST: below 64.
+                    match set.vectors[id as usize].load(Acquire) {
+                        0 => list.strays.fetch_add(1, Relaxed),
+                        v => {
+                            if Vector::from_irq(v).handle(ctx) {
+                                list.delivered.fetch_add(1, Relaxed)
+                            } else {
+                                list.strays.fetch_add(1, Relaxed)
+                            }
+                        }
+                    };
+                }
+            }
+            if !more {
+                break;
             }
         }
         if !found {
@@ -327,7 +375,11 @@ impl Mrifs {
 
     /// Allocates `vector`, of the device whose table is `table`; returns it
     /// and its CPU.
-    pub(crate) fn alloc(&self, table: &Arc<MsiPageTable>, vector: Vector) -> Result<(MrifIrq, CpuId)> {
+    pub(crate) fn alloc(
+        &self,
+        table: &Arc<MsiPageTable>,
+        vector: Vector,
+    ) -> Result<(MrifIrq, CpuId)> {
         let _g = self.alloc.lock();
         let found = self
             .list
@@ -341,7 +393,7 @@ impl Mrifs {
             None => {
                 let set = MrifSet::new(table, &self.notices)?;
                 let id = set.claim(vector).ok_or(ENOSPC)?;
-                self.list.sets.lock().push(set.clone(), GFP_ATOMIC)?;
+                self.list.add(set.clone())?;
                 (set, id)
             }
         };
@@ -376,15 +428,26 @@ impl Mrifs {
         }
         // CAST: below 64.
         irq.set.vectors[irq.id as usize].store(0, Release);
+        // A notice handler that read the vector's number has returned:
+        // the number may be reused.
+        self.synchronize();
         let _g = self.alloc.lock();
         if irq.set.is_empty() {
             // Under the list's lock: no handler is in the set afterwards.
-            self.list
-                .sets
-                .lock()
-                .retain(|s| !Arc::ptr_eq(s, &irq.set));
+            let removed = {
+                let mut sets = self.list.sets.lock();
+                match sets.iter().position(|s| Arc::ptr_eq(s, &irq.set)) {
+                    Some(i) => sets.remove(i).ok(),
+                    None => None,
+                }
+            };
+            // Off the list: once the handlers that may hold it have
+            // returned, ours is the last reference. Dropped here, not under
+            // the raw spinlock nor in a handler: it invalidates the set's
+            // entries and frees its pages.
+            self.synchronize();
+            drop(removed);
         }
-        // Dropping the last reference invalidates its entries and frees it.
     }
 
     /// The message of `irq`.
@@ -423,6 +486,13 @@ impl Mrifs {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Waits for every notice handler running to return.
+    fn synchronize(&self) {
+        for n in self.notices.iter().flatten() {
+            n.synchronize();
         }
     }
 

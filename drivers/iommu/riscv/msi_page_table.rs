@@ -262,7 +262,10 @@ impl MsiPageTable {
     /// away from the interrupt files' addresses a vCPU redirect names.
     pub(crate) fn add_mrif(&self, mrif: u64, notice: MsiMsg) -> Result<usize> {
         let mut e = self.entries.lock();
-        let i = (0..e.refs.len()).rev().find(|&i| e.is_free(i)).ok_or(ENOSPC)?;
+        let i = (0..e.refs.len())
+            .rev()
+            .find(|&i| e.is_free(i))
+            .ok_or(ENOSPC)?;
         e.mrif[i] = Some((mrif, notice));
         self.update(&e, i);
         Ok(i)

@@ -200,8 +200,8 @@ impl<T: NoticeHandler> Notice<T> {
                 irq,
                 Some(notice_callback::<T>),
                 None,
-                // CAST: flag constants.
-                (bindings::IRQF_NOBALANCING | bindings::IRQF_PERCPU) as _,
+                // CAST: flag constants, widened.
+                (bindings::IRQF_NOBALANCING | bindings::IRQF_PERCPU) as crate::ffi::c_ulong,
                 name.as_char_ptr(),
                 Arc::as_ptr(&handler).cast_mut().cast(),
             )
@@ -224,6 +224,13 @@ impl<T: NoticeHandler> Notice<T> {
     /// The Linux interrupt number.
     pub fn irq(&self) -> u32 {
         self.irq
+    }
+
+    /// Waits for a handler of the notice running on any CPU to return
+    /// (`synchronize_irq()`). Sleeps.
+    pub fn synchronize(&self) {
+        // SAFETY: `irq` is ours and requested (type invariant).
+        unsafe { bindings::synchronize_irq(self.irq) };
     }
 
     /// Makes the notice arrive (the IMSIC's retrigger: a write of its
@@ -279,9 +286,8 @@ fn notice_alloc(cpu: CpuId) -> Result<(u32, MsiMsg)> {
         };
         let mut m = bindings::msi_msg::default();
         // SAFETY: `irq` is allocated; `m` is valid for writes.
-        let ret = unsafe {
-            bindings::irq_chip_compose_msi_msg(bindings::irq_get_irq_data(irq), &mut m)
-        };
+        let ret =
+            unsafe { bindings::irq_chip_compose_msi_msg(bindings::irq_get_irq_data(irq), &mut m) };
         // SAFETY: The union's fields are plain integers.
         let (lo, hi, data) = unsafe {
             (

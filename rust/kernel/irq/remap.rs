@@ -567,8 +567,8 @@ impl<T: Remap> RemapDomain<T> {
         irq_set_affinity: Some(Self::set_affinity_owned_callback),
         irq_set_vcpu_affinity: Some(Self::set_vcpu_affinity_callback),
         irq_compose_msi_msg: Some(Self::compose_owned_callback),
-        // CAST: a flag of the chip's flags word.
-        flags: bindings::IRQCHIP_SKIP_SET_WAKE as _,
+        // CAST: a flag of the chip's flags word, widened.
+        flags: bindings::IRQCHIP_SKIP_SET_WAKE as crate::ffi::c_ulong,
         // SAFETY: All-zero is a valid `irq_chip`.
         ..unsafe { core::mem::zeroed() }
     };

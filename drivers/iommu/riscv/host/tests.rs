@@ -1030,7 +1030,10 @@ fn mrif_writes_set_pending_bits_of_the_device_s_own_mrif() {
         );
     }
     // Above 2047: discarded by the specification.
-    assert_eq!(walk::msi_write(&mem, ddtp, 0, at, 2048), Ok(MsiWrite::Discarded));
+    assert_eq!(
+        walk::msi_write(&mem, ddtp, 0, at, 2048),
+        Ok(MsiWrite::Discarded)
+    );
     // The interrupt files' own addresses are in the window: their entries
     // are invalid, so no write of the device reaches a file.
     assert_eq!(walk::msi_write(&mem, ddtp, 0, 0x2800_0000, 1), Err(262));
@@ -1038,7 +1041,10 @@ fn mrif_writes_set_pending_bits_of_the_device_s_own_mrif() {
     // Outside the window: ordinary DMA, unmapped here.
     assert_eq!(walk::msi_write(&mem, ddtp, 0, 0x3000_0000, 1), Err(23));
     // `translate` only knows writes to addresses.
-    assert_eq!(walk::translate(&mem, ddtp, true, 0, at, Access::Write { len: 4 }), Err(263));
+    assert_eq!(
+        walk::translate(&mem, ddtp, true, 0, at, Access::Write { len: 4 }),
+        Err(263)
+    );
 }
 
 #[test]

@@ -58,7 +58,11 @@ pub(crate) const fn mrif_target(pte: [u64; 2]) -> Option<(u64, u64, u32)> {
     }
     let nid = MSI_PTE_NID.get(pte[1]) | MSI_PTE_NID_MSB.get(pte[1]) << 10;
     // CAST: 11 bits.
-    Some((MSI_PTE_MRIF_ADDR.get(pte[0]) << 9, get_ppn(pte[1]), nid as u32))
+    Some((
+        MSI_PTE_MRIF_ADDR.get(pte[0]) << 9,
+        get_ppn(pte[1]),
+        nid as u32,
+    ))
 }
 
 /// A flat MSI PTE redirecting writes to the interrupt file at `pa`.
