@@ -527,22 +527,37 @@ static inline int msr_is_imsic_file(unsigned long long addr)
  * -ENOENT when the device has no table; *refs is -1 when `addr` has no
  * valid entry.
  */
-static inline int msr_riscv_msi_entry(const char *bdf, unsigned long long addr,
-				      unsigned long long *target, int *refs, int *vcpu)
+/*
+ * The lines of PCI device `bdf`'s table in the IOMMU's debugfs `msi` file,
+ * from *p (the newline before the first) to *end (NULL: the file's end);
+ * 0, or -ENOENT when the device has no table. A static buffer.
+ */
+static inline int msr_riscv_msi_section(const char *bdf, char **p, char **end)
 {
 	static char buf[1 << 16];
-	char want[64], *p, *end;
-	int n = 0;
+	char want[64];
 
-	*refs = -1;
 	if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
 		return -ENOENT;
 	snprintf(want, sizeof(want), "device %s ", bdf);
-	p = strstr(buf, want);
-	if (!p)
+	*p = strstr(buf, want);
+	if (!*p)
 		return -ENOENT;
-	end = strstr(p + 1, "device ");
-	for (p = strchr(p, '\n'); p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
+	*end = strstr(*p + 1, "device ");
+	*p = strchr(*p, '\n');
+	return 0;
+}
+
+static inline int msr_riscv_msi_entry(const char *bdf, unsigned long long addr,
+				      unsigned long long *target, int *refs, int *vcpu)
+{
+	char *p, *end;
+	int n = 0;
+
+	*refs = -1;
+	if (msr_riscv_msi_section(bdf, &p, &end))
+		return -ENOENT;
+	for (; p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
 		unsigned long long a, t;
 		int r, len = 0;
 
@@ -602,19 +617,13 @@ static inline int msr_riscv_mrif(void)
 static inline int msr_riscv_mrif_entry(const char *bdf, unsigned long long addr,
 				       unsigned long long *mrif, unsigned long long *notice, int *id)
 {
-	static char buf[1 << 16];
-	char want[64], *p, *end;
+	char *p, *end;
 	int n = 0;
 
 	*mrif = 0;
-	if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
+	if (msr_riscv_msi_section(bdf, &p, &end))
 		return -ENOENT;
-	snprintf(want, sizeof(want), "device %s ", bdf);
-	p = strstr(buf, want);
-	if (!p)
-		return -ENOENT;
-	end = strstr(p + 1, "device ");
-	for (p = strchr(p, '\n'); p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
+	for (; p && *p && (!end || p < end); p = strchr(p + 1, '\n')) {
 		unsigned long long a, m, f;
 		int i;
 
