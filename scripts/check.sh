@@ -54,7 +54,8 @@ mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/gr
 declare -A built=()
 for group in "${groups[@]}"; do
 	[ -f "$TOP/tests/$group/group.conf" ] || die "no test group '$group' (tests/$group/group.conf)"
-	for profile in $(group_var "$group" PROFILES); do
+	# SOAK_PROFILES: soak-length runs, only in `make soak` (CHECK_SOAK=1).
+	for profile in $(group_var "$group" PROFILES) ${CHECK_SOAK:+$(group_var "$group" SOAK_PROFILES)}; do
 		if [ -n "${CHECK_PROFILES:-}" ] && [[ " $CHECK_PROFILES " != *" $profile "* ]]; then
 			continue
 		fi

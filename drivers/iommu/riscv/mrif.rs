@@ -36,7 +36,7 @@ use kernel::{
     sync::{
         atomic::{Acquire, Atomic, Relaxed, Release},
         lock::raw_spinlock::RawSpinLockIrq,
-        Arc, Mutex,
+        Arc, Mutex, SetOnce,
     },
 };
 
@@ -315,12 +315,16 @@ pub(crate) struct MrifIrq {
     masked: Atomic<u32>,
 }
 
+/// The notices of every CPU with an interrupt file, indexed by CPU.
+type Notices = KVec<Option<Notice<NoticeCpu>>>;
+
 /// The MRIFs and notices of one IOMMU.
 #[pin_data]
 pub(crate) struct Mrifs {
     list: Arc<SetList>,
-    /// Indexed by CPU.
-    notices: KVec<Option<Notice<NoticeCpu>>>,
+    /// Made at probe, never changed afterwards (read in hard interrupt
+    /// context).
+    notices: SetOnce<Notices>,
     /// Serialises the making and freeing of sets.
     #[pin]
     alloc: Mutex<()>,
@@ -329,7 +333,6 @@ pub(crate) struct Mrifs {
 }
 
 impl Mrifs {
-    /// A notice on every CPU with an interrupt file.
     pub(crate) fn new() -> Result<impl PinInit<Self, Error>> {
         let list = Arc::pin_init(
             try_pin_init!(SetList {
@@ -341,7 +344,10 @@ impl Mrifs {
             }),
             GFP_KERNEL,
         )?;
-        let mut notices = KVec::new();
+        // At probe: allocating them with the first vector would take the
+        // IMSIC's domain mutex, which that allocation already holds (the
+        // hierarchy shares its root's).
+        let mut made = KVec::new();
         for c in 0..kernel::cpu::nr_cpu_ids() {
             let notice = match CpuId::from_u32(c).filter(|&c| imsic::cpu_file(c).is_some()) {
                 Some(cpu) => Some(Notice::new(
@@ -357,8 +363,10 @@ impl Mrifs {
                 )?),
                 None => None,
             };
-            notices.push(notice, GFP_KERNEL)?;
+            made.push(notice, GFP_KERNEL)?;
         }
+        let notices = SetOnce::new();
+        notices.populate(made);
         Ok(try_pin_init!(Self {
             list,
             notices,
@@ -367,10 +375,15 @@ impl Mrifs {
         }))
     }
 
+    /// The notices, none before the first set.
+    fn notices(&self) -> &[Option<Notice<NoticeCpu>>] {
+        self.notices.as_ref().map_or(&[], |n| n)
+    }
+
     /// The notice of `cpu`.
     fn notice(&self, cpu: u32) -> Option<&Notice<NoticeCpu>> {
         // CAST: CPU numbers fit.
-        self.notices.get(cpu as usize)?.as_ref()
+        self.notices().get(cpu as usize)?.as_ref()
     }
 
     /// Allocates `vector`, of the device whose table is `table`; returns it
@@ -391,18 +404,19 @@ impl Mrifs {
         let (set, id) = match found {
             Some(f) => f,
             None => {
-                let set = MrifSet::new(table, &self.notices)?;
+                let set = MrifSet::new(table, self.notices())?;
                 let id = set.claim(vector).ok_or(ENOSPC)?;
                 self.list.add(set.clone())?;
                 (set, id)
             }
         };
         // Round robin over the CPUs with a notice.
-        let n = self.notices.len();
+        let notices = self.notices();
+        let n = notices.len();
         let start = self.next.fetch_add(1, Relaxed) as usize;
         let cpu = (0..n)
             .map(|k| (start + k) % n)
-            .find(|&c| self.notices[c].is_some())
+            .find(|&c| notices[c].is_some())
             .ok_or(ENODEV)?;
         // CAST: CPU numbers fit.
         let cpu = cpu as u32;
@@ -491,7 +505,7 @@ impl Mrifs {
 
     /// Waits for every notice handler running to return.
     fn synchronize(&self) {
-        for n in self.notices.iter().flatten() {
+        for n in self.notices().iter().flatten() {
             n.synchronize();
         }
     }
@@ -509,7 +523,7 @@ impl Mrifs {
         if CpuId::from_u32(cur).is_some_and(|c| mask.test(c)) {
             return to_cpu(cur);
         }
-        let n = self.notices.len();
+        let n = self.notices().len();
         let new = (0..n)
             // CAST: CPU numbers fit.
             .map(|c| c as u32)
@@ -555,7 +569,7 @@ impl Mrifs {
             l.empty.load(Relaxed),
             l.strays.load(Relaxed)
         )?;
-        for (c, n) in self.notices.iter().enumerate() {
+        for (c, n) in self.notices().iter().enumerate() {
             if let Some(n) = n {
                 writeln!(
                     f,

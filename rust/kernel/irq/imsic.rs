@@ -236,8 +236,16 @@ impl<T: NoticeHandler> Notice<T> {
     /// Makes the notice arrive (the IMSIC's retrigger: a write of its
     /// identity to its file), as if the device had sent it.
     pub fn raise(&self) {
-        // SAFETY: `irq` is ours and allocated (type invariant).
-        unsafe { bindings::irq_chip_retrigger_hierarchy(bindings::irq_get_irq_data(self.irq)) };
+        // SAFETY: `irq` is ours and allocated (type invariant): its data is
+        // the IMSIC's level, the only one (`irq_chip_retrigger_hierarchy()`
+        // would look at the levels below it, and there are none), whose
+        // chip is the IMSIC's.
+        unsafe {
+            let d = bindings::irq_get_irq_data(self.irq);
+            if let Some(retrigger) = (*(*d).chip).irq_retrigger {
+                retrigger(d);
+            }
+        }
     }
 }
 
