@@ -99,11 +99,7 @@ FIXTURE_SETUP(vfio)
 	ASSERT_EQ(0, setup_injection("riscv_iommu"));
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
 	ASSERT_EQ(0, _vfio_pci_take(self->bdf));
-	self->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, self->iommufd);
-	self->devfd = _vfio_cdev_open(self->bdf);
-	ASSERT_LE(0, self->devfd);
-	ASSERT_EQ(0, _vfio_bind_iommufd(self->devfd, self->iommufd, &self->devid));
+	ASSERT_EQ(0, _vfio_open_bound(self->bdf, &self->iommufd, &self->devfd, &self->devid));
 	ASSERT_EQ(0, vfio_enable_bus_master(self->devfd));
 	test_ioas_alloc(self->iommufd, &self->ioas);
 	self->buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -188,6 +188,7 @@ TEST_F_TIMEOUT(ims, vectors_beyond_pci_limits_fire_once_each, 300)
 	usleep(100000);
 	n = ims_slots(all, SLOTS);
 	ASSERT_EQ(SLOTS, n);
+	msr_riscv_msi_hold(1);
 	for (int i = 0, want; i < n; i++) {
 		int s = all[i].slot;
 
@@ -207,6 +208,7 @@ TEST_F_TIMEOUT(ims, vectors_beyond_pci_limits_fire_once_each, 300)
 				TH_LOG("slot %d: %#llx", s, all[i].address);
 		}
 	}
+	msr_riscv_msi_hold(0);
 	EXPECT_EQ(sent, ims_counter("sent"));
 	EXPECT_EQ(0, ims_counter("invalid_handle"));
 	EXPECT_EQ(0, ims("free all"));
@@ -529,6 +531,7 @@ TEST_F(ims, behind_an_iommufd_domain)
 	ASSERT_EQ(0, ims("alloc 64"));
 	n = ims_slots(all, 64);
 	ASSERT_EQ(64, n);
+	msr_riscv_msi_hold(1);
 	for (int i = 0; i < n; i++) {
 		if (riscv && !msr_msis_translated()) {
 			EXPECT_NE(0, msr_doorbell_file(bdf, all[i].address)) TH_LOG("slot %d: %#llx", i, all[i].address);
@@ -537,6 +540,7 @@ TEST_F(ims, behind_an_iommufd_domain)
 				TH_LOG("slot %d: %#llx outside %#llx-%#llx", i, all[i].address, start, end);
 		}
 	}
+	msr_riscv_msi_hold(0);
 	for (int i = 0; i < 64; i += 9)
 		EXPECT_EQ(0, ims("submit %d %d", i, PASID));
 	usleep(50000);

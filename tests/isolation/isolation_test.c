@@ -126,11 +126,7 @@ FIXTURE_SETUP(attack)
 	ASSERT_EQ(0, msr_find_pci(VIRTIO_VENDOR, VIRTIO_BLK, 0, self->victim_bdf, sizeof(self->victim_bdf)));
 	self->mrif = msr_riscv_mrif();
 	ASSERT_EQ(0, _vfio_pci_take(self->bdf));
-	self->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, self->iommufd);
-	self->devfd = _vfio_cdev_open(self->bdf);
-	ASSERT_LE(0, self->devfd);
-	ASSERT_EQ(0, _vfio_bind_iommufd(self->devfd, self->iommufd, &self->devid));
+	ASSERT_EQ(0, _vfio_open_bound(self->bdf, &self->iommufd, &self->devfd, &self->devid));
 	test_ioas_alloc(self->iommufd, &self->ioas);
 	test_vfio_attach(self->devfd, self->ioas);
 	self->bar = vfio_map_bar(self->devfd, VFIO_PCI_BAR0_REGION_INDEX, &self->bar_size);

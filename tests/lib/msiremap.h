@@ -532,13 +532,29 @@ static inline int msr_is_imsic_file(unsigned long long addr)
  * from *p (the newline before the first) to *end (NULL: the file's end);
  * 0, or -ENOENT when the device has no table. A static buffer.
  */
+static int msr_msi_held, msr_msi_cached;
+
+/*
+ * While held, msr_riscv_msi_section() parses the `msi` file as last read
+ * instead of reading it again: for loops over many vectors of a table
+ * that does not change meanwhile.
+ */
+static inline void msr_riscv_msi_hold(int hold)
+{
+	msr_msi_held = hold ? 1 : 0;
+	msr_msi_cached = 0;
+}
+
 static inline int msr_riscv_msi_section(const char *bdf, char **p, char **end)
 {
 	static char buf[1 << 16];
 	char want[64];
 
-	if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
-		return -ENOENT;
+	if (!(msr_msi_held && msr_msi_cached)) {
+		if (msr_riscv_iommu_file("msi", buf, sizeof(buf)) < 0)
+			return -ENOENT;
+		msr_msi_cached = 1;
+	}
 	snprintf(want, sizeof(want), "device %s ", bdf);
 	*p = strstr(buf, want);
 	if (!*p)
@@ -601,11 +617,16 @@ static inline int msr_irq_msg(int irq, unsigned long long *addr, unsigned int *d
  */
 static inline int msr_riscv_mrif(void)
 {
+	/* Fixed while the module is loaded with the same parameters. */
+	static int mrif = -1;
 	char stats[2048];
 
+	if (mrif >= 0)
+		return mrif;
 	if (msr_riscv_iommu_file("stats", stats, sizeof(stats)) < 0)
 		return 0;
-	return strstr(stats, " mode mrif\n") != NULL;
+	mrif = strstr(stats, " mode mrif\n") != NULL;
+	return mrif;
 }
 
 /*

@@ -93,6 +93,23 @@ static inline int _vfio_bind_iommufd(int devfd, int iommufd, __u32 *devid)
 	return ret;
 }
 
+/*
+ * Opens a new iommufd context and `bdf`'s VFIO cdev into *iommufd and
+ * *devfd (-1 for one not opened; the caller closes what was) and binds the
+ * device to the context. 0, or -errno of the step that failed.
+ */
+static inline int _vfio_open_bound(const char *bdf, int *iommufd, int *devfd, __u32 *devid)
+{
+	*devfd = -1;
+	*iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (*iommufd < 0)
+		return -errno;
+	*devfd = _vfio_cdev_open(bdf);
+	if (*devfd < 0)
+		return *devfd;
+	return _vfio_bind_iommufd(*devfd, *iommufd, devid);
+}
+
 static inline int _vfio_attach(int devfd, __u32 pt_id)
 {
 	struct vfio_device_attach_iommufd_pt at = { .argsz = sizeof(at), .pt_id = pt_id };

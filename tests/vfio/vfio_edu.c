@@ -30,11 +30,8 @@ FIXTURE_SETUP(vfio_edu)
 {
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, self->bdf, sizeof(self->bdf)));
 	ASSERT_EQ(0, _vfio_pci_take(self->bdf));
-	self->iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, self->iommufd);
-	self->devfd = _vfio_cdev_open(self->bdf);
-	ASSERT_LE(0, self->devfd) TH_LOG("no VFIO cdev for %s: %s", self->bdf, strerror(-self->devfd));
-	ASSERT_EQ(0, _vfio_bind_iommufd(self->devfd, self->iommufd, &self->devid));
+	ASSERT_EQ(0, _vfio_open_bound(self->bdf, &self->iommufd, &self->devfd, &self->devid))
+		TH_LOG("no iommufd, VFIO cdev or bind for %s", self->bdf);
 	test_ioas_alloc(self->iommufd, &self->ioas);
 	test_vfio_attach(self->devfd, self->ioas);
 	self->bar = vfio_map_bar(self->devfd, VFIO_PCI_BAR0_REGION_INDEX, &self->bar_size);
@@ -65,15 +62,12 @@ FIXTURE_VARIANT_ADD(vfio_edu, page) { .len = PAGE };
 /* Binds `bdf`'s VFIO cdev to a new iommufd context and closes both: 0 or -errno. */
 static int try_bind(const char *bdf)
 {
-	int iommufd = open("/dev/iommu", O_RDWR | O_CLOEXEC), devfd, ret;
+	int iommufd, devfd, ret = _vfio_open_bound(bdf, &iommufd, &devfd, NULL);
 
-	if (iommufd < 0)
-		return -errno;
-	devfd = _vfio_cdev_open(bdf);
-	ret = devfd < 0 ? devfd : _vfio_bind_iommufd(devfd, iommufd, NULL);
 	if (devfd >= 0)
 		close(devfd);
-	close(iommufd);
+	if (iommufd >= 0)
+		close(iommufd);
 	return ret;
 }
 

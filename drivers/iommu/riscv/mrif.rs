@@ -36,7 +36,7 @@ use kernel::{
     sync::{
         atomic::{Acquire, Atomic, Relaxed, Release},
         lock::raw_spinlock::RawSpinLockIrq,
-        Arc, Mutex, SetOnce,
+        Arc, Mutex,
     },
 };
 
@@ -324,7 +324,7 @@ pub(crate) struct Mrifs {
     list: Arc<SetList>,
     /// Made at probe, never changed afterwards (read in hard interrupt
     /// context).
-    notices: SetOnce<Notices>,
+    notices: Notices,
     /// Serialises the making and freeing of sets.
     #[pin]
     alloc: Mutex<()>,
@@ -347,7 +347,7 @@ impl Mrifs {
         // At probe: allocating them with the first vector would take the
         // IMSIC's domain mutex, which that allocation already holds (the
         // hierarchy shares its root's).
-        let mut made = KVec::new();
+        let mut notices = KVec::new();
         for c in 0..kernel::cpu::nr_cpu_ids() {
             let notice = match CpuId::from_u32(c).filter(|&c| imsic::cpu_file(c).is_some()) {
                 Some(cpu) => Some(Notice::new(
@@ -363,10 +363,8 @@ impl Mrifs {
                 )?),
                 None => None,
             };
-            made.push(notice, GFP_KERNEL)?;
+            notices.push(notice, GFP_KERNEL)?;
         }
-        let notices = SetOnce::new();
-        notices.populate(made);
         Ok(try_pin_init!(Self {
             list,
             notices,
@@ -375,15 +373,10 @@ impl Mrifs {
         }))
     }
 
-    /// The notices, none before the first set.
-    fn notices(&self) -> &[Option<Notice<NoticeCpu>>] {
-        self.notices.as_ref().map_or(&[], |n| n)
-    }
-
     /// The notice of `cpu`.
     fn notice(&self, cpu: u32) -> Option<&Notice<NoticeCpu>> {
         // CAST: CPU numbers fit.
-        self.notices().get(cpu as usize)?.as_ref()
+        self.notices.get(cpu as usize)?.as_ref()
     }
 
     /// Allocates `vector`, of the device whose table is `table`; returns it
@@ -404,14 +397,14 @@ impl Mrifs {
         let (set, id) = match found {
             Some(f) => f,
             None => {
-                let set = MrifSet::new(table, self.notices())?;
+                let set = MrifSet::new(table, &self.notices)?;
                 let id = set.claim(vector).ok_or(ENOSPC)?;
                 self.list.add(set.clone())?;
                 (set, id)
             }
         };
         // Round robin over the CPUs with a notice.
-        let notices = self.notices();
+        let notices = &self.notices;
         let n = notices.len();
         let start = self.next.fetch_add(1, Relaxed) as usize;
         let cpu = (0..n)
@@ -505,7 +498,7 @@ impl Mrifs {
 
     /// Waits for every notice handler running to return.
     fn synchronize(&self) {
-        for n in self.notices().iter().flatten() {
+        for n in self.notices.iter().flatten() {
             n.synchronize();
         }
     }
@@ -523,7 +516,7 @@ impl Mrifs {
         if CpuId::from_u32(cur).is_some_and(|c| mask.test(c)) {
             return to_cpu(cur);
         }
-        let n = self.notices().len();
+        let n = self.notices.len();
         let new = (0..n)
             // CAST: CPU numbers fit.
             .map(|c| c as u32)
@@ -569,7 +562,7 @@ impl Mrifs {
             l.empty.load(Relaxed),
             l.strays.load(Relaxed)
         )?;
-        for (c, n) in self.notices().iter().enumerate() {
+        for (c, n) in self.notices.iter().enumerate() {
             if let Some(n) = n {
                 writeln!(
                     f,

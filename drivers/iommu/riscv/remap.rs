@@ -377,5 +377,9 @@ impl Remap for Remapper {
 
 /// Whether `addr` is a guest interrupt file of some CPU's hart.
 fn is_guest_file(addr: u64) -> bool {
-    imsic::cpu_files().any(|(c, _)| (1..64).any(|g| imsic::guest_file(c, g) == Some(addr)))
+    imsic::cpu_files().any(|(c, _)| {
+        (1..)
+            .map_while(|g| imsic::guest_file(c, g))
+            .any(|f| f == addr)
+    })
 }

@@ -691,12 +691,7 @@ impl<T: Remap> RemapDomain<T> {
                 // SAFETY: The interrupts at and after `virq + i` have no
                 // chip data of ours; reset them and free them in the parent.
                 unsafe {
-                    for j in i..nr {
-                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(
-                            d,
-                            virq + j,
-                        ));
-                    }
+                    Self::reset_levels(d, virq + i..virq + nr);
                     bindings::irq_domain_free_irqs_parent(d, virq + i, nr - i);
                 }
                 return e.to_errno();
@@ -763,19 +758,27 @@ impl<T: Remap> RemapDomain<T> {
             if let Err(e) = res {
                 // Nothing of the parent's to free: it allocated nothing.
                 Self::free_callback(d, virq, i);
-                for j in i..nr {
-                    // SAFETY: Our levels of the interrupts not set up.
-                    unsafe {
-                        bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(
-                            d,
-                            virq + j,
-                        ))
-                    };
-                }
+                // SAFETY: Our levels of the interrupts not set up.
+                unsafe { Self::reset_levels(d, virq + i..virq + nr) };
                 return e.to_errno();
             }
         }
         0
+    }
+
+    /// Resets our level of the interrupts `irqs`, which hold no chip data
+    /// of ours.
+    ///
+    /// # Safety
+    ///
+    /// `d` is our domain, and `irqs` are being allocated in it.
+    unsafe fn reset_levels(d: *mut bindings::irq_domain, irqs: core::ops::Range<u32>) {
+        for irq in irqs {
+            // SAFETY: The caller's promise: our level of `irq` exists.
+            unsafe {
+                bindings::irq_domain_reset_irq_data(bindings::irq_domain_get_irq_data(d, irq))
+            };
+        }
     }
 
     extern "C" fn free_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32) {
