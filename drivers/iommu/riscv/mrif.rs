@@ -78,6 +78,9 @@ pub(crate) struct SetList {
     empty: Atomic<u64>,
     /// Pending and enabled identities no vector owns.
     strays: Atomic<u64>,
+    /// Unmasks that found the vector pending: written while masked, and
+    /// replayed by a notice.
+    replays: Atomic<u64>,
 }
 
 impl SetList {
@@ -341,6 +344,7 @@ impl Mrifs {
                 delivered: Atomic::new(0),
                 empty: Atomic::new(0),
                 strays: Atomic::new(0),
+                replays: Atomic::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -477,6 +481,7 @@ impl Mrifs {
                 update(w, ENABLE, |e| e | bit);
                 // A write while masked set the pending bit, and no notice.
                 if w.read(PENDING) & bit != 0 {
+                    self.list.replays.fetch_add(1, Relaxed);
                     self.raise(c);
                 }
             }
@@ -555,12 +560,13 @@ impl Mrifs {
         let sets = l.sets.lock().len();
         writeln!(
             f,
-            "mrif_sets {}\nmrif_notices {}\nmrif_delivered {}\nmrif_empty_notices {}\nmrif_strays {}",
+            "mrif_sets {}\nmrif_notices {}\nmrif_delivered {}\nmrif_empty_notices {}\nmrif_strays {}\nmrif_replays {}",
             sets,
             l.notices.load(Relaxed),
             l.delivered.load(Relaxed),
             l.empty.load(Relaxed),
-            l.strays.load(Relaxed)
+            l.strays.load(Relaxed),
+            l.replays.load(Relaxed)
         )?;
         for (c, n) in self.notices.iter().enumerate() {
             if let Some(n) = n {

@@ -9,7 +9,7 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
-    irq::Flags,
+    irq::{line::Line, Flags},
     pci::{self, vectors::ThreadedVector, IrqTypes},
     prelude::*,
     str::CString,
@@ -122,7 +122,11 @@ impl pci::Driver for EduDriver {
                 },
                 GFP_KERNEL,
             )?;
-            let edu = Edu::new(pdev, bar, count, irq.irq())?;
+            // SAFETY: `edu` lives in the files, which the driver data drops
+            // before the vector (its field order), and so does a failed probe
+            // (`files` is made after `irq`).
+            let line = unsafe { Line::new(irq.irq()) };
+            let edu = Edu::new(pdev, bar, count, line)?;
             let files = try_pin_init!(EduFiles { edu <- edu, ims });
             let name = CString::try_from_fmt(fmt!("{}", pdev.as_ref().name()))?;
             // The scope's directory keeps its parent alive; with a second edu
@@ -222,15 +226,27 @@ fn parse_u64(w: &str) -> Result<u64> {
     .map_err(|_| EINVAL)
 }
 
-/// `echo N > irq`: edu raises its MSI N times, each waited for.
+/// `echo N > irq`: edu raises its MSI N times, each waited for;
+/// `echo masked N > irq`: N times with the interrupt disabled, then
+/// enabled (`last_masked_raise` in `stats`).
 fn irq_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     let mut buf = [0u8; 48];
     let mut words = read_request(reader, &mut buf)?.split_whitespace();
-    let n = parse_u64(words.next().ok_or(EINVAL)?)?;
-    if words.next().is_some() || n == 0 || n > 1_000_000 {
+    let mut first = words.next().ok_or(EINVAL)?;
+    let masked = first == "masked";
+    if masked {
+        first = words.next().ok_or(EINVAL)?;
+    }
+    let n = parse_u64(first)?;
+    let most = if masked { 100 } else { 1_000_000 };
+    if words.next().is_some() || n == 0 || n > most {
         return Err(EINVAL);
     }
-    edu.raise(n)
+    if masked {
+        edu.raise_masked(n)
+    } else {
+        edu.raise(n)
+    }
 }
 
 /// `echo MSI_ADDR TARGET > vcpu`: the MSI's doorbell `MSI_ADDR` is sent to

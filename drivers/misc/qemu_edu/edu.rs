@@ -19,7 +19,7 @@ use kernel::{
         Io, //
     },
     iommu::domain::DomainType,
-    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
+    irq::{line::Line, IrqReturn, ThreadedHandler, ThreadedIrqReturn},
     new_mutex,
     pci::{self, capability::msi},
     prelude::*,
@@ -32,7 +32,7 @@ use kernel::{
         Arc,
         Mutex, //
     },
-    time::{Delta, Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 use crate::regs::{
@@ -111,13 +111,17 @@ pub(crate) struct Edu {
     version: (u32, u32),
     /// The IOMMU domain the DMA API maps through, as found at probe.
     domain: Option<DomainType>,
-    /// MSIs handled, and the Linux interrupt number of the MSI.
+    /// MSIs handled, and the interrupt of the MSI.
     irqs: Arc<Atomic<u64>>,
-    irq: u32,
+    line: Line,
     /// Raises that timed out, and how long the last batch of raises took.
     lost: Atomic<u64>,
     raise_ns: Atomic<u64>,
     raised: Atomic<u64>,
+    /// The last batch of raises with the interrupt disabled: raises, and
+    /// the handler's runs after enabling.
+    masked_raised: Atomic<u64>,
+    masked_replayed: Atomic<u64>,
     /// Serialises batches of raises.
     #[pin]
     raising: Mutex<()>,
@@ -135,7 +139,7 @@ impl Edu {
         pdev: &'a pci::Device<Bound>,
         bar: pci::Bar<'a, BAR0_SIZE>,
         irqs: Arc<Atomic<u64>>,
-        irq: u32,
+        line: Line,
     ) -> Result<impl PinInit<Self, Error> + 'a> {
         let ident = bar.read(regs::IDENT);
         if ident.magic().get() != u32::from(EDU_MAGIC) {
@@ -166,10 +170,12 @@ impl Edu {
             version,
             domain: dev.iommu_domain_type(),
             irqs,
-            irq,
+            line,
             lost: Atomic::new(0),
             raise_ns: Atomic::new(0),
             raised: Atomic::new(0),
+            masked_raised: Atomic::new(0),
+            masked_replayed: Atomic::new(0),
             raising <- new_mutex!((), "Edu::raising"),
         }))
     }
@@ -205,6 +211,56 @@ impl Edu {
         self.raise_ns
             .store(start.elapsed().as_nanos() as u64, Relaxed);
         self.raised.store(n, Relaxed);
+        Ok(())
+    }
+
+    /// Raises edu's MSI `n` times with its interrupt disabled, a millisecond
+    /// apart so that each message arrives on its own; then enables it and
+    /// waits up to a second for the handler. Records how often the handler
+    /// ran after enabling: the messages sent while disabled are one edge,
+    /// run once.
+    ///
+    /// The first message finds the interrupt disabled and has the chip mask
+    /// it (the core disables lazily); the others arrive masked. Enabling
+    /// unmasks it and replays it.
+    ///
+    /// # Errors
+    ///
+    /// `EIO` when the handler ran while the interrupt was disabled,
+    /// `ETIMEDOUT` when it did not run after enabling (counted in `lost`),
+    /// `ENXIO` once the device is unbound.
+    pub(crate) fn raise_masked(&self, n: u64) -> Result {
+        let _batch = self.raising.lock();
+        let before = self.irqs.load(Relaxed);
+        {
+            let _disabled = self.line.disable();
+            for _ in 0..n {
+                self.bar
+                    .try_access()
+                    .ok_or(ENXIO)?
+                    .write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
+                fsleep(Delta::from_millis(1));
+            }
+            fsleep(Delta::from_millis(10));
+            if self.irqs.load(Relaxed) != before {
+                return Err(EIO);
+            }
+        }
+        let seen = read_poll_timeout(
+            || Ok(self.irqs.load(Relaxed)),
+            |c| *c != before,
+            Delta::from_micros(1),
+            Delta::from_millis(1000),
+        );
+        if seen.is_err() {
+            self.lost.fetch_add(1, Relaxed);
+            return Err(ETIMEDOUT);
+        }
+        // Anything run twice would have run by now.
+        fsleep(Delta::from_millis(10));
+        self.masked_raised.store(n, Relaxed);
+        self.masked_replayed
+            .store(self.irqs.load(Relaxed) - before, Relaxed);
         Ok(())
     }
 
@@ -267,7 +323,7 @@ impl Edu {
     ) -> Result {
         // SAFETY: On RISC-V only MSI remapping domains implement vCPU
         // affinity, and they take a `struct imsic_vcpu_info`.
-        unsafe { kernel::irq::remap::set_vcpu_affinity(self.irq, target) }
+        unsafe { kernel::irq::remap::set_vcpu_affinity(self.line.irq(), target) }
     }
 
     /// Copies `len` bytes from RAM to edu's buffer and back to another place
@@ -411,7 +467,7 @@ impl Edu {
         writeln!(f, "mismatches {}", s.mismatches.load(Relaxed))?;
         writeln!(f, "timeouts {}", s.timeouts.load(Relaxed))?;
         writeln!(f, "last_dma {:#x}", s.last_dma.load(Relaxed))?;
-        writeln!(f, "irq {}", self.irq)?;
+        writeln!(f, "irq {}", self.line.irq())?;
         writeln!(f, "interrupts {}", self.irqs.load(Relaxed))?;
         writeln!(f, "lost {}", self.lost.load(Relaxed))?;
         writeln!(
@@ -419,6 +475,12 @@ impl Edu {
             "last_raise {} {}",
             self.raised.load(Relaxed),
             self.raise_ns.load(Relaxed)
+        )?;
+        writeln!(
+            f,
+            "last_masked_raise {} {}",
+            self.masked_raised.load(Relaxed),
+            self.masked_replayed.load(Relaxed)
         )
     }
 }
