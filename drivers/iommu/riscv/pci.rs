@@ -33,7 +33,7 @@ pub(crate) struct PciData<'bound> {
     #[pin]
     irq: ThreadedVector<'bound, FaultIrq>,
     #[pin]
-    registered: Registered,
+    registered: Registered<'bound>,
 }
 
 kernel::pci_device_table!(

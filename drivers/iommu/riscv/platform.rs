@@ -28,7 +28,7 @@ pub(crate) struct PlatformData<'bound> {
     #[pin]
     irq: irq::ThreadedRegistration<'bound, FaultIrq>,
     #[pin]
-    registered: Registered,
+    registered: Registered<'bound>,
 }
 
 kernel::of_device_table!(

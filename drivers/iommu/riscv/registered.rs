@@ -26,17 +26,17 @@ use crate::{
 /// the IOMMU and frees their domains), then the last reference to the
 /// [`Iommu`] turns it off and frees its tables.
 #[pin_data]
-pub(crate) struct Registered {
-    _reg: Pin<KBox<Registration<IommuOps>>>,
+pub(crate) struct Registered<'bound> {
+    _reg: Pin<KBox<Registration<'bound, IommuOps>>>,
     _debugfs: DebugDir,
 }
 
-impl Registered {
+impl<'bound> Registered<'bound> {
     /// Brings up the IOMMU whose registers are `regs` and registers it.
     pub(crate) fn new(
-        dev: &device::Device<Bound>,
+        dev: &'bound device::Device<Bound>,
         regs: Regs,
-    ) -> Result<(Arc<Iommu>, impl PinInit<Self, Error>)> {
+    ) -> Result<(Arc<Iommu>, impl PinInit<Self, Error> + 'bound)> {
         let iommu = Arc::pin_init(Iommu::new(dev, regs)?, GFP_KERNEL)?;
         // From here on, dropping `iommu` (on any failure below) turns the
         // IOMMU off before its memory is freed.

@@ -101,7 +101,10 @@ use crate::{
     str::CStr,
     types::Opaque,
 };
-use core::{marker::PhantomPinned, ptr};
+use core::{
+    marker::{PhantomData, PhantomPinned},
+    ptr,
+};
 
 /// Permissions of a mapping (`IOMMU_READ`, `IOMMU_WRITE`, ...); the
 /// default allows nothing.
@@ -346,7 +349,9 @@ struct MasterData<T: Driver> {
     ///
     /// Points to the [`Registration`] that probed the device; it outlives the
     /// device's membership in the IOMMU (unregistering releases the device).
-    reg: *const Registration<T>,
+    /// Its lifetime is erased here: the pointer is only followed while the
+    /// device is a member.
+    reg: *const Registration<'static, T>,
     master: T::Master,
 }
 
@@ -357,41 +362,47 @@ struct Domain<D> {
     inner: D,
 }
 
-/// A registered IOMMU.
+/// A registered IOMMU, living at most as long as the binding of its
+/// hardware device (`'a`), as [`crate::irq::Registration`] does.
 ///
 /// # Invariants
 ///
 /// While the registration lives, `raw` is registered with the IOMMU core
 /// (and in sysfs) with the operations of `T`.
 #[pin_data(PinnedDrop)]
-pub struct Registration<T: Driver> {
+pub struct Registration<'a, T: Driver> {
     #[pin]
     raw: Opaque<bindings::iommu_device>,
     #[pin]
     data: T,
     #[pin]
     _pin: PhantomPinned,
+    _dev: PhantomData<&'a Device<Bound>>,
 }
 
 // SAFETY: The C `iommu_device` is only touched by the core under its own
 // locking; `T` is `Send + Sync`.
-unsafe impl<T: Driver> Send for Registration<T> {}
+unsafe impl<T: Driver> Send for Registration<'_, T> {}
 // SAFETY: As above.
-unsafe impl<T: Driver> Sync for Registration<T> {}
+unsafe impl<T: Driver> Sync for Registration<'_, T> {}
 
-impl<T: Driver> Registration<T> {
+impl<'a, T: Driver> Registration<'a, T> {
     /// Registers the IOMMU behind `parent` (its hardware device), named
     /// `name` in `/sys/class/iommu`. Devices already present whose firmware
     /// names this IOMMU are probed before this returns.
-    pub fn new<'a>(
+    pub fn new<'b>(
         parent: &'a Device<Bound>,
-        name: &'a CStr,
-        data: impl PinInit<T, Error> + 'a,
-    ) -> impl PinInit<Self, Error> + 'a {
+        name: &'b CStr,
+        data: impl PinInit<T, Error> + 'b,
+    ) -> impl PinInit<Self, Error> + 'b
+    where
+        'a: 'b,
+    {
         try_pin_init!(&this in Self {
             raw: Opaque::zeroed(),
             data <- data,
             _pin: PhantomPinned,
+            _dev: PhantomData,
             _: {
                 // SAFETY: `this` is pinned and `raw` initialized (zeroed).
                 let raw = unsafe { Opaque::cast_into(ptr::addr_of!((*this.as_ptr()).raw)) };
@@ -469,7 +480,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// `dev` is a device probed by an IOMMU of type `T` and not yet released.
-    unsafe fn master<'a>(dev: *mut bindings::device) -> &'a MasterData<T> {
+    unsafe fn master<'m>(dev: *mut bindings::device) -> &'m MasterData<T> {
         // SAFETY: By the safety requirements, probe stored a `KBox<MasterData<T>>` there.
         unsafe { &*bindings::dev_iommu_priv_get(dev).cast::<MasterData<T>>() }
     }
@@ -503,7 +514,7 @@ impl<T: Driver> Registration<T> {
                 Ok(KBox::write(
                     slot,
                     MasterData {
-                        reg: ptr::from_ref(reg),
+                        reg: ptr::from_ref(reg).cast(),
                         master,
                     },
                 ))
@@ -714,7 +725,7 @@ impl<T: Driver> Registration<T> {
     /// # Safety
     ///
     /// `domain` was returned by `alloc_paging_callback` and is not freed.
-    unsafe fn paging<'a>(domain: *mut bindings::iommu_domain) -> &'a T::Paging {
+    unsafe fn paging<'p>(domain: *mut bindings::iommu_domain) -> &'p T::Paging {
         // SAFETY: By the safety requirements `domain` is the `raw` field of a live
         // `Domain<T::Paging>`.
         unsafe { &(*crate::container_of!(Opaque::cast_from(domain), Domain<T::Paging>, raw)).inner }
@@ -819,7 +830,7 @@ impl<T: Driver> Registration<T> {
 }
 
 #[pinned_drop]
-impl<T: Driver> PinnedDrop for Registration<T> {
+impl<T: Driver> PinnedDrop for Registration<'_, T> {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: Registered (type invariant); unregistering releases every device
         // behind the IOMMU before `data` is dropped after this.
