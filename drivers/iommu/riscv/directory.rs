@@ -14,8 +14,7 @@ use kernel::{
 use crate::{
     hw::{
         cmd::Command,
-        ddt::{self, DdtMode, DeviceContext},
-        mem::PhysMem,
+        ddt::{Ddt, DdtMode, DeviceContext},
     },
     iommu::wait_reg,
     mem::{errno, KernelMem},
@@ -24,22 +23,24 @@ use crate::{
 
 /// The directory's tables as the IOMMU uses them.
 pub(crate) struct Tables {
-    /// The root directory page.
-    root: u64,
-    /// Its mode: `Off` until [`Directory::start`] found the largest one
-    /// the IOMMU accepts.
-    pub(crate) mode: DdtMode,
+    /// The pages; mode `Off` until [`Directory::start`] found the largest
+    /// one the IOMMU accepts.
+    ddt: Ddt,
     /// The pages are left to the IOMMU, never freed ([`Directory::leak`]).
     leaked: bool,
 }
 
+impl Tables {
+    /// The directory's mode.
+    pub(crate) fn mode(&self) -> DdtMode {
+        self.ddt.mode()
+    }
+}
+
 /// The device directory.
 ///
-/// # Invariants
-///
-/// `tables.root` is a page this object owns, freed when it is dropped
-/// unless leaked; every valid non-leaf entry below it points to a page it
-/// owns too.
+/// Its pages are kernel pages ([`KernelMem`]), freed when it is dropped
+/// unless leaked.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Directory {
     /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
@@ -55,11 +56,9 @@ impl Directory {
     pub(crate) fn new(extended: bool) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             extended,
-            // INVARIANT: a page of our own, zeroed: an empty directory.
             tables <- new_mutex!(
                 Tables {
-                    root: KernelMem::new(false).alloc_pages(0).map_err(errno)?,
-                    mode: DdtMode::Off,
+                    ddt: Ddt::new(&KernelMem::new(false), *extended).map_err(errno)?,
                     leaked: false,
                 },
                 "Directory::tables"
@@ -75,7 +74,7 @@ impl Directory {
         loop {
             let ddtp = regs::DDTP::zeroed()
                 .with_mode(mode)
-                .try_with_ppn(regs::ppn(t.root))?;
+                .try_with_ppn(regs::ppn(t.ddt.root()))?;
             bar.try_write_reg(ddtp)?;
             wait_reg(|| bar.try_read(regs::DDTP).map(|r| !r.busy()))?;
             if bar.try_read(regs::DDTP)?.mode() == Ok(mode) {
@@ -89,8 +88,7 @@ impl Directory {
                 }
             };
         }
-        t.mode = mode;
-        Ok(())
+        t.ddt.set_mode(&KernelMem::new(false), mode).map_err(errno)
     }
 
     /// The tables, locked.
@@ -100,17 +98,13 @@ impl Directory {
 
     /// Whether requester id `id` has a place in the directory.
     pub(crate) fn fits(&self, t: &Tables, id: u32) -> bool {
-        ddt::fits(id, t.mode, self.extended)
+        t.ddt.fits(id)
     }
 
     /// Makes the directory path to device `id`'s context, allocating the
     /// missing intermediate directories (kept until the IOMMU goes).
-    pub(crate) fn prepare_context(&self, t: &Tables, id: u32) -> Result {
-        let mem = KernelMem::new(false);
-        // SAFETY: `root` is our live directory of `mode` (type invariant),
-        // changed only under the `tables` lock the caller holds.
-        unsafe { ddt::dc_address(&mem, t.root, t.mode, self.extended, id, true) }.map_err(errno)?;
-        Ok(())
+    pub(crate) fn prepare_context(&self, t: &mut Tables, id: u32) -> Result {
+        t.ddt.prepare(&KernelMem::new(false), id).map_err(errno)
     }
 
     /// Writes device `id`'s context: first invalidating a valid one, so the
@@ -127,29 +121,21 @@ impl Directory {
         // Never allocates: `prepare_context` made the path when the device
         // was probed, so attaching (which the core forbids to fail the first
         // time) cannot run out of memory.
-        // SAFETY: as in `prepare_context`.
-        let pa = unsafe { ddt::dc_address(&mem, t.root, t.mode, self.extended, id, false) }
-            .map_err(errno)?
-            .ok_or(EINVAL)?;
-        // SAFETY: `pa` is device `id`'s context in our directory, whose
-        // pages are freed only when the directory is dropped.
-        let old = unsafe { DeviceContext::read(&mem, pa, self.extended) };
+        let ctx = t.ddt.context(&mem, id).map_err(errno)?.ok_or(EINVAL)?;
+        let old = ctx.read();
         if old.tc & DeviceContext::TC_V != 0 {
             let mut off = old;
             off.tc = 0;
-            // SAFETY: as for `read` above.
-            unsafe { off.write(&mem, pa, self.extended) };
+            ctx.write(&off);
             sync(&[Command::iodir_inval_ddt(Some(id))])?;
         }
-        // SAFETY: as for `read` above.
-        unsafe { dc.write(&mem, pa, self.extended) };
+        ctx.write(dc);
         sync(&[Command::iodir_inval_ddt(Some(id))])
     }
 
     /// Calls `f(id, context)` for every valid device context, in id order.
     pub(crate) fn for_each_context(&self, t: &Tables, f: &mut dyn FnMut(u32, DeviceContext)) {
-        // SAFETY: as in `prepare_context`.
-        unsafe { ddt::for_each_context(&KernelMem::new(false), t.root, t.mode, self.extended, f) };
+        t.ddt.for_each_context(&KernelMem::new(false), f);
     }
 
     /// Leaves the directory to the IOMMU for good: dropping it frees
@@ -164,16 +150,12 @@ impl PinnedDrop for Directory {
     /// Frees every directory page. The IOMMU's owner turned it off first
     /// (or leaked the directory): nothing reads it any more.
     fn drop(self: Pin<&mut Self>) {
-        let t = self.tables.lock();
+        let mut t = self.tables.lock();
         if t.leaked {
             return;
         }
-        let mem = KernelMem::new(false);
-        // SAFETY: our directory (type invariant), which the IOMMU no longer
-        // reads and nothing uses after this drop.
-        unsafe {
-            ddt::free_directories(&mem, t.root, t.mode);
-            mem.free_pages(t.root, 0);
-        }
+        // SAFETY: the IOMMU no longer reads the directory, and it is
+        // dropped now: nothing uses it again.
+        unsafe { t.ddt.free(&KernelMem::new(false)) };
     }
 }

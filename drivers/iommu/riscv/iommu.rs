@@ -203,7 +203,7 @@ impl Iommu {
             self.dev,
             "RISC-V IOMMU v1.0: caps {:#x}, {}-level directory, {} contexts, paging {:?}, MSI tables: {}\n",
             self.caps,
-            self.ddt.lock().mode.levels(),
+            self.ddt.lock().mode().levels(),
             if extended { "extended" } else { "base" },
             self.paging_mode,
             if extended { "flat" } else { "none" }

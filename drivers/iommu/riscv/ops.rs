@@ -98,7 +98,7 @@ impl Driver for IommuOps {
 
     fn probe_device(&self, dev: &ProbedDevice<'_>, ids: &[u32]) -> Result<Master> {
         let ddt = &self.iommu.ddt;
-        let t = ddt.lock();
+        let mut t = ddt.lock();
         let mut v = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
         for &id in ids {
             if !ddt.fits(&t, id) {
@@ -109,7 +109,7 @@ impl Driver for IommuOps {
                 );
                 return Err(ENODEV);
             }
-            ddt.prepare_context(&t, id)?;
+            ddt.prepare_context(&mut t, id)?;
             v.push(id, GFP_KERNEL)?;
         }
         drop(t);

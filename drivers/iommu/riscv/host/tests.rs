@@ -17,7 +17,7 @@ use std::{
 
 use crate::hw::{
     cmd::Command,
-    ddt::{self, DdtMode, DeviceContext},
+    ddt::{self, Ddt, DdtMode, DeviceContext},
     fault::FaultRecord,
     mem::{PhysMem, Words},
     mrif,
@@ -181,26 +181,18 @@ impl walk::Bus for FakeMem {
 // be broken silently here: a wrong address panics. These wrappers call them
 // for the tests.
 
-fn dc_address(
-    mem: &FakeMem,
-    root: u64,
-    mode: DdtMode,
-    extended: bool,
-    id: u32,
-    alloc: bool,
-) -> Result<Option<u64>, HwError> {
-    // SAFETY: see above.
-    unsafe { ddt::dc_address(mem, root, mode, extended, id, alloc) }
+/// A directory of `mode` whose device `id` has the context `dc`.
+fn directory_with(mem: &FakeMem, mode: DdtMode, id: u32, dc: &DeviceContext) -> Ddt {
+    let mut ddt = Ddt::new(mem, true).unwrap();
+    ddt.set_mode(mem, mode).unwrap();
+    ddt.prepare(mem, id).unwrap();
+    ddt.context(mem, id).unwrap().unwrap().write(dc);
+    ddt
 }
 
-fn read_dc(mem: &FakeMem, pa: u64, extended: bool) -> DeviceContext {
-    // SAFETY: see above.
-    unsafe { DeviceContext::read(mem, pa, extended) }
-}
-
-fn write_dc(mem: &FakeMem, dc: &DeviceContext, pa: u64, extended: bool) {
-    // SAFETY: see above.
-    unsafe { dc.write(mem, pa, extended) }
+fn free_directory(mem: &FakeMem, mut ddt: Ddt) {
+    // SAFETY: see above; no IOMMU reads a fake directory.
+    unsafe { ddt.free(mem) }
 }
 
 fn destroy(mem: &FakeMem, table: PageTable) {
@@ -226,10 +218,6 @@ impl Rng {
 
 /// A one-level directory whose device 0 translates through `table`.
 fn device_for(mem: &FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>) -> u64 {
-    let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = dc_address(mem, root, DdtMode::Lvl1, true, 0, true)
-        .unwrap()
-        .unwrap();
     let mut dc = if table.mode().is_second_stage() {
         DeviceContext::second_stage(table.mode(), table.root(), 7)
     } else {
@@ -238,8 +226,11 @@ fn device_for(mem: &FakeMem, table: &PageTable, msi: Option<(u64, MsiGeometry)>)
     if let Some((t, g)) = msi {
         dc = dc.with_msi(t, g.mask(), g.pattern());
     }
-    write_dc(mem, &dc, dc_pa, true);
-    ddt::ddtp(DdtMode::Lvl1, root)
+    // The directory's pages stay with the fake memory.
+    ddt::ddtp(
+        DdtMode::Lvl1,
+        directory_with(mem, DdtMode::Lvl1, 0, &dc).root(),
+    )
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -805,40 +796,41 @@ fn directory_in_every_mode_and_format() {
             (DdtMode::Lvl3, vec![0, 0x12_3456, 0xff_ffff, 0x8000]),
         ] {
             let mem = FakeMem::new();
-            let root = mem.alloc_pages(0).unwrap();
-            let ddtp = ddt::ddtp(mode, root);
+            let mut dir = Ddt::new(&mem, extended).unwrap();
+            dir.set_mode(&mem, mode).unwrap();
+            let ddtp = ddt::ddtp(mode, dir.root());
             let mut seen = std::collections::HashMap::new();
             for &id in &ids {
                 assert!(ddt::fits(id, mode, extended));
+                assert!(dir.fits(id));
                 if seen.is_empty() {
-                    // Only a one-level directory has the context without allocating.
-                    let found = dc_address(&mem, root, mode, extended, id, false).unwrap();
+                    // Only a one-level directory has the context before its path is made.
+                    let found = dir.context(&mem, id).unwrap();
                     assert_eq!(found.is_some(), mode == DdtMode::Lvl1);
                 }
-                let pa = dc_address(&mem, root, mode, extended, id, true)
-                    .unwrap()
-                    .unwrap();
-                assert!(seen.insert(pa, id).is_none(), "two devices share a context");
+                dir.prepare(&mem, id).unwrap();
+                let ctx = dir.context(&mem, id).unwrap().unwrap();
+                assert!(
+                    seen.insert(ctx.pa(), id).is_none(),
+                    "two devices share a context"
+                );
                 // No context yet: the walker reports it not valid.
                 assert_eq!(
                     walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
                     Err(258)
                 );
-                write_dc(&mem, &DeviceContext::bare(), pa, extended);
+                ctx.write(&DeviceContext::bare());
                 assert_eq!(
                     walk::translate(&mem, ddtp, extended, id, 0x1000, Access::Read),
                     Ok(0x1000)
                 );
-                assert_eq!(read_dc(&mem, pa, extended), DeviceContext::bare());
+                assert_eq!(ctx.read(), DeviceContext::bare());
             }
+            // The mode stays once the directory holds contexts.
+            assert_eq!(dir.set_mode(&mem, DdtMode::Lvl1), Err(HwError::Exists));
             // Every context written is found again, with its device id.
             let mut found = Vec::new();
-            // SAFETY: see `dc_address`.
-            unsafe {
-                ddt::for_each_context(&mem, root, mode, extended, &mut |id, dc| {
-                    found.push((id, dc))
-                })
-            };
+            dir.for_each_context(&mem, &mut |id, dc| found.push((id, dc)));
             let mut want: Vec<u32> = ids.clone();
             want.sort();
             want.dedup();
@@ -861,21 +853,16 @@ fn directory_in_every_mode_and_format() {
                 }
                 _ => 1 << 24,
             };
-            assert_eq!(
-                dc_address(&mem, root, mode, extended, too_big, true),
-                Err(HwError::Range)
-            );
+            assert!(!dir.fits(too_big));
+            assert_eq!(dir.prepare(&mem, too_big), Err(HwError::Range));
+            assert!(matches!(dir.context(&mem, too_big), Err(HwError::Range)));
             if mode != DdtMode::Lvl3 {
                 assert_eq!(
                     walk::translate(&mem, ddtp, extended, too_big, 0, Access::Read),
                     Err(260)
                 );
             }
-            // SAFETY: see `dc_address`.
-            unsafe {
-                ddt::free_directories(&mem, root, mode);
-                mem.free_pages(root, 0);
-            }
+            free_directory(&mem, dir);
             assert!(mem.live().is_empty());
         }
     }
@@ -1088,14 +1075,12 @@ fn two_stage_walk_translates_table_reads() {
     s2.map_pages(&mem, 0x7000_0000, 0x1_2345_6000, PAGE_SIZE, 1, Prot::RW)
         .1
         .unwrap();
-    let root = mem.alloc_pages(0).unwrap();
-    let dc_pa = dc_address(&mem, root, DdtMode::Lvl1, true, 3, true)
-        .unwrap()
-        .unwrap();
     let mut dc = DeviceContext::first_stage(Mode::Sv39, s1.root(), 1);
     dc.iohgatp = ddt::iohgatp(Mode::Sv39x4, s2.root(), 2);
-    write_dc(&mem, &dc, dc_pa, true);
-    let ddtp = ddt::ddtp(DdtMode::Lvl1, root);
+    let ddtp = ddt::ddtp(
+        DdtMode::Lvl1,
+        directory_with(&mem, DdtMode::Lvl1, 3, &dc).root(),
+    );
     assert_eq!(
         walk::translate(&mem, ddtp, true, 3, 0x4abc, Access::Read),
         Ok(0x1_2345_6abc)

@@ -2,11 +2,13 @@
 
 //! The device directory table and device contexts (spec 2.1, 2.2).
 
+use core::marker::PhantomData;
+
 use super::{
     field::{get_ppn, put_ppn, Field},
     mem::{PhysMem, Words},
     pte::Mode,
-    HwError, PAGE_SHIFT,
+    HwError, PAGE_SHIFT, PAGE_SIZE,
 };
 
 /// `ddtp.iommu_mode`.
@@ -95,142 +97,343 @@ pub(crate) const fn fits(device_id: u32, mode: DdtMode, extended: bool) -> bool 
     }
 }
 
-/// Finds the device context of `device_id` in the directory at `root`,
-/// allocating missing intermediate directories when `alloc` is set. Returns
-/// its physical address, or `None` when it is absent and `alloc` is clear.
+/// Bytes of a device context.
+const fn context_size(extended: bool) -> u64 {
+    if extended {
+        64
+    } else {
+        32
+    }
+}
+
+/// A device directory: its root page and the directory pages below it.
 ///
-/// # Errors
+/// Every method is given the memory the directory was made from.
 ///
-/// [`HwError::Range`] when `device_id` does not fit `mode`,
-/// [`HwError::NoMemory`] when a directory cannot be allocated.
+/// # Invariants
 ///
-/// # Safety
-///
-/// `root` is a live directory of `mode` allocated from `mem` (a page; every
-/// valid non-leaf entry below it points to a page allocated from `mem`), and
-/// nothing frees it or changes it concurrently.
-pub(crate) unsafe fn dc_address(
-    mem: &impl PhysMem,
+/// `root` is a page allocated from that memory; every valid entry of a
+/// non-leaf directory page (at the levels of `mode`, starting with the root)
+/// points to a page allocated from it with order 0, linked from that entry
+/// alone. They all live until [`Ddt::free`]. `mode` changes only while the
+/// root holds no entry.
+#[derive(Debug)]
+pub(crate) struct Ddt {
     root: u64,
     mode: DdtMode,
     extended: bool,
-    device_id: u32,
-    alloc: bool,
-) -> Result<Option<u64>, HwError> {
-    if !fits(device_id, mode, extended) {
-        return Err(HwError::Range);
+}
+
+/// A directory page of a [`Ddt`], at `level` (0: a page of contexts).
+///
+/// # Invariants
+///
+/// `words` views the page at `pa`, a page of the directory borrowed for
+/// `'d` at `level` of its mode.
+#[derive(Clone, Copy)]
+struct Dir<'d, W> {
+    pa: u64,
+    words: W,
+    level: u32,
+    _ddt: PhantomData<&'d Ddt>,
+}
+
+/// Where a device's context lives in a [`Ddt`].
+///
+/// # Invariants
+///
+/// `words` views the context (8 words if `extended`, else 4) at `pa`, in a
+/// leaf page of a directory borrowed for `'d`.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'d, W> {
+    pa: u64,
+    words: W,
+    extended: bool,
+    _ddt: PhantomData<&'d Ddt>,
+}
+
+impl Ddt {
+    /// Allocates an empty directory, in mode `Off` until [`Ddt::set_mode`].
+    ///
+    /// # Errors
+    ///
+    /// [`HwError::NoMemory`] when the root cannot be allocated.
+    pub(crate) fn new(mem: &impl PhysMem, extended: bool) -> Result<Self, HwError> {
+        // INVARIANT: a zeroed page of `mem`: no entry.
+        Ok(Self {
+            root: mem.alloc_pages(0)?,
+            mode: DdtMode::Off,
+            extended,
+        })
     }
-    let i = ddi(device_id, extended);
-    let mut table = root;
-    for level in (1..mode.levels()).rev() {
-        // SAFETY: `table` is a page of the directory (the root, or linked
-        // from it), by the safety requirements; `i` indexes its 512 entries.
-        let words = unsafe { mem.words(table, 512) };
-        // CAST: directory indices are 9 bits.
-        let slot = i[level as usize] as usize;
-        let e = words.read(slot);
-        table = if e & DDTE_V != 0 {
-            get_ppn(e)
-        } else if alloc {
-            let new = mem.alloc_pages(0)?;
-            words.write(slot, DDTE_V | put_ppn(new));
-            new
-        } else {
+
+    /// Physical address of the root page.
+    pub(crate) fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The directory's mode.
+    pub(crate) fn mode(&self) -> DdtMode {
+        self.mode
+    }
+
+    /// Sets the mode (the one the IOMMU accepted).
+    ///
+    /// # Errors
+    ///
+    /// [`HwError::Exists`] once the directory holds an entry.
+    pub(crate) fn set_mode(&mut self, mem: &impl PhysMem, mode: DdtMode) -> Result<(), HwError> {
+        let root = self.root_dir(mem);
+        if (0..512).any(|i| root.words.read(i) != 0) {
+            return Err(HwError::Exists);
+        }
+        // INVARIANT: the root holds no entry.
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// Whether `device_id` has a place in the directory.
+    pub(crate) fn fits(&self, device_id: u32) -> bool {
+        fits(device_id, self.mode, self.extended)
+    }
+
+    fn root_dir<'d, M: PhysMem>(&'d self, mem: &'d M) -> Dir<'d, M::Words<'d>> {
+        // INVARIANT: the root; its level is the mode's top one.
+        Dir {
+            pa: self.root,
+            // SAFETY: the root is a page of `mem` (type invariant) that
+            // lives until `free`, which cannot run while `self` is borrowed.
+            words: unsafe { mem.words(self.root, 512) },
+            level: self.mode.levels().saturating_sub(1),
+            _ddt: PhantomData,
+        }
+    }
+
+    /// The leaf page holding `device_id`'s context, linking the missing
+    /// directory pages on the way when `link` is given the memory (with
+    /// `&mut self`, so no one else walks meanwhile).
+    fn leaf<'d, M: PhysMem>(
+        &'d self,
+        mem: &'d M,
+        device_id: u32,
+        link: bool,
+    ) -> Result<Option<Dir<'d, M::Words<'d>>>, HwError> {
+        if !self.fits(device_id) {
+            return Err(HwError::Range);
+        }
+        let i = ddi(device_id, self.extended);
+        let mut dir = self.root_dir(mem);
+        while dir.level > 0 {
+            // CAST: directory indices are 9 bits.
+            let slot = i[dir.level as usize] as usize;
+            dir = match dir.next(mem, slot) {
+                Some(next) => next,
+                None if link => dir.link(mem, slot)?,
+                None => return Ok(None),
+            };
+        }
+        Ok(Some(dir))
+    }
+
+    /// Makes the directory path to `device_id`'s context, allocating the
+    /// missing directory pages.
+    ///
+    /// # Errors
+    ///
+    /// [`HwError::Range`] when `device_id` does not fit the mode,
+    /// [`HwError::NoMemory`] when a page cannot be allocated.
+    pub(crate) fn prepare(&mut self, mem: &impl PhysMem, device_id: u32) -> Result<(), HwError> {
+        self.leaf(mem, device_id, true).map(|_| ())
+    }
+
+    /// `device_id`'s context, `None` when [`Ddt::prepare`] did not make its
+    /// path yet.
+    ///
+    /// # Errors
+    ///
+    /// [`HwError::Range`] when `device_id` does not fit the mode.
+    pub(crate) fn context<'d, M: PhysMem>(
+        &'d self,
+        mem: &'d M,
+        device_id: u32,
+    ) -> Result<Option<Context<'d, M::Words<'d>>>, HwError> {
+        let Some(leaf) = self.leaf(mem, device_id, false)? else {
             return Ok(None);
         };
+        Ok(Some(leaf.context(
+            mem,
+            ddi(device_id, self.extended)[0],
+            self.extended,
+        )))
     }
-    let size = if extended { 64 } else { 32 };
-    Ok(Some(table + size * i[0]))
-}
 
-/// Calls `f(device_id, context)` for every valid device context in the
-/// directory at `root`, in device-id order.
-///
-/// # Safety
-///
-/// As for [`dc_address`], except that concurrent additions of contexts and
-/// directories are allowed.
-pub(crate) unsafe fn for_each_context(
-    mem: &impl PhysMem,
-    root: u64,
-    mode: DdtMode,
-    extended: bool,
-    f: &mut dyn FnMut(u32, DeviceContext),
-) {
-    /// # Safety
-    ///
-    /// `table` is a directory of the directory at `level`, as above.
-    unsafe fn walk(
+    /// Calls `f(device_id, context)` for every valid device context, in
+    /// device-id order.
+    pub(crate) fn for_each_context(
+        &self,
         mem: &impl PhysMem,
-        table: u64,
-        level: u32,
-        prefix: u64,
-        extended: bool,
         f: &mut dyn FnMut(u32, DeviceContext),
     ) {
-        let (leaf_bits, size) = if extended { (6, 64) } else { (7, 32) };
-        if level == 0 {
-            for i in 0..(1u64 << leaf_bits) {
-                // SAFETY: a context of a leaf directory (the caller's guarantee).
-                let dc = unsafe { DeviceContext::read(mem, table + size * i, extended) };
-                if dc.tc & DeviceContext::TC_V != 0 {
-                    // CAST: device ids are 24 bits.
-                    f((prefix << leaf_bits | i) as u32, dc);
+        fn walk<'d, M: PhysMem>(
+            mem: &'d M,
+            dir: Dir<'d, M::Words<'d>>,
+            prefix: u64,
+            extended: bool,
+            f: &mut dyn FnMut(u32, DeviceContext),
+        ) {
+            if dir.level == 0 {
+                let leaf_bits = if extended { 6 } else { 7 };
+                for i in 0..(1u64 << leaf_bits) {
+                    let dc = dir.context(mem, i, extended).read();
+                    if dc.tc & DeviceContext::TC_V != 0 {
+                        // CAST: device ids are 24 bits.
+                        f((prefix << leaf_bits | i) as u32, dc);
+                    }
+                }
+                return;
+            }
+            for i in 0..512 {
+                if let Some(next) = dir.next(mem, i) {
+                    // CAST: `i` < 512.
+                    walk(mem, next, prefix << 9 | i as u64, extended, f);
                 }
             }
-            return;
         }
-        // SAFETY: a non-leaf directory page (the caller's guarantee).
-        let words = unsafe { mem.words(table, 512) };
-        for i in 0..512 {
-            let e = words.read(i);
-            if e & DDTE_V != 0 {
-                // CAST: `i` < 512.
-                let prefix = prefix << 9 | i as u64;
-                // SAFETY: a valid entry links a directory page one level down.
-                unsafe { walk(mem, get_ppn(e), level - 1, prefix, extended, f) };
-            }
+        if self.mode.levels() > 0 {
+            walk(mem, self.root_dir(mem), 0, self.extended, f);
         }
     }
-    if mode.levels() > 0 {
-        // SAFETY: the root, by the safety requirements.
-        unsafe { walk(mem, root, mode.levels() - 1, 0, extended, f) };
+
+    /// Frees every page of the directory, the root included.
+    ///
+    /// # Safety
+    ///
+    /// The IOMMU no longer reads the directory, and the directory is not used
+    /// again (dropped or forgotten next).
+    pub(crate) unsafe fn free(&mut self, mem: &impl PhysMem) {
+        /// # Safety
+        ///
+        /// As for [`Ddt::free`].
+        unsafe fn free_below<'d, M: PhysMem>(mem: &'d M, dir: Dir<'d, M::Words<'d>>) {
+            if dir.level == 0 {
+                return;
+            }
+            for i in 0..512 {
+                if let Some(next) = dir.next(mem, i) {
+                    // SAFETY: `next` is a page of the directory linked from
+                    // this entry alone, allocated with order 0 (type
+                    // invariant); its view is not used after it is freed,
+                    // and nothing else uses it (the caller's guarantee).
+                    unsafe {
+                        free_below(mem, next);
+                        mem.free_pages(next.pa, 0);
+                    }
+                }
+            }
+        }
+        if self.mode.levels() > 0 {
+            // SAFETY: the caller's guarantee, passed on.
+            unsafe { free_below(mem, self.root_dir(mem)) };
+        }
+        // SAFETY: the root, of order 0 (type invariant), used by no one
+        // after this (the caller's guarantee).
+        unsafe { mem.free_pages(self.root, 0) };
     }
 }
 
-/// Frees the intermediate directories below `root` (not `root` itself).
-///
-/// # Safety
-///
-/// As for [`dc_address`]; moreover the IOMMU no longer reads the directory
-/// and nothing uses the pages below `root` afterwards.
-pub(crate) unsafe fn free_directories(mem: &impl PhysMem, root: u64, mode: DdtMode) {
-    /// # Safety
-    ///
-    /// `table` is a directory page at `level`, as above.
-    unsafe fn free(mem: &impl PhysMem, table: u64, level: u32) {
-        if level == 0 {
-            return;
+impl<'d, W: Words> Dir<'d, W> {
+    /// The page entry `slot` of this non-leaf page links, if valid.
+    fn next<M: PhysMem<Words<'d> = W>>(self, mem: &'d M, slot: usize) -> Option<Self> {
+        let e = self.words.read(slot);
+        if self.level == 0 || e & DDTE_V == 0 {
+            return None;
         }
-        // SAFETY: a non-leaf directory page (the caller's guarantee).
-        let words = unsafe { mem.words(table, 512) };
-        for i in 0..512 {
-            let e = words.read(i);
-            if e & DDTE_V != 0 {
-                let next = get_ppn(e);
-                // SAFETY: a valid entry links a directory page one level down;
-                // it was allocated with order 0, and only this entry links
-                // it, so nothing uses it once freed.
-                unsafe {
-                    free(mem, next, level - 1);
-                    mem.free_pages(next, 0);
-                }
-            }
+        let pa = get_ppn(e);
+        // INVARIANT: a page of the directory one level down.
+        Some(Self {
+            pa,
+            // SAFETY: a valid entry of a non-leaf page links a page of the
+            // directory (type invariant), which lives while it is borrowed.
+            words: unsafe { mem.words(pa, 512) },
+            level: self.level - 1,
+            _ddt: PhantomData,
+        })
+    }
+
+    /// Links a new, empty page into entry `slot`, found invalid.
+    fn link<M: PhysMem<Words<'d> = W>>(self, mem: &'d M, slot: usize) -> Result<Self, HwError> {
+        let new = mem.alloc_pages(0)?;
+        // INVARIANT: a zeroed page of `mem`, linked from this entry alone.
+        self.words.write(slot, DDTE_V | put_ppn(new));
+        self.next(mem, slot).ok_or(HwError::Invalid)
+    }
+
+    /// Context `i` of this leaf page.
+    fn context<M: PhysMem<Words<'d> = W>>(
+        self,
+        mem: &'d M,
+        i: u64,
+        extended: bool,
+    ) -> Context<'d, W> {
+        let size = context_size(extended);
+        assert!(self.level == 0 && (i + 1) * size <= PAGE_SIZE);
+        let pa = self.pa + size * i;
+        // INVARIANT: a context of a leaf page of the directory.
+        Context {
+            pa,
+            // SAFETY: `size` bytes inside a leaf page of the directory
+            // (checked above), which lives while it is borrowed.
+            // CAST: 4 or 8.
+            words: unsafe { mem.words(pa, (size / 8) as usize) },
+            extended,
+            _ddt: PhantomData,
         }
     }
-    if mode.levels() > 0 {
-        // SAFETY: the root, by the safety requirements.
-        unsafe { free(mem, root, mode.levels() - 1) };
+}
+
+impl<W: Words> Context<'_, W> {
+    /// Physical address of the context.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests check it"))]
+    pub(crate) fn pa(&self) -> u64 {
+        self.pa
+    }
+
+    /// Reads the context.
+    pub(crate) fn read(&self) -> DeviceContext {
+        let w = |i: usize| self.words.read(i);
+        let mut dc = DeviceContext {
+            tc: w(0),
+            iohgatp: w(1),
+            ta: w(2),
+            fsc: w(3),
+            ..DeviceContext::default()
+        };
+        if self.extended {
+            dc.msiptp = w(4);
+            dc.msi_addr_mask = w(5);
+            dc.msi_addr_pattern = w(6);
+        }
+        dc
+    }
+
+    /// Writes `dc`, `tc` last, so the IOMMU never sees a valid context with
+    /// stale fields. The caller then invalidates the IOMMU's copy
+    /// (`IODIR.INVAL_DDT`).
+    pub(crate) fn write(&self, dc: &DeviceContext) {
+        let words = [
+            dc.iohgatp,
+            dc.ta,
+            dc.fsc,
+            dc.msiptp,
+            dc.msi_addr_mask,
+            dc.msi_addr_pattern,
+            0,
+        ];
+        let n = if self.extended { 7 } else { 3 };
+        for (i, w) in words.iter().take(n).enumerate() {
+            self.words.write(i + 1, *w);
+        }
+        self.words.write(0, dc.tc);
     }
 }
 
@@ -294,58 +497,6 @@ impl DeviceContext {
         self.msi_addr_mask = MSI_ADDR.put(mask);
         self.msi_addr_pattern = MSI_ADDR.put(pattern);
         self
-    }
-
-    /// Reads the context at `pa`.
-    ///
-    /// # Safety
-    ///
-    /// `pa` is the address of a device context (64 bytes if `extended`, else
-    /// 32) in a directory page allocated from `mem` that is not freed
-    /// meanwhile.
-    pub(crate) unsafe fn read(mem: &impl PhysMem, pa: u64, extended: bool) -> Self {
-        // SAFETY: by the safety requirements.
-        let words = unsafe { mem.words(pa, if extended { 8 } else { 4 }) };
-        let w = |i: usize| words.read(i);
-        let mut dc = Self {
-            tc: w(0),
-            iohgatp: w(1),
-            ta: w(2),
-            fsc: w(3),
-            ..Self::default()
-        };
-        if extended {
-            dc.msiptp = w(4);
-            dc.msi_addr_mask = w(5);
-            dc.msi_addr_pattern = w(6);
-        }
-        dc
-    }
-
-    /// Writes the context at `pa`, `tc` last, so the IOMMU never sees a valid
-    /// context with stale fields. The caller then invalidates the IOMMU's
-    /// copy (`IODIR.INVAL_DDT`).
-    ///
-    /// # Safety
-    ///
-    /// As for [`DeviceContext::read`].
-    pub(crate) unsafe fn write(&self, mem: &impl PhysMem, pa: u64, extended: bool) {
-        // SAFETY: by the safety requirements.
-        let dc = unsafe { mem.words(pa, if extended { 8 } else { 4 }) };
-        let words = [
-            self.iohgatp,
-            self.ta,
-            self.fsc,
-            self.msiptp,
-            self.msi_addr_mask,
-            self.msi_addr_pattern,
-            0,
-        ];
-        let n = if extended { 7 } else { 3 };
-        for (i, w) in words.iter().take(n).enumerate() {
-            dc.write(i + 1, *w);
-        }
-        dc.write(0, self.tc);
     }
 }
 

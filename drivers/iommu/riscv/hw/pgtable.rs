@@ -22,6 +22,8 @@
 //! fill or clear consecutive entries of a leaf table in one visit and walk
 //! down again only where the range crosses into the next table.
 
+use core::marker::PhantomData;
+
 use super::{
     is_aligned,
     mem::{PhysMem, Words},
@@ -57,6 +59,101 @@ struct Geometry {
     top_mask: u64,
     /// The end of the input addresses.
     aperture_end: u64,
+}
+
+/// A table of a [`PageTable`].
+///
+/// # Invariants
+///
+/// `words` views the table at `pa`, a table of a page table borrowed for
+/// `'t`, at `level`. Code of this module writes into it only leaves, empty
+/// entries and links to tables it allocated for the page table.
+#[derive(Clone, Copy)]
+struct Table<'t, W> {
+    pa: u64,
+    words: W,
+    level: u32,
+    _pt: PhantomData<&'t PageTable>,
+}
+
+/// An entry of a [`Table`], by kind.
+enum Entry<'t, W> {
+    /// Not valid.
+    Empty,
+    /// A leaf.
+    Leaf(Pte),
+    /// A link to a table one level down.
+    Table(Table<'t, W>),
+    /// A valid non-leaf entry at level 0 (reserved).
+    Reserved,
+}
+
+impl<'t, W: Words> Table<'t, W> {
+    #[inline(always)]
+    fn len(self) -> usize {
+        self.words.len()
+    }
+
+    #[inline(always)]
+    fn read(self, i: usize) -> Pte {
+        Pte(self.words.read(i))
+    }
+
+    /// Writes a leaf or an empty entry into entry `i`.
+    #[inline(always)]
+    fn write(self, i: usize, pte: Pte) {
+        self.words.write(i, pte.0)
+    }
+
+    /// Entry `i`, by kind.
+    #[inline(always)]
+    fn entry<M: PhysMem<Words<'t> = W>>(self, mem: &'t M, i: usize) -> Entry<'t, W> {
+        let pte = self.read(i);
+        if pte.is_leaf() {
+            Entry::Leaf(pte)
+        } else if !pte.is_valid() {
+            Entry::Empty
+        } else if self.level == 0 {
+            Entry::Reserved
+        } else {
+            // INVARIANT: the table the link points to, one level down.
+            Entry::Table(Table {
+                pa: pte.pa(),
+                // SAFETY: a valid non-leaf entry above level 0 links a 4 KiB
+                // table that the page table owns until `destroy`, which
+                // cannot run while it is borrowed for `'t` (type
+                // invariants of `Table` and `PageTable`).
+                words: unsafe { mem.words(pte.pa(), ENTRIES) },
+                level: self.level - 1,
+                _pt: PhantomData,
+            })
+        }
+    }
+
+    /// Links a new, empty table into entry `i`, found empty, and returns
+    /// the entry: the new table, or what another walk linked there first.
+    /// Out of line: walks rarely need it.
+    #[inline(never)]
+    fn link<M: PhysMem<Words<'t> = W>>(
+        self,
+        mem: &'t M,
+        i: usize,
+    ) -> Result<Entry<'t, W>, HwError> {
+        let new = mem.alloc_pages(0)?;
+        // INVARIANT: a zeroed 4 KiB page is an empty table, now owned by the
+        // page table.
+        if self
+            .words
+            .cmpxchg(i, Pte::NONE.0, Pte::table(new).0)
+            .is_err()
+        {
+            // Another walk linked a table first: follow it.
+            // SAFETY: `new` was allocated above with order 0, and nothing
+            // links to it or views it.
+            unsafe { mem.free_pages(new, 0) };
+        }
+        Ok(self.entry(mem, i))
+    }
 }
 
 impl Geometry {
@@ -141,25 +238,20 @@ impl PageTable {
         self.mode
     }
 
-    fn root_table<'m, M: PhysMem>(&self, mem: &'m M) -> M::Words<'m> {
-        // SAFETY: `root` is an allocation of order `mode.root_order()`, that
-        // is of `ENTRIES << root_order` words, which lives until `destroy`
-        // takes `self` (type invariant), so not while `self` is borrowed.
-        // CAST: `top_mask + 1` is the root's entry count, at most 2048.
-        unsafe { mem.words(self.root, self.geometry.top_mask as usize + 1) }
-    }
-
-    /// The table that `pte`, a valid non-leaf entry, points to.
-    ///
-    /// # Safety
-    ///
-    /// `pte` was read from a table of this page table (above level 0), and
-    /// the view is used only while `self` is borrowed.
-    unsafe fn next<'m, M: PhysMem>(mem: &'m M, pte: Pte) -> M::Words<'m> {
-        // SAFETY: such an entry points to a 4 KiB table the page table owns
-        // until `destroy` (type invariant), which the caller does not reach
-        // while it uses the view.
-        unsafe { mem.words(pte.pa(), ENTRIES) }
+    #[inline(always)]
+    fn root_table<'t, M: PhysMem>(&'t self, mem: &'t M) -> Table<'t, M::Words<'t>> {
+        // INVARIANT: the root, at the top level.
+        Table {
+            pa: self.root,
+            // SAFETY: `root` is an allocation of order `mode.root_order()`,
+            // that is of `ENTRIES << root_order` words, which lives until
+            // `destroy` takes `self` (type invariant), so not while `self` is
+            // borrowed.
+            // CAST: `top_mask + 1` is the root's entry count, at most 2048.
+            words: unsafe { mem.words(self.root, self.geometry.top_mask as usize + 1) },
+            level: self.geometry.top,
+            _pt: PhantomData,
+        }
     }
 
     fn check(&self, iova: u64, size: u64) -> Result<(), HwError> {
@@ -175,51 +267,28 @@ impl PageTable {
 
     /// Walks down to the table at `level` holding the entry for `iova`,
     /// linking the tables missing on the way.
-    fn table_for<'m, M: PhysMem>(
-        &self,
-        mem: &'m M,
+    #[inline(always)]
+    fn table_for<'t, M: PhysMem>(
+        &'t self,
+        mem: &'t M,
         iova: u64,
         level: u32,
-    ) -> Result<M::Words<'m>, HwError> {
+    ) -> Result<Table<'t, M::Words<'t>>, HwError> {
         let mut table = self.root_table(mem);
-        for l in (level + 1..=self.geometry.top).rev() {
-            let i = self.geometry.index(iova, l);
-            let mut pte = Pte(table.read(i));
-            if !pte.is_valid() {
-                pte = Self::link_table(mem, table, i)?;
+        while table.level > level {
+            let i = self.geometry.index(iova, table.level);
+            let mut entry = table.entry(mem, i);
+            if let Entry::Empty = entry {
+                entry = table.link(mem, i)?;
             }
-            // Neighbours only ever link tables here, so a leaf (or, after a
-            // lost race, anything but a table) overlaps the range.
-            if !pte.is_valid() || pte.is_leaf() {
-                return Err(HwError::Exists);
-            }
-            // SAFETY: a valid non-leaf entry read from this page table, at
-            // level `l` > 0; the view lives for this borrow of `self`.
-            table = unsafe { Self::next(mem, pte) };
+            table = match entry {
+                Entry::Table(next) => next,
+                // Neighbours only ever link tables here, so a leaf (or, after
+                // a lost race, anything but a table) overlaps the range.
+                _ => return Err(HwError::Exists),
+            };
         }
         Ok(table)
-    }
-
-    /// Links a new, empty table into entry `i` of `table`, found invalid,
-    /// and returns the entry: the new table's, or what another walk linked
-    /// there first. Out of line: walks rarely need it.
-    #[inline(never)]
-    fn link_table<'m, M: PhysMem>(
-        mem: &'m M,
-        table: M::Words<'m>,
-        i: usize,
-    ) -> Result<Pte, HwError> {
-        let new = mem.alloc_pages(0)?;
-        Ok(match table.cmpxchg(i, Pte::NONE.0, Pte::table(new).0) {
-            Ok(()) => Pte::table(new),
-            Err(current) => {
-                // Another walk linked a table first: follow it.
-                // SAFETY: `new` was allocated above with order 0, and
-                // nothing links to it or views it.
-                unsafe { mem.free_pages(new, 0) };
-                Pte(current)
-            }
-        })
     }
 
     /// Maps `count` pages of `pgsize` bytes (4 KiB, 2 MiB or 1 GiB) from `iova`
@@ -263,15 +332,14 @@ impl PageTable {
             for k in 0..n {
                 // CAST: `k` < 2048, as above.
                 let i = first + k as usize;
-                if Pte(table.read(i)).is_valid() {
+                if table.read(i).is_valid() {
                     // Taken, or a table in the way.
                     let off = (done + k) * pgsize;
-                    if let Err(e) = self.map_leaf(mem, table, i, level, iova + off, leaf.pa(), prot)
-                    {
+                    if let Err(e) = self.map_leaf(mem, table, i, iova + off, leaf.pa(), prot) {
                         return (off, Err(e));
                     }
                 } else {
-                    table.write(i, leaf.0);
+                    table.write(i, leaf);
                 }
                 leaf = leaf.next_leaf(pgsize);
             }
@@ -280,36 +348,32 @@ impl PageTable {
         (count * pgsize, Ok(()))
     }
 
-    /// Maps one leaf of `level` in entry `i` of `table`. Where a table sits
-    /// in that entry, it is filled with leaves one level down instead, all
-    /// or nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// Maps one leaf in entry `i` of `table`. Where a table sits in that
+    /// entry, it is filled with leaves one level down instead, all or
+    /// nothing.
     #[inline(never)]
-    fn map_leaf<'m, M: PhysMem>(
-        &self,
-        mem: &'m M,
-        table: M::Words<'m>,
+    fn map_leaf<'t, M: PhysMem>(
+        &'t self,
+        mem: &'t M,
+        table: Table<'t, M::Words<'t>>,
         i: usize,
-        level: u32,
         iova: u64,
         pa: u64,
         prot: Prot,
     ) -> Result<(), HwError> {
-        let pte = Pte(table.read(i));
-        if !pte.is_valid() {
-            table.write(i, Pte::leaf(pa, prot).0);
-            return Ok(());
-        }
-        if pte.is_leaf() || level == 0 {
-            return Err(HwError::Exists);
-        }
-        // SAFETY: a valid non-leaf entry of this page table above level 0.
-        let sub = unsafe { Self::next(mem, pte) };
-        let step = level_size(level - 1);
+        let sub = match table.entry(mem, i) {
+            Entry::Empty => {
+                table.write(i, Pte::leaf(pa, prot));
+                return Ok(());
+            }
+            Entry::Table(sub) => sub,
+            Entry::Leaf(_) | Entry::Reserved => return Err(HwError::Exists),
+        };
+        let step = level_size(sub.level);
         for j in 0..ENTRIES {
             // CAST: `j` < 512.
             let off = j as u64 * step;
-            if let Err(e) = self.map_leaf(mem, sub, j, level - 1, iova + off, pa + off, prot) {
+            if let Err(e) = self.map_leaf(mem, sub, j, iova + off, pa + off, prot) {
                 // CAST: as above.
                 self.unmap_pages(mem, iova, step, j as u64);
                 return Err(e);
@@ -342,34 +406,27 @@ impl PageTable {
             // Down to the leaf that maps the next address.
             let va = iova + done;
             let mut table = self.root_table(mem);
-            let mut level = self.geometry.top;
             loop {
-                let pte = Pte(table.read(self.geometry.index(va, level)));
-                if !pte.is_valid() || (!pte.is_leaf() && level == 0) {
-                    break 'walk;
+                match table.entry(mem, self.geometry.index(va, table.level)) {
+                    Entry::Leaf(_) => break,
+                    Entry::Table(next) => table = next,
+                    Entry::Empty | Entry::Reserved => break 'walk,
                 }
-                if pte.is_leaf() {
-                    break;
-                }
-                // SAFETY: a valid non-leaf entry of this page table above
-                // level 0.
-                table = unsafe { Self::next(mem, pte) };
-                level -= 1;
             }
-            let leaf = level_size(level);
+            let leaf = level_size(table.level);
             if !is_aligned(va, leaf) {
                 break;
             }
             // Clear it and the leaves after it in this table, in one visit.
-            for i in self.geometry.index(va, level)..table.len() {
+            for i in self.geometry.index(va, table.level)..table.len() {
                 if done >= size {
                     break 'walk;
                 }
-                if !Pte(table.read(i)).is_leaf() {
+                if !table.read(i).is_leaf() {
                     // A hole or a table: walk down again.
                     continue 'walk;
                 }
-                table.write(i, Pte::NONE.0);
+                table.write(i, Pte::NONE);
                 done += leaf;
             }
         }
@@ -383,19 +440,16 @@ impl PageTable {
             return None;
         }
         let mut table = self.root_table(mem);
-        for level in (0..=self.geometry.top).rev() {
-            let pte = Pte(table.read(self.geometry.index(iova, level)));
-            if pte.is_leaf() {
-                let size = level_size(level);
-                return Some((pte.pa() + (iova & (size - 1)), size, pte.prot()));
+        loop {
+            match table.entry(mem, self.geometry.index(iova, table.level)) {
+                Entry::Leaf(pte) => {
+                    let size = level_size(table.level);
+                    return Some((pte.pa() + (iova & (size - 1)), size, pte.prot()));
+                }
+                Entry::Table(next) => table = next,
+                Entry::Empty | Entry::Reserved => return None,
             }
-            if !pte.is_valid() || level == 0 {
-                return None;
-            }
-            // SAFETY: a valid non-leaf entry of this page table above level 0.
-            table = unsafe { Self::next(mem, pte) };
         }
-        None
     }
 
     /// Physical address `iova` translates to, if mapped.
@@ -405,29 +459,24 @@ impl PageTable {
 
     /// Calls `f(iova, pa, size, prot)` for every leaf, in IOVA order.
     pub(crate) fn for_each_leaf(&self, mem: &impl PhysMem, f: &mut dyn FnMut(u64, u64, u64, Prot)) {
-        Self::walk_leaves(mem, self.root_table(mem), self.geometry.top, 0, f);
-    }
-
-    fn walk_leaves<'m, M: PhysMem>(
-        mem: &'m M,
-        table: M::Words<'m>,
-        level: u32,
-        base: u64,
-        f: &mut dyn FnMut(u64, u64, u64, Prot),
-    ) {
-        for i in 0..table.len() {
-            let pte = Pte(table.read(i));
-            // CAST: `i` < 2048.
-            let iova = base + i as u64 * level_size(level);
-            if pte.is_leaf() {
-                f(iova, pte.pa(), level_size(level), pte.prot());
-            } else if pte.is_valid() && level > 0 {
-                // SAFETY: a valid non-leaf entry of this page table above
-                // level 0, viewed during the caller's borrow of the table.
-                let sub = unsafe { Self::next(mem, pte) };
-                Self::walk_leaves(mem, sub, level - 1, iova, f);
+        fn walk<'t, M: PhysMem>(
+            mem: &'t M,
+            table: Table<'t, M::Words<'t>>,
+            base: u64,
+            f: &mut dyn FnMut(u64, u64, u64, Prot),
+        ) {
+            let size = level_size(table.level);
+            for i in 0..table.len() {
+                // CAST: `i` < 2048.
+                let iova = base + i as u64 * size;
+                match table.entry(mem, i) {
+                    Entry::Leaf(pte) => f(iova, pte.pa(), size, pte.prot()),
+                    Entry::Table(sub) => walk(mem, sub, iova, f),
+                    Entry::Empty | Entry::Reserved => {}
+                }
             }
         }
+        walk(mem, self.root_table(mem), 0, f);
     }
 
     /// Frees every table.
@@ -437,35 +486,32 @@ impl PageTable {
     /// The IOMMU no longer walks the table: the device contexts pointing at
     /// it are gone and their caches invalidated.
     pub(crate) unsafe fn destroy(self, mem: &impl PhysMem) {
-        // SAFETY: the caller's guarantee, passed on.
-        unsafe { Self::free_tables(mem, self.root_table(mem), self.geometry.top) };
-        // SAFETY: the root was allocated with `root_order` (type invariant);
-        // its view above is no longer used, and the IOMMU no longer walks it
-        // (the caller's guarantee).
-        unsafe { mem.free_pages(self.root, self.mode.root_order()) };
-    }
-
-    /// Frees the tables below `table`, a table of this page table at `level`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Self::destroy`]; the tables below `table` are not used again.
-    unsafe fn free_tables<'m, M: PhysMem>(mem: &'m M, table: M::Words<'m>, level: u32) {
-        if level == 0 {
-            return;
-        }
-        for i in 0..table.len() {
-            let pte = Pte(table.read(i));
-            if pte.is_valid() && !pte.is_leaf() {
-                // SAFETY: a valid non-leaf entry of this page table above level 0.
-                let sub = unsafe { Self::next(mem, pte) };
-                // SAFETY: the caller's guarantee covers the tables below.
-                unsafe { Self::free_tables(mem, sub, level - 1) };
-                // SAFETY: the table was allocated with order 0 and linked
-                // only from this entry; its view is no longer used, and the
-                // IOMMU no longer walks it (`destroy`'s caller guarantees it).
-                unsafe { mem.free_pages(pte.pa(), 0) };
+        /// Frees the tables below `table`.
+        ///
+        /// # Safety
+        ///
+        /// As for [`PageTable::destroy`]; the tables below `table` are not
+        /// used again.
+        unsafe fn free_below<'t, M: PhysMem>(mem: &'t M, table: Table<'t, M::Words<'t>>) {
+            for i in 0..table.len() {
+                if let Entry::Table(sub) = table.entry(mem, i) {
+                    // SAFETY: the caller's guarantee covers the tables below;
+                    // `sub` was allocated with order 0 and linked only from
+                    // this entry (type invariant of `PageTable`), its view
+                    // is not used once it is freed, and the IOMMU no longer
+                    // walks it (`destroy`'s caller guarantees it).
+                    unsafe {
+                        free_below(mem, sub);
+                        mem.free_pages(sub.pa, 0);
+                    }
+                }
             }
+        }
+        // SAFETY: the caller's guarantee, passed on; then the root, allocated
+        // with `root_order` (type invariant), its view no longer used.
+        unsafe {
+            free_below(mem, self.root_table(mem));
+            mem.free_pages(self.root, self.mode.root_order());
         }
     }
 }
