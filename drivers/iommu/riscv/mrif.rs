@@ -27,6 +27,7 @@
 use kernel::{
     cpu::CpuId,
     cpumask::Cpumask,
+    iommu::pages::{self, Pages},
     irq::{
         imsic::{self, Notice, NoticeHandler},
         remap::{HardIrq, MsiMsg, Vector},
@@ -41,11 +42,7 @@ use kernel::{
 };
 
 use crate::{
-    hw::{
-        mem::{PhysMem, Words},
-        mrif, PAGE_SIZE,
-    },
-    mem::{errno, KernelMem},
+    hw::{mem::Words, mrif, PAGE_SIZE},
     msi_page_table::MsiPageTable,
 };
 
@@ -184,16 +181,13 @@ impl NoticeHandler for NoticeCpu {
 ///
 /// # Invariants
 ///
-/// `pa` is `order` pages owned by the set, holding an MRIF for each CPU
-/// below `entries.len()`; `entries[c]` is the table entry naming CPU `c`'s
+/// `pages` hold an MRIF for each CPU below `entries.len()`; `entries[c]` is the table entry naming CPU `c`'s
 /// MRIF, if `c` has a notice; they stay valid until the set is dropped.
 pub(crate) struct MrifSet {
     /// The device's table (by address, to find its sets).
     table: Arc<MsiPageTable>,
-    /// Reaches the MRIFs; never allocates.
-    mem: KernelMem,
-    pa: u64,
-    order: u32,
+    /// The MRIFs, freed after the entries naming them are removed.
+    pages: Pages,
     entries: KVec<Option<usize>>,
     /// The Linux interrupt of each identity, 0 when free; 0 itself is never
     /// used.
@@ -208,13 +202,11 @@ impl MrifSet {
         // CAST: CPU counts are small.
         let bytes = (n as u64 * mrif::MRIF_SIZE).max(PAGE_SIZE);
         let order = (bytes.next_power_of_two() / PAGE_SIZE).trailing_zeros();
-        let mem = KernelMem::new(false);
-        let pa = mem.alloc_pages(order).map_err(errno)?;
+        let pages = Pages::new(order, GFP_KERNEL)?;
+        let pa = pages.pa();
         let mut set = Self {
             table: table.clone(),
-            mem: KernelMem::new(true),
-            pa,
-            order,
+            pages,
             entries: KVec::new(),
             vectors: KVec::new(),
         };
@@ -234,18 +226,13 @@ impl MrifSet {
     }
 
     /// CPU `cpu`'s MRIF, if the set has one.
-    fn words(&self, cpu: u32) -> Option<<KernelMem as PhysMem>::Words<'_>> {
+    fn words(&self, cpu: u32) -> Option<pages::Words<'_>> {
         // CAST: CPU numbers fit.
         self.entries.get(cpu as usize)?.as_ref()?;
-        // SAFETY: CPU `cpu`'s MRIF lies in the set's pages, which live as
-        // long as `self` (type invariant).
-        Some(unsafe {
-            self.mem.words(
-                self.pa + u64::from(cpu) * mrif::MRIF_SIZE,
-                // CAST: 64 doublewords.
-                (mrif::MRIF_SIZE / 8) as usize,
-            )
-        })
+        // CAST: 64 doublewords an MRIF.
+        let n = (mrif::MRIF_SIZE / 8) as usize;
+        // CAST: as above.
+        Some(self.pages.words(cpu as usize * n, n))
     }
 
     /// Gives a free identity to `vector`, with its pending bits cleared (a
@@ -289,9 +276,8 @@ impl Drop for MrifSet {
         for e in self.entries.iter().flatten() {
             self.table.remove_mrif(*e);
         }
-        // The IOMMU no longer writes to the MRIFs (`remove_mrif` synced).
-        // SAFETY: allocated with `order` (type invariant), unused now.
-        unsafe { KernelMem::new(false).free_pages(self.pa, self.order) };
+        // The IOMMU no longer writes to the MRIFs (`remove_mrif` synced):
+        // `pages` go next.
     }
 }
 

@@ -10,7 +10,7 @@
 
 use kernel::{
     device::Device,
-    iommu::trace,
+    iommu::{pages::Pages, trace},
     irq::{imsic, remap::MsiMsg},
     new_raw_spinlock_irq,
     prelude::*,
@@ -18,9 +18,9 @@ use kernel::{
 };
 
 use crate::{
-    hw::{cmd::Command, mem::PhysMem, msi, msi::MsiGeometry, PAGE_SIZE},
+    hw::{cmd::Command, msi, msi::MsiGeometry, PAGE_SIZE},
     iommu::Iommu,
-    mem::{errno, KernelMem},
+    mem::errno,
 };
 
 /// Where the IMSIC's interrupt files are, as MSI page tables see them: the
@@ -123,15 +123,16 @@ impl Entries {
 ///
 /// # Invariants
 ///
-/// `pa` is a table of `geometry.entries()` entries, `order` pages, owned by
-/// this object; entry `i` is valid exactly when `vcpu[i] != 0` (pointing
+/// `pages` hold a table of `geometry.entries()` entries; entry `i` is valid exactly when `vcpu[i] != 0` (pointing
 /// there), `mrif[i]` is set (in MRIF mode, naming that MRIF) or `refs[i] >
 /// 0` (pointing at the file entry `i` names). Only MRIF-mode tables have
 /// MRIF entries, and they have no file entries.
-#[pin_data(PinnedDrop)]
+/// Dropped when no context points at the table any more (the device was
+/// released) and no vector uses it (each holds a reference): the table's
+/// pages go with it.
+#[pin_data]
 pub(crate) struct MsiPageTable {
-    pub(crate) pa: u64,
-    order: u32,
+    pages: Pages,
     pub(crate) geometry: MsiGeometry,
     /// MRIF mode: entries name the device's MRIFs, never host files.
     pub(crate) mrif: bool,
@@ -159,10 +160,9 @@ impl MsiPageTable {
             mrifs.push(None, GFP_KERNEL)?;
         }
         let order = geometry.table_order();
-        let pa = KernelMem::new(false).alloc_pages(order).map_err(errno)?;
+        let pages = Pages::new(order, GFP_KERNEL)?;
         let init = try_pin_init!(Self {
-            pa,
-            order,
+            pages,
             geometry,
             mrif: layout.mrif.is_some(),
             dev: dev.into(),
@@ -172,10 +172,12 @@ impl MsiPageTable {
                 "MsiPageTable::entries"
             ),
         });
-        Arc::pin_init(init, GFP_KERNEL).inspect_err(|_| {
-            // SAFETY: allocated above with `order`; nothing else knows it.
-            unsafe { KernelMem::new(false).free_pages(pa, order) };
-        })
+        Arc::pin_init(init, GFP_KERNEL)
+    }
+
+    /// Physical address of the table.
+    pub(crate) fn pa(&self) -> u64 {
+        self.pages.pa()
     }
 
     /// Writes entry `i` from `e` and makes the IOMMU see it (the spec
@@ -185,10 +187,9 @@ impl MsiPageTable {
         // CAST: `i` is below the entry count, at most 2^12.
         let addr = self.geometry.address(i as u64);
         let target = e.target(i, addr);
-        let mem = KernelMem::new(true);
-        // SAFETY: entry `i` (two words) lies in the table `pa` names, which
-        // lives as long as `self` (type invariant).
-        let pte = unsafe { mem.words(self.pa + msi::MSI_PTE_SIZE * i as u64, 2) };
+        // CAST: an entry is two words.
+        let n = (msi::MSI_PTE_SIZE / 8) as usize;
+        let pte = self.pages.words(n * i, n);
         let (words, traced) = match target {
             Target::None => (None, 0),
             Target::File(f) => (Some(msi::flat_pte(f)), f),
@@ -282,7 +283,7 @@ impl MsiPageTable {
     /// Lists the valid entries (debugfs).
     pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
         let e = self.entries.lock();
-        f.write_fmt(fmt!("device {} table {:#x}\n", self.dev.name(), self.pa))?;
+        f.write_fmt(fmt!("device {} table {:#x}\n", self.dev.name(), self.pa()))?;
         for i in 0..e.refs.len() {
             // CAST: entries are at most 2^12.
             let addr = self.geometry.address(i as u64);
@@ -304,16 +305,5 @@ impl MsiPageTable {
             }
         }
         Ok(())
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for MsiPageTable {
-    fn drop(self: Pin<&mut Self>) {
-        // No context points here any more (the device was released) and no
-        // vector uses it (each holds a reference).
-        // SAFETY: the table was allocated with `order` (type invariant) and
-        // nothing uses it any more, as said above.
-        unsafe { KernelMem::new(false).free_pages(self.pa, self.order) };
     }
 }

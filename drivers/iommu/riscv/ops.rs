@@ -53,7 +53,7 @@ impl IommuOps {
     /// table beside whatever translates its DMA.
     pub(crate) fn set_contexts(&self, master: &Master, dc: &DeviceContext) -> Result {
         let dc = match &master.msi {
-            Some(t) if dc.tc != 0 => dc.with_msi(t.pa, t.geometry.mask(), t.geometry.pattern()),
+            Some(t) if dc.tc != 0 => dc.with_msi(t.pa(), t.geometry.mask(), t.geometry.pattern()),
             _ => *dc,
         };
         let ddt = &self.iommu.ddt;
@@ -84,7 +84,7 @@ impl IommuOps {
             return Ok(None);
         }
         match &table {
-            Some(t) => dev_dbg!(dev, "MSIs remapped through table {:#x}\n", t.pa),
+            Some(t) => dev_dbg!(dev, "MSIs remapped through table {:#x}\n", t.pa()),
             None => dev_dbg!(dev, "MSIs through the remapping domain, no table\n"),
         }
         Ok(table)

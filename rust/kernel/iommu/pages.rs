@@ -47,6 +47,82 @@ pub unsafe fn free(pa: u64, order: u32) {
     unsafe { bindings::free_pages(bindings::phys_to_virt(pa) as usize, order) };
 }
 
+/// Zeroed, naturally aligned pages owned by a table that does not link
+/// them into others (an MSI page table, a set of interrupt files): freed
+/// when dropped.
+///
+/// As with a coherent DMA allocation, the owner makes sure the IOMMU stops
+/// reading and writing the pages (the entries pointing at them gone, the
+/// IOMMU's caches of them invalidated) before it drops them.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::iommu::pages::Pages;
+///
+/// let table = Pages::new(1, GFP_KERNEL)?;
+/// let words = table.words(510, 4);
+/// assert_eq!((words.len(), words.read(3)), (4, 0));
+/// words.write(3, 7);
+/// assert_eq!(table.words(0, 1024).read(513), 7);
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Invariants
+///
+/// `pa` was returned by [`alloc`] with `order` and is freed only by `drop`.
+#[derive(Debug)]
+pub struct Pages {
+    pa: u64,
+    order: u32,
+}
+
+impl Pages {
+    /// Allocates `1 << order` zeroed pages.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when the pages cannot be allocated.
+    pub fn new(order: u32, flags: Flags) -> Result<Self> {
+        // INVARIANT: returned by `alloc` with `order`.
+        Ok(Self {
+            pa: alloc(order, flags)?,
+            order,
+        })
+    }
+
+    /// The pages' physical address.
+    pub fn pa(&self) -> u64 {
+        self.pa
+    }
+
+    /// The `len` words from word `first`, for as long as the pages are
+    /// borrowed.
+    ///
+    /// # Panics
+    ///
+    /// When they do not lie inside the pages.
+    pub fn words(&self, first: usize, len: usize) -> Words<'_> {
+        let total = (crate::page::PAGE_SIZE << self.order) / 8;
+        assert!(first <= total && len <= total - first);
+        // CAST: `first` words lie inside the allocation, whose size fits.
+        let pa = self.pa + 8 * first as u64;
+        // SAFETY: `[pa, pa + 8 * len)` lies inside the allocation (checked
+        // above), 8-byte aligned, which lives until `drop`, so while `self`
+        // is borrowed; it is never borrowed as a Rust reference.
+        unsafe { Words::new(pa, len) }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: allocated by `alloc` with `order` (type invariant); no view
+        // outlives the borrow of `self`, and the owner stopped the IOMMU's
+        // use of the pages.
+        unsafe { free(self.pa, self.order) };
+    }
+}
+
 /// Where table pages lie in the kernel's linear map, computed once with
 /// `phys_to_virt()` and then applied inline.
 ///

@@ -331,13 +331,12 @@ impl Ddt {
                 }
             }
         }
-        if self.mode.levels() > 0 {
-            // SAFETY: the caller's guarantee, passed on.
-            unsafe { free_below(mem, self.root_dir(mem)) };
+        // SAFETY: the caller's guarantee, passed on; then the root, of order
+        // 0 (type invariant), its view no longer used.
+        unsafe {
+            free_below(mem, self.root_dir(mem));
+            mem.free_pages(self.root, 0);
         }
-        // SAFETY: the root, of order 0 (type invariant), used by no one
-        // after this (the caller's guarantee).
-        unsafe { mem.free_pages(self.root, 0) };
     }
 }
 
