@@ -85,7 +85,7 @@ soak: setup
 	@CHECK_GROUPS=rig CHECK_PROFILES="riscv64 arm64" \
 		CHECK_APPEND="msiremap.load_cycles=$(SOAK_CYCLES)" scripts/check.sh
 	@CHECK_GROUPS=ims CHECK_PROFILES="riscv64-nointremap" CHECK_SOAK=1 scripts/check.sh
-	@CHECK_GROUPS=faults CHECK_PROFILES="riscv64-debug" \
+	@CHECK_GROUPS=faults CHECK_PROFILES="riscv64-debug riscv64-nointremap-debug" \
 		CHECK_APPEND="msiremap.fail_stride=1" scripts/check.sh
 
 bench: setup
