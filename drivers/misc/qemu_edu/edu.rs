@@ -180,6 +180,34 @@ impl Edu {
         }))
     }
 
+    /// Has edu raise its MSI (`INTR_RAISE`).
+    fn ring(&self) -> Result {
+        self.bar
+            .try_access()
+            .ok_or(ENXIO)?
+            .write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
+        Ok(())
+    }
+
+    /// Waits up to a second for the handler count to move on from `before`.
+    ///
+    /// # Errors
+    ///
+    /// `ETIMEDOUT` when it did not (counted in `lost`).
+    fn wait_handled(&self, before: u64) -> Result {
+        let seen = read_poll_timeout(
+            || Ok(self.irqs.load(Relaxed)),
+            |c| *c != before,
+            Delta::from_micros(1),
+            Delta::from_millis(1000),
+        );
+        if seen.is_err() {
+            self.lost.fetch_add(1, Relaxed);
+            return Err(ETIMEDOUT);
+        }
+        Ok(())
+    }
+
     /// Raises edu's MSI `n` times, each time waiting up to a second for
     /// the handler to count it; records the time the batch took.
     ///
@@ -192,20 +220,8 @@ impl Edu {
         let start = Instant::<Monotonic>::now();
         for _ in 0..n {
             let before = self.irqs.load(Relaxed);
-            self.bar
-                .try_access()
-                .ok_or(ENXIO)?
-                .write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
-            let seen = read_poll_timeout(
-                || Ok(self.irqs.load(Relaxed)),
-                |c| *c != before,
-                Delta::from_micros(1),
-                Delta::from_millis(1000),
-            );
-            if seen.is_err() {
-                self.lost.fetch_add(1, Relaxed);
-                return Err(ETIMEDOUT);
-            }
+            self.ring()?;
+            self.wait_handled(before)?;
         }
         // CAST: a batch takes far less than 2^63 ns.
         self.raise_ns
@@ -235,10 +251,7 @@ impl Edu {
         {
             let _disabled = self.line.disable();
             for _ in 0..n {
-                self.bar
-                    .try_access()
-                    .ok_or(ENXIO)?
-                    .write_reg(regs::INTR_RAISE::zeroed().with_value(1u32));
+                self.ring()?;
                 fsleep(Delta::from_millis(1));
             }
             fsleep(Delta::from_millis(10));
@@ -246,16 +259,7 @@ impl Edu {
                 return Err(EIO);
             }
         }
-        let seen = read_poll_timeout(
-            || Ok(self.irqs.load(Relaxed)),
-            |c| *c != before,
-            Delta::from_micros(1),
-            Delta::from_millis(1000),
-        );
-        if seen.is_err() {
-            self.lost.fetch_add(1, Relaxed);
-            return Err(ETIMEDOUT);
-        }
+        self.wait_handled(before)?;
         // Anything run twice would have run by now.
         fsleep(Delta::from_millis(10));
         self.masked_raised.store(n, Relaxed);
@@ -306,11 +310,7 @@ impl Edu {
         };
         // CAST: the address is written as its two 32-bit halves.
         write(address as u32, (address >> 32) as u32, data)?;
-        let sent = self
-            .bar
-            .try_access()
-            .ok_or(ENXIO)
-            .map(|bar| bar.write_reg(regs::INTR_RAISE::zeroed().with_value(1u32)));
+        let sent = self.ring();
         write(own.0, own.1, own.2)?;
         sent
     }
