@@ -341,7 +341,6 @@ impl Mrifs {
         for c in 0..kernel::cpu::nr_cpu_ids() {
             let notice = match CpuId::from_u32(c).filter(|&c| imsic::cpu_file(c).is_some()) {
                 Some(cpu) => Some(Notice::new(
-                    c"riscv-iommu-mrif",
                     cpu,
                     Arc::new(
                         NoticeCpu {

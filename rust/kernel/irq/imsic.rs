@@ -9,12 +9,15 @@ use super::remap::{HardIrq, IrqDomainRef, MsiMsg};
 use crate::{
     bindings,
     cpu::CpuId,
-    error::{to_result, Error, Result},
+    error::{Error, Result},
     prelude::*,
-    str::CStr,
-    sync::Arc,
+    sync::{
+        atomic::{Acquire, Atomic, Relaxed, Release},
+        barrier::{smp_mb, Full},
+        Arc,
+    },
 };
-use core::ffi::c_void;
+use core::ptr;
 
 /// Where the IMSIC interrupt files are: `base | group << group_index_shift |
 /// (hart << guest_index_bits | guest) << 12`.
@@ -174,45 +177,62 @@ pub trait NoticeHandler: Send + Sync + 'static {
 /// are pending in memory-resident interrupt files (RISC-V IOMMU
 /// specification, 2.3.3), each notice standing for many interrupts.
 ///
-/// It is not balanced and does not follow CPU hotplug (`IRQF_NOBALANCING |
-/// IRQF_PERCPU`): its message, [`Notice::msg`], never changes. The IMSIC
-/// re-enables it when its CPU comes back online.
+/// A notice demultiplexes: its handler runs the flow handlers of the
+/// interrupts it finds pending, as a cascaded interrupt controller's
+/// does. So it is a chained handler (`irq_set_chained_handler_and_data()`),
+/// run straight from the IMSIC's, without a flow handler and an action of
+/// its own (no descriptor lock, no spurious-interrupt accounting, no
+/// entropy sampling per notice: the interrupts it runs have them). It
+/// does not show in /proc/interrupts; its users count notices themselves.
+/// The IMSIC has claimed the identity before the handler runs, so a notice
+/// that arrives meanwhile runs the handler again afterwards.
+///
+/// Its message, [`Notice::msg`], never changes: nothing above it in the
+/// IMSIC's domain could move it. The IMSIC re-enables it when its CPU comes
+/// back online.
 ///
 /// # Invariants
 ///
-/// `irq` was allocated in the IMSIC's domain and requested with
-/// `Arc::as_ptr(&handler)` as its cookie; both are undone on drop.
+/// `irq` was allocated in the IMSIC's domain, and its flow handler is
+/// [`notice_flow::<T>`] with the address of `*state` as its data, until
+/// drop undoes both.
 pub struct Notice<T: NoticeHandler> {
     irq: u32,
     msg: MsiMsg,
+    state: KBox<NoticeState<T>>,
+}
+
+/// What a [`Notice`]'s chained handler reaches.
+struct NoticeState<T: NoticeHandler> {
     handler: Arc<T>,
+    /// Handlers running, for [`Notice::synchronize`] (chained handlers are
+    /// not tracked by `synchronize_irq()`).
+    running: Atomic<u32>,
 }
 
 impl<T: NoticeHandler> Notice<T> {
-    /// Allocates a notice on `cpu`, named `name` in /proc/interrupts, that
-    /// runs `handler`.
-    pub fn new(name: &'static CStr, cpu: CpuId, handler: Arc<T>) -> Result<Self> {
+    /// Allocates a notice on `cpu` that runs `handler`.
+    pub fn new(cpu: CpuId, handler: Arc<T>) -> Result<Self> {
+        let state = KBox::new(
+            NoticeState {
+                handler,
+                running: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
         let (irq, msg) = notice_alloc(cpu)?;
-        // SAFETY: `handler` lives in `Self` until after `free_irq()`; `name`
-        // is static.
-        let ret = to_result(unsafe {
-            bindings::request_threaded_irq(
+        let data: *const NoticeState<T> = &*state;
+        // SAFETY: `irq` is ours; `data` stays valid until drop has removed
+        // the handler and waited for it to return.
+        unsafe {
+            bindings::irq_set_chained_handler_and_data(
                 irq,
-                Some(notice_callback::<T>),
-                None,
-                // CAST: flag constants, widened.
-                (bindings::IRQF_NOBALANCING | bindings::IRQF_PERCPU) as crate::ffi::c_ulong,
-                name.as_char_ptr(),
-                Arc::as_ptr(&handler).cast_mut().cast(),
+                Some(notice_flow::<T>),
+                data.cast_mut().cast(),
             )
-        });
-        if let Err(e) = ret {
-            // SAFETY: Allocated above, not requested.
-            unsafe { bindings::irq_domain_free_irqs(irq, 1) };
-            return Err(e);
-        }
-        // INVARIANT: allocated and requested as described.
-        Ok(Self { irq, msg, handler })
+        };
+        // INVARIANT: allocated and given its handler as described.
+        Ok(Self { irq, msg, state })
     }
 
     /// The message that raises the notice: the CPU's supervisor interrupt
@@ -226,11 +246,16 @@ impl<T: NoticeHandler> Notice<T> {
         self.irq
     }
 
-    /// Waits for a handler of the notice running on any CPU to return
-    /// (`synchronize_irq()`). Sleeps.
+    /// Waits for the notice's handlers running on any CPU to return, as
+    /// `synchronize_hardirq()` does for requested interrupts: a handler that
+    /// starts afterwards sees what was stored before the call.
     pub fn synchronize(&self) {
-        // SAFETY: `irq` is ours and requested (type invariant).
-        unsafe { bindings::synchronize_irq(self.irq) };
+        // Pairs with the handler's fence: either it sees our stores, or we
+        // see it running.
+        smp_mb(Full);
+        while self.state.running.load(Acquire) != 0 {
+            core::hint::spin_loop();
+        }
     }
 
     /// Makes the notice arrive (the IMSIC's retrigger: a write of its
@@ -251,12 +276,12 @@ impl<T: NoticeHandler> Notice<T> {
 
 impl<T: NoticeHandler> Drop for Notice<T> {
     fn drop(&mut self) {
-        // SAFETY: Requested with this cookie and allocated (type
-        // invariant); `free_irq()` waits for a running handler.
-        unsafe {
-            bindings::free_irq(self.irq, Arc::as_ptr(&self.handler).cast_mut().cast());
-            bindings::irq_domain_free_irqs(self.irq, 1);
-        }
+        // SAFETY: `irq` is ours (type invariant); without a handler it is
+        // shut down, and no new handler starts.
+        unsafe { bindings::irq_set_chained_handler_and_data(self.irq, None, ptr::null_mut()) };
+        self.synchronize();
+        // SAFETY: Allocated by `notice_alloc`, no handler left.
+        unsafe { bindings::irq_domain_free_irqs(self.irq, 1) };
     }
 }
 
@@ -326,19 +351,26 @@ fn notice_alloc(cpu: CpuId) -> Result<(u32, MsiMsg)> {
     found
 }
 
-/// The hard interrupt handler of a [`Notice`].
+/// The chained handler of a [`Notice`].
 ///
 /// # Safety
 ///
-/// `ptr` is the cookie `Notice::new` requested the interrupt with.
-unsafe extern "C" fn notice_callback<T: NoticeHandler>(
-    _irq: i32,
-    ptr: *mut c_void,
-) -> bindings::irqreturn_t {
-    // SAFETY: The cookie is an `Arc<T>`'s pointer, alive until `free_irq()`
-    // has waited for this handler.
-    let handler = unsafe { &*ptr.cast::<T>() };
-    // SAFETY: A hard interrupt handler, interrupts disabled.
-    handler.notice(&unsafe { HardIrq::new() });
-    bindings::irqreturn_t(bindings::irqreturn::IRQ_HANDLED.0)
+/// `desc` is the descriptor of a notice's interrupt, whose handler data is
+/// the notice's state (`Notice::new`).
+unsafe extern "C" fn notice_flow<T: NoticeHandler>(desc: *mut bindings::irq_desc) {
+    // SAFETY: By the safety requirements; the state lives until drop has
+    // removed this handler and seen it return (`running`).
+    let state = unsafe {
+        &*(*desc)
+            .irq_common_data
+            .handler_data
+            .cast::<NoticeState<T>>()
+    };
+    state.running.fetch_add(1, Relaxed);
+    // Pairs with `Notice::synchronize`.
+    smp_mb(Full);
+    // SAFETY: A chained handler runs in hard interrupt context, interrupts
+    // disabled.
+    state.handler.notice(&unsafe { HardIrq::new() });
+    state.running.fetch_sub(1, Release);
 }
