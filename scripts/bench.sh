@@ -143,7 +143,7 @@ cat >"$out/msi-cmd" <<SH
 set -e
 d=\$(ls -d /sys/kernel/debug/qemu_edu/*)
 echo "domain \$(cat /sys/bus/pci/devices/\${d##*/}/iommu_group/type)"
-irq=\$(awk '/qemu_edu/ { sub(":", "", \$1); print \$1; exit }' /proc/interrupts)
+irq=\$(sed -n 's/^irq //p' \$d/stats)
 for place in same:0 cross:1; do
 	echo \${place#*:} > /proc/irq/\$irq/smp_affinity_list
 	taskset -c 0 sh -c "echo 1000 > \$d/irq"
@@ -155,10 +155,11 @@ done
 SH
 "$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-msi.cpio" "$out/msi-cmd" "$out/extra"
 declare -A rate
-names="mrif-dma flat-dma mrif-identity sw_msi-dma none-identity"
+names=()
 for run in mrif-dma:riscv64: flat-dma:riscv64-flat: mrif-identity:riscv64:iommu.passthrough=1 \
 	sw_msi-dma:riscv64-nointremap: none-identity:riscv64-nointremap:iommu.passthrough=1; do
 	IFS=: read -r name prof append <<<"$run"
+	names+=("$name")
 	qemu_cmd "$prof" "$ours" "$out/initramfs-msi.cpio" "msiremap.mode=cmd qemu_edu.dma_bits=32 $append" \
 		"-device edu,dma_mask=0xffffffff"
 	say "raising $msis MSIs x3 x2 placements: $name ($prof${append:+, $append})"
@@ -176,7 +177,7 @@ echo
 echo "edu MSI round trips (raise, handler, next), $msis per batch, best of 3, profile riscv64;"
 echo "the raising task on CPU 0, the interrupt on CPU 0 (same) or 1 (cross)"
 printf '%-24s %12s %12s %12s %12s\n' "" "same ns/MSI" "MSIs/s" "cross ns/MSI" "MSIs/s"
-for name in $names; do
+for name in "${names[@]}"; do
 	printf '%-24s %12s %12.0f %12s %12.0f\n' "$name" "${rate[$name-same]}" \
 		"$(awk -v n="${rate[$name-same]}" 'BEGIN { print 1e9 / n }')" "${rate[$name-cross]}" \
 		"$(awk -v n="${rate[$name-cross]}" 'BEGIN { print 1e9 / n }')"

@@ -44,6 +44,29 @@ static int fail_nth_left(void)
 	return atoi(buf);
 }
 
+static const char *const fail_attrs[] = { "failslab", "fail_page_alloc" };
+
+/*
+ * Sets both injectors' `how` ("require" or "reject") stack range to
+ * [start, end): with `require`, only allocations with code of the range on
+ * the stack may fail; with `reject`, none of those may. 0 or -ENOSYS.
+ */
+static int set_stack_range(const char *how, unsigned long start, unsigned long end)
+{
+	char path[128], val[32];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s-start", fail_attrs[i], how);
+		snprintf(val, sizeof(val), "%#lx", start);
+		if (msr_write(path, val))
+			return -ENOSYS;
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s-end", fail_attrs[i], how);
+		snprintf(val, sizeof(val), "%#lx", end);
+		msr_write(path, val);
+	}
+	return 0;
+}
+
 /*
  * Only allocations made with `module`'s code on the stack may fail (its
  * text, from /proc/modules), sleeping ones included, quietly (no stack
@@ -51,8 +74,7 @@ static int fail_nth_left(void)
  */
 static int setup_injection(const char *module)
 {
-	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
-	char line[256], name[64], path[128], val[32];
+	char line[256], name[64], path[128];
 	unsigned long size = 0, base = 0;
 	FILE *f = fopen("/proc/modules", "r");
 
@@ -67,22 +89,13 @@ static int setup_injection(const char *module)
 	if (!base)
 		return -ENOENT;
 	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/ignore-gfp-wait", attrs[i]);
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/ignore-gfp-wait", fail_attrs[i]);
 		msr_write(path, "N");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/verbose", attrs[i]);
-		msr_write(path, "0");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/require-start", attrs[i]);
-		snprintf(val, sizeof(val), "%#lx", base);
-		if (msr_write(path, val))
-			return -ENOSYS;
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/require-end", attrs[i]);
-		snprintf(val, sizeof(val), "%#lx", base + size);
-		msr_write(path, val);
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/reject-start", attrs[i]);
-		msr_write(path, "0");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/reject-end", attrs[i]);
+		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/verbose", fail_attrs[i]);
 		msr_write(path, "0");
 	}
+	if (set_stack_range("require", base, base + size) || set_stack_range("reject", 0, 0))
+		return -ENOSYS;
 	msr_write("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N");
 	msr_write("/sys/kernel/debug/fail_page_alloc/min-order", "0");
 	return 0;
@@ -125,9 +138,8 @@ FIXTURE_TEARDOWN(vfio)
  */
 static int filter_function(const char *module, const char *func, const char *how)
 {
-	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
 	unsigned long start = 0, end = ~0UL, a;
-	char line[256], name[128], path[128], val[32];
+	char line[256], name[128];
 	FILE *f;
 
 	if (func) {
@@ -151,16 +163,7 @@ static int filter_function(const char *module, const char *func, const char *how
 		if (ret || !func)
 			return ret;
 	}
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s-start", attrs[i], how);
-		snprintf(val, sizeof(val), "%#lx", start);
-		if (msr_write(path, val))
-			return -ENOSYS;
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s-end", attrs[i], how);
-		snprintf(val, sizeof(val), "%#lx", end);
-		msr_write(path, val);
-	}
-	return 0;
+	return set_stack_range(how, start, end);
 }
 
 /*

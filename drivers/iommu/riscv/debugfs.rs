@@ -52,8 +52,10 @@ pub(crate) fn create(
 /// line.
 fn show_stats(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     iommu.drain_queues();
-    let extended = iommu.ddt.extended;
-    let levels = iommu.ddt.lock().mode().levels();
+    let (extended, levels) = {
+        let t = iommu.ddt.lock();
+        (t.extended(), t.mode().levels())
+    };
     let (commands, syncs) = iommu.command_counts();
     let (faults, page_requests) = iommu.fault_counts();
     writeln!(f, "caps {:#x}", iommu.caps)?;

@@ -35,6 +35,11 @@ impl Tables {
     pub(crate) fn mode(&self) -> DdtMode {
         self.ddt.mode()
     }
+
+    /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
+    pub(crate) fn extended(&self) -> bool {
+        self.ddt.extended()
+    }
 }
 
 /// The device directory.
@@ -43,8 +48,6 @@ impl Tables {
 /// unless leaked.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Directory {
-    /// Device contexts are 64 bytes (the IOMMU has MSI page tables).
-    pub(crate) extended: bool,
     /// Serialises directory updates; only in process context.
     #[pin]
     tables: Mutex<Tables>,
@@ -55,10 +58,9 @@ impl Directory {
     /// not know it before [`Directory::start`].
     pub(crate) fn new(extended: bool) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            extended,
             tables <- new_mutex!(
                 Tables {
-                    ddt: Ddt::new(&KernelMem::new(false), *extended).map_err(errno)?,
+                    ddt: Ddt::new(&KernelMem::new(false), extended).map_err(errno)?,
                     leaked: false,
                 },
                 "Directory::tables"

@@ -198,12 +198,15 @@ impl Iommu {
             pq.start(bar, &self.dev)?;
         }
         self.ddt.start(bar, &self.dev)?;
-        let extended = self.ddt.extended;
+        let (extended, levels) = {
+            let t = self.ddt.lock();
+            (t.extended(), t.mode().levels())
+        };
         dev_info!(
             self.dev,
             "RISC-V IOMMU v1.0: caps {:#x}, {}-level directory, {} contexts, paging {:?}, MSI tables: {}\n",
             self.caps,
-            self.ddt.lock().mode().levels(),
+            levels,
             if extended { "extended" } else { "base" },
             self.paging_mode,
             if extended { "flat" } else { "none" }

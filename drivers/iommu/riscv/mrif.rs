@@ -181,8 +181,9 @@ impl NoticeHandler for NoticeCpu {
 ///
 /// # Invariants
 ///
-/// `pages` hold an MRIF for each CPU below `entries.len()`; `entries[c]` is the table entry naming CPU `c`'s
-/// MRIF, if `c` has a notice; they stay valid until the set is dropped.
+/// `pages` hold an MRIF for each CPU below `entries.len()`; `entries[c]` is
+/// the table entry naming CPU `c`'s MRIF, if `c` has a notice; they stay
+/// valid until the set is dropped.
 pub(crate) struct MrifSet {
     /// The device's table (by address, to find its sets).
     table: Arc<MsiPageTable>,

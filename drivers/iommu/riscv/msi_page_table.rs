@@ -123,13 +123,13 @@ impl Entries {
 ///
 /// # Invariants
 ///
-/// `pages` hold a table of `geometry.entries()` entries; entry `i` is valid exactly when `vcpu[i] != 0` (pointing
-/// there), `mrif[i]` is set (in MRIF mode, naming that MRIF) or `refs[i] >
-/// 0` (pointing at the file entry `i` names). Only MRIF-mode tables have
-/// MRIF entries, and they have no file entries.
-/// Dropped when no context points at the table any more (the device was
-/// released) and no vector uses it (each holds a reference): the table's
-/// pages go with it.
+/// `pages` hold a table of `geometry.entries()` entries; entry `i` is valid
+/// exactly when `vcpu[i] != 0` (pointing there), `mrif[i]` is set (in MRIF
+/// mode, naming that MRIF) or `refs[i] > 0` (pointing at the file entry `i`
+/// names). Only MRIF-mode tables have MRIF entries, and they have no file
+/// entries. The table is dropped, and its pages freed, when no context
+/// points at it any more (the device was released) and no vector uses it
+/// (each holds a reference).
 #[pin_data]
 pub(crate) struct MsiPageTable {
     pages: Pages,

@@ -177,6 +177,11 @@ impl Ddt {
         self.mode
     }
 
+    /// Whether device contexts are in the extended (64-byte) format.
+    pub(crate) fn extended(&self) -> bool {
+        self.extended
+    }
+
     /// Sets the mode (the one the IOMMU accepted).
     ///
     /// # Errors
@@ -282,8 +287,9 @@ impl Ddt {
             f: &mut dyn FnMut(u32, DeviceContext),
         ) {
             if dir.level == 0 {
-                let leaf_bits = if extended { 6 } else { 7 };
-                for i in 0..(1u64 << leaf_bits) {
+                let contexts = PAGE_SIZE / context_size(extended);
+                let leaf_bits = contexts.trailing_zeros();
+                for i in 0..contexts {
                     let dc = dir.context(mem, i, extended).read();
                     if dc.tc & DeviceContext::TC_V != 0 {
                         // CAST: device ids are 24 bits.
