@@ -222,80 +222,82 @@ TEST_F(remap, smp_affinity_moves_the_interrupt_and_its_entry)
 
 /*
  * vCPU affinity (irq_set_vcpu_affinity with a struct imsic_vcpu_info, as
- * KVM would call it): the entry of edu's doorbell points at guest
- * interrupt file 1 of the same hart, so its MSI no longer reaches the host
- * (no handler runs) and nothing faults; "off" brings it back. Only guest
- * interrupt files are accepted as targets: a supervisor file or memory is
- * refused, and without guest files (no aia-guests) nothing is.
+ * KVM calls it): the domain points an entry of edu's table, at no host
+ * file's address, at a guest interrupt file and writes edu's message
+ * itself, that entry's address with the guest's identity. edu's MSI no
+ * longer reaches the host (no handler runs) and nothing faults; a second
+ * call (the vCPU moved) moves the entry, not the message; "off" restores
+ * the host's message and the entry goes. Only guest interrupt files are
+ * accepted as targets: a supervisor file or memory is refused, and
+ * without guest files (no aia-guests) nothing is.
  */
-TEST_F(remap, vcpu_affinity_redirects_to_a_guest_file)
+TEST_F(remap, vcpu_affinity_sends_the_msi_to_a_guest_file)
 {
 	/* CPU 0 need not be hart 0: the files' distance, either way round. */
 	unsigned long long f0 = msr_imsic_file(0), f1 = msr_imsic_file(1);
 	int guests = (f1 > f0 ? f1 - f0 : f0 - f1) > 0x1000;
-	unsigned long long guest = self->addr + 0x1000, target = 0;
+	int cpu = effective_cpu(self->irq);
+	unsigned long long guest = msr_imsic_file(cpu) + 0x1000;
+	unsigned long long other = msr_imsic_file(!cpu) + 0x1000;
+	unsigned long long addr = 0, target = 0;
+	unsigned int data = 0;
+	int refs, vcpu = 0, ao, dof;
 	char path[128], req[64];
-	int refs, vcpu = 0;
 	long count, faults;
 
 	snprintf(path, sizeof(path), "%s/vcpu", self->dir);
 	/* Never a host file, never memory. */
-	snprintf(req, sizeof(req), "%#llx %#llx", self->addr, msr_imsic_file(1));
+	snprintf(req, sizeof(req), "%#llx 7", msr_imsic_file(1));
 	EXPECT_EQ(-EINVAL, msr_write(path, req));
-	snprintf(req, sizeof(req), "%#llx 0x80000000", self->addr);
-	EXPECT_EQ(-EINVAL, msr_write(path, req));
+	EXPECT_EQ(-EINVAL, msr_write(path, "0x80000000 7"));
 	if (!guests) {
 		/* Without guest files the page after a hart's file is another hart's. */
-		snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
+		snprintf(req, sizeof(req), "%#llx 7", guest);
 		EXPECT_EQ(-EINVAL, msr_write(path, req));
 		ASSERT_EQ(0, edu_raise(self->dir, 1));
 		return;
 	}
+	/* Identity 0 is none. */
+	snprintf(req, sizeof(req), "%#llx 0", guest);
+	EXPECT_EQ(-EINVAL, msr_write(path, req));
 
 	count = edu_stat(self->dir, "interrupts");
 	faults = msr_riscv_iommu_stat("faults");
-	if (msr_riscv_mrif()) {
-		/*
-		 * MRIF mode: edu's own doorbell names an MRIF, busy. A VMM's
-		 * guest programs the device with the guest file's address, in
-		 * the window, whose entry is then redirected.
-		 */
-		guest = msr_imsic_file(effective_cpu(self->irq)) + 0x1000;
-		snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
-		EXPECT_EQ(-EBUSY, msr_write(path, req));
-		snprintf(req, sizeof(req), "%#llx %#llx", guest, guest);
-		ASSERT_EQ(0, msr_write(path, req));
-		EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, guest, &target, &refs, &vcpu));
-		EXPECT_EQ(guest, target);
-		EXPECT_EQ(1, vcpu);
-		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)guest));
-		EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
-		EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
-		EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
-		/* Back to the host: the guest file's entry is invalid again. */
-		ASSERT_EQ(0, msr_write(path, "off"));
-		EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
-		EXPECT_LT(faults, msr_riscv_iommu_stat("faults"));
-		ASSERT_EQ(0, msr_pci_config_write32(self->bdf, self->addr_off, (unsigned int)self->addr));
-		ASSERT_EQ(0, edu_raise(self->dir, 5));
-		EXPECT_EQ(count + 5, edu_stat(self->dir, "interrupts"));
-		return;
-	}
-	snprintf(req, sizeof(req), "%#llx %#llx", self->addr, guest);
+	snprintf(req, sizeof(req), "%#llx 7", guest);
 	ASSERT_EQ(0, msr_write(path, req));
-	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
+	ASSERT_EQ(0, msr_pci_msi(self->bdf, &addr, &data, &ao, &dof));
+	EXPECT_EQ(7, data);
+	EXPECT_NE(self->addr, addr);
+	EXPECT_NE(msr_imsic_file(0), addr);
+	EXPECT_NE(msr_imsic_file(1), addr);
+	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, addr, &target, &refs, &vcpu));
 	EXPECT_EQ(guest, target);
 	EXPECT_EQ(1, vcpu);
 	EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
 	EXPECT_EQ(count, edu_stat(self->dir, "interrupts"));
 	EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
 
+	/* The vCPU moves to the other hart: the entry follows, the message stays. */
+	snprintf(req, sizeof(req), "%#llx 7", other);
+	ASSERT_EQ(0, msr_write(path, req));
+	ASSERT_EQ(0, msr_pci_msi(self->bdf, &target, &data, &ao, &dof));
+	EXPECT_EQ(addr, target);
+	EXPECT_EQ(7, data);
+	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, addr, &target, &refs, &vcpu));
+	EXPECT_EQ(other, target);
+	EXPECT_EQ(-ETIMEDOUT, edu_raise(self->dir, 1));
+	EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
+
+	/* Back to the host: the host's message, and the entry is gone. */
 	ASSERT_EQ(0, msr_write(path, "off"));
-	EXPECT_LE(1, msr_riscv_msi_entry(self->bdf, self->addr, &target, &refs, &vcpu));
+	ASSERT_EQ(0, msr_pci_msi(self->bdf, &target, &data, &ao, &dof));
 	EXPECT_EQ(self->addr, target);
-	EXPECT_EQ(0, vcpu);
+	EXPECT_EQ(self->data, data);
+	msr_riscv_msi_entry(self->bdf, addr, &target, &refs, &vcpu);
+	EXPECT_EQ(-1, refs) TH_LOG("entry %#llx still valid", addr);
 	ASSERT_EQ(0, edu_raise(self->dir, 5));
 	EXPECT_EQ(count + 5, edu_stat(self->dir, "interrupts"));
+	EXPECT_EQ(faults, msr_riscv_iommu_stat("faults"));
 }
 
 /*
@@ -375,7 +377,8 @@ TEST_F(remap, bad_requests_are_refused)
 {
 	const char *bad[] = { "", "0", "-1", "1000001", "x", "1 2", "masked", "masked 0",
 			      "masked 101", "masked 1 2" };
-	const char *badv[] = { "", "0x28000000", "zz 0x28001000", "0x28000000 0x28001000 3", "on" };
+	const char *badv[] = { "", "0x28001000", "zz 7", "0x28001000 zz", "0x28001000 0x100000000",
+			       "0x28001000 7 3", "on" };
 	char path[128];
 	long count = edu_stat(self->dir, "interrupts");
 

@@ -91,8 +91,9 @@ enum Target {
 struct Entries {
     /// Vectors of the device that target each entry's file.
     refs: KVec<u32>,
-    /// A guest interrupt file an entry is redirected to (vCPU affinity), 0
-    /// for none.
+    /// The guest interrupt file a vCPU entry points at (vCPU affinity), 0
+    /// for none. vCPU entries are never at a host file's address, which
+    /// vectors hold.
     vcpu: KVec<u64>,
     /// The MRIF an entry names and its notice (MRIF mode).
     mrif: KVec<Option<(u64, MsiMsg)>>,
@@ -245,17 +246,40 @@ impl MsiPageTable {
         }
     }
 
-    /// Redirects the entry of the doorbell `addr` to `target`, or back to
-    /// the host (`None`). An entry naming an MRIF is busy.
-    pub(crate) fn redirect(&self, addr: u64, target: Option<u64>) -> Result {
-        let i = self.entry(addr)?;
+    /// Points a free entry, whose address `usable` accepts, at the guest
+    /// interrupt file `target`, and returns it: the doorbell of a vector
+    /// sent to a vCPU. Entries are taken from the top of the window down.
+    pub(crate) fn add_vcpu(&self, target: u64, usable: impl Fn(u64) -> bool) -> Result<usize> {
         let mut e = self.entries.lock();
-        if e.mrif[i].is_some() {
-            return Err(EBUSY);
-        }
-        e.vcpu[i] = target.unwrap_or(0);
+        let i = (0..e.refs.len())
+            .rev()
+            // CAST: entries are at most 2^12.
+            .find(|&i| e.is_free(i) && usable(self.geometry.address(i as u64)))
+            .ok_or(ENOSPC)?;
+        e.vcpu[i] = target;
         self.update(&e, i);
-        Ok(())
+        Ok(i)
+    }
+
+    /// Points vCPU entry `i` at `target`, the guest file of the hart the
+    /// vCPU moved to.
+    pub(crate) fn move_vcpu(&self, i: usize, target: u64) {
+        let mut e = self.entries.lock();
+        e.vcpu[i] = target;
+        self.update(&e, i);
+    }
+
+    /// Makes vCPU entry `i` invalid again.
+    pub(crate) fn remove_vcpu(&self, i: usize) {
+        let mut e = self.entries.lock();
+        e.vcpu[i] = 0;
+        self.update(&e, i);
+    }
+
+    /// The doorbell (device-side address) of entry `i`.
+    pub(crate) fn address(&self, i: usize) -> u64 {
+        // CAST: entries are at most 2^12.
+        self.geometry.address(i as u64)
     }
 
     /// Points a free entry at the MRIF at `mrif`, with the notice `notice`,

@@ -58,12 +58,18 @@ struct Doorbell {
 }
 
 /// A remapped vector: its device's table (none when the IOMMU has no MSI
-/// page tables), the doorbell it redirects to a vCPU, and how it is
-/// delivered to the host.
+/// page tables), the table entry and identity it is sent to a vCPU with,
+/// and how it is delivered to the host.
+///
+/// `vcpu` and `vcpu_data` change only under the interrupt's descriptor
+/// lock (`irq_set_vcpu_affinity()`), which message composition holds too.
 pub(crate) struct RemapIrq {
     table: Option<Arc<MsiPageTable>>,
-    /// The doorbell redirected to a vCPU, `NONE` if none.
+    /// The entry of `table` pointing at the vCPU's guest file, `NONE` if
+    /// the vector is delivered to the host.
     vcpu: Atomic<u64>,
+    /// The guest's identity, the message data while sent to the vCPU.
+    vcpu_data: Atomic<u32>,
     kind: Kind,
 }
 
@@ -203,6 +209,7 @@ impl Remap for Remapper {
         Ok(RemapIrq {
             table,
             vcpu: Atomic::new(NONE),
+            vcpu_data: Atomic::new(0),
             kind: Kind::Flat(FlatIrq {
                 doorbells,
                 cur: Atomic::new(cur),
@@ -213,8 +220,10 @@ impl Remap for Remapper {
 
     fn free(&self, irq: RemapIrq) {
         if let Some(t) = &irq.table {
-            if irq.vcpu.load(Relaxed) != NONE {
-                let _ = t.redirect(irq.vcpu.load(Relaxed), None);
+            let i = irq.vcpu.load(Relaxed);
+            if i != NONE {
+                // CAST: an entry index, at most 2^12.
+                t.remove_vcpu(i as usize);
             }
         }
         let flat = match irq.kind {
@@ -239,6 +248,9 @@ impl Remap for Remapper {
     }
 
     fn compose(&self, irq: &RemapIrq, parent: MsiMsg) -> MsiMsg {
+        if let Some(m) = vcpu_message(irq) {
+            return m;
+        }
         let Kind::Flat(flat) = &irq.kind else {
             return parent;
         };
@@ -313,6 +325,7 @@ impl Remap for Remapper {
             RemapIrq {
                 table: Some(table),
                 vcpu: Atomic::new(NONE),
+                vcpu_data: Atomic::new(0),
                 kind: Kind::Mrif(m),
             },
             cpu,
@@ -320,6 +333,9 @@ impl Remap for Remapper {
     }
 
     fn message(&self, irq: &RemapIrq) -> MsiMsg {
+        if let Some(m) = vcpu_message(irq) {
+            return m;
+        }
         match self.mrif(irq) {
             Some((mrifs, m)) => mrifs.message(m),
             None => MsiMsg {
@@ -344,35 +360,72 @@ impl Remap for Remapper {
         mrifs.move_to(m, mask)
     }
 
-    fn set_vcpu_affinity(&self, irq: &RemapIrq, vcpu: Option<VcpuTarget>) -> Result {
+    fn set_vcpu_affinity(
+        &self,
+        irq: &RemapIrq,
+        vcpu: Option<VcpuTarget>,
+        write_msg: &mut dyn FnMut() -> Result,
+    ) -> Result {
         // Without an MSI table there is no way to send a device's MSIs
         // elsewhere than where it writes.
         let t = irq.table.as_ref().ok_or(EOPNOTSUPP)?;
+        let cur = irq.vcpu.load(Relaxed);
         match vcpu {
             Some(v) => {
-                // Only an interrupt file may become a target, and only a
-                // guest file: never memory, never a host file.
-                let doorbell = v.msi_addr & !(PAGE_SIZE - 1);
-                if !is_guest_file(v.target) {
+                // Only a guest file may become a target: never memory,
+                // never a host file; identity 0 means none.
+                if !is_guest_file(v.target) || v.msi_data == 0 {
                     return Err(EINVAL);
                 }
-                // Nothing changes if the doorbell cannot be redirected.
-                t.redirect(doorbell, Some(v.target))?;
-                let old = irq.vcpu.xchg(doorbell, Relaxed);
-                if old != NONE && old != doorbell {
-                    t.redirect(old, None)?;
-                }
-                Ok(())
-            }
-            None => {
-                let old = irq.vcpu.xchg(NONE, Relaxed);
-                if old == NONE {
+                if cur != NONE {
+                    // The vCPU moved to another hart: the entry follows.
+                    // CAST: an entry index, at most 2^12.
+                    t.move_vcpu(cur as usize, v.target);
+                    if irq.vcpu_data.xchg(v.msi_data, Relaxed) != v.msi_data {
+                        write_msg()?;
+                    }
                     return Ok(());
                 }
-                t.redirect(old, None)
+                // An entry of its own, at no host file's address: vectors
+                // moving between host CPUs never meet it.
+                let i = t.add_vcpu(v.target, |a| imsic::cpu_files().all(|(_, f)| f != a))?;
+                irq.vcpu_data.store(v.msi_data, Relaxed);
+                // CAST: an entry index, at most 2^12.
+                irq.vcpu.store(i as u64, Relaxed);
+                // The entry first, then the message naming it.
+                write_msg().inspect_err(|_| {
+                    irq.vcpu.store(NONE, Relaxed);
+                    t.remove_vcpu(i);
+                })
+            }
+            None => {
+                if cur == NONE {
+                    return Ok(());
+                }
+                // The host's message first, then the entry goes.
+                irq.vcpu.store(NONE, Relaxed);
+                let written = write_msg();
+                // CAST: an entry index, at most 2^12.
+                t.remove_vcpu(cur as usize);
+                written
             }
         }
     }
+}
+
+/// The message of a vector sent to a vCPU: its entry's doorbell, with the
+/// guest's identity.
+fn vcpu_message(irq: &RemapIrq) -> Option<MsiMsg> {
+    let i = irq.vcpu.load(Relaxed);
+    if i == NONE {
+        return None;
+    }
+    let t = irq.table.as_ref()?;
+    Some(MsiMsg {
+        // CAST: an entry index, at most 2^12.
+        address: t.address(i as usize),
+        data: irq.vcpu_data.load(Relaxed),
+    })
 }
 
 /// Whether `addr` is a guest interrupt file of some CPU's hart.

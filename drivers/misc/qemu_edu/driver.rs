@@ -249,9 +249,9 @@ fn irq_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     }
 }
 
-/// `echo MSI_ADDR TARGET > vcpu`: the MSI's doorbell `MSI_ADDR` is sent to
-/// the guest interrupt file `TARGET`, as KVM would for an assigned device;
-/// `echo off > vcpu` brings it back to the host.
+/// `echo TARGET ID > vcpu`: the MSI is sent to the guest interrupt file
+/// `TARGET` with identity `ID`, as KVM does for an assigned device whose
+/// route names that vCPU; `echo off > vcpu` brings it back to the host.
 #[cfg(CONFIG_RISCV)]
 fn vcpu_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     use kernel::irq::remap::VcpuTarget;
@@ -262,9 +262,13 @@ fn vcpu_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     let target = if first == "off" {
         None
     } else {
-        let msi_addr = parse_u64(first)?;
-        let target = parse_u64(words.next().ok_or(EINVAL)?)?;
-        Some(VcpuTarget { msi_addr, target })
+        let target = parse_u64(first)?;
+        let id = parse_u64(words.next().ok_or(EINVAL)?)?;
+        Some(VcpuTarget {
+            msi_addr: 0,
+            msi_data: u32::try_from(id).map_err(|_| EINVAL)?,
+            target,
+        })
     };
     if words.next().is_some() {
         return Err(EINVAL);

@@ -173,9 +173,13 @@ impl Vector {
 /// argument of `irq_set_vcpu_affinity()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VcpuTarget {
-    /// The doorbell the device writes (the guest's interrupt-file address).
+    /// The guest-physical address of the vCPU's interrupt file that the
+    /// guest's route names (informational).
     pub msi_addr: u64,
-    /// The guest interrupt file the write must reach.
+    /// The interrupt identity the guest's route names: the data of the
+    /// device's message while it is sent to the vCPU.
+    pub msi_data: u32,
+    /// The guest interrupt file (host physical address) it must reach.
     pub target: u64,
 }
 
@@ -231,7 +235,7 @@ pub struct VcpuTarget {
 /// let msg = MsiMsg { address: 0x2800_0000, data: 33 };
 /// // By default the message is the parent's, and no vCPU can be a target.
 /// assert_eq!(r.compose(&(), msg), msg);
-/// assert_eq!(r.set_vcpu_affinity(&(), None), Err(ENOSYS));
+/// assert_eq!(r.set_vcpu_affinity(&(), None, &mut || Ok(())), Err(ENOSYS));
 /// r.free(());
 /// assert_eq!(r.vectors.load(Relaxed), 0);
 /// ```
@@ -270,8 +274,18 @@ pub trait Remap: Send + Sync + 'static {
     ) -> Result;
 
     /// Sends the interrupt to a vCPU's interrupt file (`Some`), or back to
-    /// the host (`None`).
-    fn set_vcpu_affinity(&self, _irq: &Self::Irq, _vcpu: Option<VcpuTarget>) -> Result {
+    /// the host (`None`). The device's message changes with it: once what
+    /// [`Remap::compose`] (or [`Remap::message`]) returns has changed,
+    /// `write_msg` composes the message again and writes it to the device.
+    /// The driver calls it where no MSI can be lost: after making the new
+    /// target reachable, before making the old one unreachable. Runs under
+    /// the interrupt's descriptor lock: must not sleep.
+    fn set_vcpu_affinity(
+        &self,
+        _irq: &Self::Irq,
+        _vcpu: Option<VcpuTarget>,
+        _write_msg: &mut dyn FnMut() -> Result,
+    ) -> Result {
         Err(ENOSYS)
     }
 
@@ -335,11 +349,13 @@ pub trait Remap: Send + Sync + 'static {
 pub unsafe fn set_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
     let mut info = bindings::imsic_vcpu_info {
         msi_addr: 0,
+        msi_data: 0,
         target: 0,
     };
     let arg = match vcpu {
         Some(v) => {
             info.msi_addr = v.msi_addr;
+            info.msi_data = v.msi_data;
             info.target = v.target;
             ptr::addr_of_mut!(info).cast()
         }
@@ -943,10 +959,14 @@ impl<T: Remap> RemapDomain<T> {
             let i = unsafe { &*info.cast::<bindings::imsic_vcpu_info>() };
             Some(VcpuTarget {
                 msi_addr: i.msi_addr,
+                msi_data: i.msi_data,
                 target: i.target,
             })
         };
-        match this.set_vcpu_affinity(irq, vcpu) {
+        // SAFETY: `d` is the interrupt's data in our domain, and the IRQ
+        // core holds its descriptor's lock for the callback.
+        let mut write_msg = || unsafe { rewrite_device_msg(d) };
+        match this.set_vcpu_affinity(irq, vcpu, &mut write_msg) {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         }
@@ -991,6 +1011,37 @@ unsafe fn write_msg(msg: *mut bindings::msi_msg, m: MsiMsg) {
         (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
         (*msg).__bindgen_anon_3.data = m.data;
     }
+}
+
+/// Composes the message of the interrupt `d` belongs to and writes it to
+/// its device, as `msi_domain_set_affinity()` does after a move: through
+/// the hierarchy's top, whose chip writes messages.
+///
+/// # Safety
+///
+/// `d` is valid, and the lock of its interrupt's descriptor is held.
+#[inline(never)]
+unsafe fn rewrite_device_msg(d: *mut bindings::irq_data) -> Result {
+    // SAFETY: `d` is valid (the caller's promise); its interrupt exists
+    // while its descriptor is locked.
+    let top = unsafe { bindings::irq_get_irq_data((*d).irq) };
+    if top.is_null() {
+        return Err(ENOENT);
+    }
+    // SAFETY: `top` is valid, and so is its chip while the descriptor is
+    // locked.
+    let write = unsafe { (*top).chip.as_ref() }
+        .and_then(|c| c.irq_write_msi_msg)
+        .ok_or(ENOSYS)?;
+    // SAFETY: All-zero is a valid message.
+    let mut msg: bindings::msi_msg = unsafe { core::mem::zeroed() };
+    // SAFETY: `top` is valid and `msg` writable; composing walks the
+    // hierarchy under the descriptor's lock, as the IRQ core does.
+    to_result(unsafe { bindings::irq_chip_compose_msi_msg(top, &mut msg) })?;
+    // SAFETY: The top chip's own callback, on its own data, under the
+    // descriptor's lock.
+    unsafe { write(top, &mut msg) };
+    Ok(())
 }
 
 fn to_result(ret: i32) -> Result {
