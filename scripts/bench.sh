@@ -22,8 +22,13 @@
 # BENCH_ROUNDS (default 2): boots of each driver, alternating; the best
 #   figure of the rounds counts.
 # BENCH_MSIS (default 20000): MSIs per batch.
+# Then KVM: edu passed through to a bare-metal guest (tests/kvm/kvm_edu.c),
+# its MSIs posted to the vCPU's VS-file (irqbypass) against relayed by the
+# host (kvm.irqbypass=0), measured by the guest, in one boot.
+#
 # BENCH_IMS (default 4096): IMS vectors per batch.
-# BENCH_ONLY=host|dma|msi|ims: run one of the four.
+# BENCH_KVM_MSIS (default 2000): guest MSIs per KVM run.
+# BENCH_ONLY=host|dma|msi|ims|kvm: run one of the five.
 set -euo pipefail
 SELF=bench
 . "$(dirname "$0")/lib.sh"
@@ -242,6 +247,25 @@ awk -v a="${alloc[flat]}" -v b="${alloc[mrif]}" -v c="${free[flat]}" -v d="${fre
 	printf "ratio sw_msi / MRIF: alloc %.2f, free %.2f\n", e / b, f / d }'
 }
 
+kvm_bench() {
+kmsis=${BENCH_KVM_MSIS:-2000}
+[[ $kmsis =~ ^[1-9][0-9]*$ ]] || die "BENCH_KVM_MSIS: '$kmsis' is not a positive number"
+echo "/tests/kvm/kvm_edu --bench $kmsis" >"$out/kvm-cmd"
+"$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-kvm.cpio" "$out/kvm-cmd" "$out/extra"
+qemu_cmd riscv64-guests "$ours" "$out/initramfs-kvm.cpio" "msiremap.mode=cmd" "-device edu"
+say "KVM: $kmsis guest MSIs x3, bypass and relay alternating (riscv64-guests)"
+qemu_batch "$out/kvm.log" 900 || die "the KVM run failed (log: $out/kvm.log)"
+grep -q '^kvm-best relay ' "$out/kvm.log" || die "no KVM figures (log: $out/kvm.log)"
+echo
+echo "edu passed through to a KVM guest (riscv64-guests, TCG): $kmsis MSIs per run, best of 3;"
+echo "raise (the guest's MMIO write) to the guest's handler, by the guest's time CSR"
+printf '%-10s %14s %16s %22s\n' "" "ns per MSI" "guest MSIs/s" "host irqs per MSI"
+awk '$1 == "kvm-best" { printf "%-10s %14s %16s %22s\n", $2, $3, $4, $5 }' "$out/kvm.log"
+awk '$1 == "kvm-best" { l[$2] = $3; r[$2] = $4 } END {
+	printf "latency bypass / relay: %.2f; guest MSI rate bypass / relay: %.2f\n",
+		l["bypass"] / l["relay"], r["bypass"] / r["relay"] }' "$out/kvm.log"
+}
+
 # The page-table code on the host: range walks against page-by-page walks.
 host_bench() {
 	say "benchmarking hw::pgtable on the host (cargo test --release, ignored bench_pgtable)"
@@ -254,6 +278,7 @@ host) host_bench ;;
 dma) dma_bench ;;
 msi) msi_bench ;;
 ims) ims_bench ;;
-all) host_bench; dma_bench; msi_bench; ims_bench ;;
-*) die "BENCH_ONLY=${BENCH_ONLY} is neither host, dma, msi nor ims" ;;
+kvm) kvm_bench ;;
+all) host_bench; dma_bench; msi_bench; ims_bench; kvm_bench ;;
+*) die "BENCH_ONLY=${BENCH_ONLY} is neither host, dma, msi, ims nor kvm" ;;
 esac
