@@ -274,7 +274,7 @@ struct rig {
  * eventfd of vfio-pci's. 0 or -errno, saying which step failed; what was
  * made is in `r` either way (rig_close() frees it).
  */
-static int rig_open(struct rig *r)
+static int rig_open_mode(struct rig *r, uint32_t mode)
 {
 	struct kvm_userspace_memory_region bar = { .slot = 1, .guest_phys_addr = GUEST_BAR };
 	const char *step;
@@ -301,7 +301,7 @@ static int rig_open(struct rig *r)
 		step = "/dev/kvm";
 	}
 	if (!ret) {
-		ret = vm_create(&r->v, r->kvm, VM_MODE);
+		ret = vm_create(&r->v, r->kvm, mode);
 		step = "a VM with its interrupt controller (riscv64: guest interrupt files?)";
 	}
 	if (!ret) {
@@ -336,6 +336,11 @@ static int rig_open(struct rig *r)
 	if (ret)
 		ksft_print_msg("%s: %s\n", step, strerror(-ret));
 	return ret;
+}
+
+static int rig_open(struct rig *r)
+{
+	return rig_open_mode(r, VM_MODE);
 }
 
 static void rig_close(struct rig *r)
@@ -639,6 +644,33 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_is_refused_never_misdelivered, 120)
 	EXPECT_EQ(0, hog.params->count);
 	EXPECT_EQ(0, host_irqs(self->r.vfio_irq) - before);
 	EXPECT_POSTED_TO(vsfile(1));
+	vm_destroy(&hog);
+}
+
+/*
+ * The same in AUTO mode: without a free VS-file KVM gives the vCPU its
+ * IMSIC SW-file, and edu's MSIs are relayed by the host, one host
+ * interrupt each, never posted to the other VM's file.
+ */
+TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_in_auto_mode_is_relayed, 120)
+{
+	struct vm hog;
+	long before;
+
+	rig_close(&self->r);
+	ASSERT_EQ(0, rig_open_mode(&self->r, KVM_DEV_RISCV_AIA_MODE_AUTO));
+	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
+	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	before = host_irqs(self->r.vfio_irq);
+	self->r.v.params->n = RAISES;
+	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60))
+		TH_LOG("guest took %lu of %d", (unsigned long)self->r.v.params->count, RAISES);
+	EXPECT_EQ(RAISES, self->r.v.params->count);
+	EXPECT_EQ(0, self->r.v.params->wrong);
+	EXPECT_EQ(0, hog.params->count);
+	EXPECT_EQ(RAISES, host_irqs(self->r.vfio_irq) - before);
+	EXPECT_HOST_DELIVERY();
 	vm_destroy(&hog);
 }
 #endif
