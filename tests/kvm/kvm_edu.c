@@ -647,6 +647,38 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_is_refused_never_misdelivered, 120)
 	vm_destroy(&hog);
 }
 
+/* Whether `bdf`'s MSI table has a vCPU entry (-errno without its table). */
+static int has_vcpu_entry(const char *bdf)
+{
+	char *p, *end, *v;
+
+	if (msr_riscv_msi_section(bdf, &p, &end))
+		return -ENOENT;
+	v = p ? strstr(p, " vcpu\n") : NULL;
+	return v && (!end || v < end);
+}
+
+/*
+ * VFIO lets go of edu while the VM still runs (its BAR unmapped, its file
+ * closed): vfio-pci frees the interrupt, irqbypass drops the producer and
+ * KVM sends the MSI back to the host; edu's table keeps no vCPU entry.
+ */
+TEST_F_TIMEOUT(kvm_edu, vfio_close_while_posted_leaves_no_vcpu_entry, 120)
+{
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	self->r.v.params->n = 2;
+	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60));
+	EXPECT_POSTED_TO(vsfile(0));
+	EXPECT_EQ(1, has_vcpu_entry(self->r.bdf));
+	munmap((void *)self->r.bar, self->r.bar_size);
+	self->r.bar = NULL;
+	close(self->r.devfd);
+	self->r.devfd = -1;
+	close(self->r.iommufd);
+	self->r.iommufd = -1;
+	EXPECT_EQ(0, has_vcpu_entry(self->r.bdf));
+}
+
 /*
  * The same in AUTO mode: without a free VS-file KVM gives the vCPU its
  * IMSIC SW-file, and edu's MSIs are relayed by the host, one host
