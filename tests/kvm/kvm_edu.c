@@ -433,6 +433,28 @@ static void log_latency(struct __test_metadata *_metadata, const char *path, str
 
 #define RAISES	50
 
+/*
+ * Has the guest take `n` MSIs from edu through the route installed, each
+ * with the routed identity: the host interrupts on edu's vector
+ * meanwhile, or -1 when the guest did not take them all.
+ */
+static long guest_takes(struct __test_metadata *_metadata, struct rig *r, uint64_t n)
+{
+	long before = host_irqs(r->vfio_irq);
+	int ret;
+
+	EXPECT_LE(0, before) TH_LOG("no %s in /proc/interrupts", r->vfio_irq);
+	r->v.params->n = n;
+	ret = vm_run(_metadata, &r->v, 60);
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(n, r->v.params->count);
+	EXPECT_EQ(0, r->v.params->wrong)
+		TH_LOG("last identity %lu", (unsigned long)r->v.params->last_id);
+	if (before < 0 || ret || r->v.params->count != n || r->v.params->wrong)
+		return -1;
+	return host_irqs(r->vfio_irq) - before;
+}
+
 #ifdef __riscv
 /* The VS-file (guest interrupt file 1) of CPU `cpu`'s hart: aia-guests=1. */
 static unsigned long long vsfile(int cpu)
@@ -493,24 +515,17 @@ static int edu_msi_target(const char *bdf, unsigned long long *addr, unsigned in
  */
 TEST_F_TIMEOUT(kvm_edu, bypass_posts_every_msi_with_no_host_interrupt, 120)
 {
-	long before;
+	long host;
 
 	if (arch_bypass(1))
 		SKIP(return, "MSIs are not posted on this boot (%s)", "kvm-arm.vgic_v4_enable");
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
-	before = host_irqs(self->r.vfio_irq);
-	ASSERT_LE(0, before) TH_LOG("no %s in /proc/interrupts", self->r.vfio_irq);
-	self->r.v.params->n = RAISES;
-	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60))
-		TH_LOG("guest took %lu of %d", (unsigned long)self->r.v.params->count, RAISES);
-	EXPECT_EQ(RAISES, self->r.v.params->count);
-	EXPECT_EQ(0, self->r.v.params->wrong)
-		TH_LOG("last identity %lu", (unsigned long)self->r.v.params->last_id);
-	EXPECT_EQ(0, host_irqs(self->r.vfio_irq) - before);
+	host = guest_takes(_metadata, &self->r, RAISES);
+	EXPECT_EQ(0, host);
 #ifdef __riscv
 	EXPECT_POSTED_TO(vsfile(0));
 #endif
-	log_latency(_metadata, "bypass", &self->r.v, host_irqs(self->r.vfio_irq) - before);
+	log_latency(_metadata, "bypass", &self->r.v, host);
 }
 
 /*
@@ -519,20 +534,15 @@ TEST_F_TIMEOUT(kvm_edu, bypass_posts_every_msi_with_no_host_interrupt, 120)
  */
 TEST_F_TIMEOUT(kvm_edu, relay_delivers_every_msi_through_the_host, 120)
 {
-	long before;
+	long host;
 
 	if (arch_bypass(0))
 		SKIP(return, "MSIs are posted on this boot: make bench measures the relay");
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
-	before = host_irqs(self->r.vfio_irq);
-	self->r.v.params->n = RAISES;
-	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60))
-		TH_LOG("guest took %lu of %d", (unsigned long)self->r.v.params->count, RAISES);
-	EXPECT_EQ(RAISES, self->r.v.params->count);
-	EXPECT_EQ(0, self->r.v.params->wrong);
-	EXPECT_EQ(RAISES, host_irqs(self->r.vfio_irq) - before);
+	host = guest_takes(_metadata, &self->r, RAISES);
+	EXPECT_EQ(RAISES, host);
 	EXPECT_HOST_DELIVERY();
-	log_latency(_metadata, "relay", &self->r.v, host_irqs(self->r.vfio_irq) - before);
+	log_latency(_metadata, "relay", &self->r.v, host);
 }
 
 /* At the guest's midpoint, the vCPU's thread moves to CPU 1. */
@@ -548,20 +558,12 @@ static int move_to_cpu1(struct vm *v)
  */
 TEST_F_TIMEOUT(kvm_edu, bypass_follows_the_vcpu_to_another_cpu, 120)
 {
-	long before;
-
 	if (arch_bypass(1))
 		SKIP(return, "MSIs are not posted on this boot");
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
-	before = host_irqs(self->r.vfio_irq);
-	self->r.v.params->n = RAISES;
 	self->r.v.params->mid = RAISES / 2;
 	self->r.v.mid = move_to_cpu1;
-	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60))
-		TH_LOG("guest took %lu of %d", (unsigned long)self->r.v.params->count, RAISES);
-	EXPECT_EQ(RAISES, self->r.v.params->count);
-	EXPECT_EQ(0, self->r.v.params->wrong);
-	EXPECT_EQ(0, host_irqs(self->r.vfio_irq) - before);
+	EXPECT_EQ(0, guest_takes(_metadata, &self->r, RAISES));
 #ifdef __riscv
 	EXPECT_POSTED_TO(vsfile(1));
 #endif
@@ -624,7 +626,6 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_is_refused_never_misdelivered, 120)
 	unsigned long long addr, target;
 	unsigned int data;
 	struct vm hog;
-	long before;
 	int vcpu;
 
 	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
@@ -638,11 +639,8 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_is_refused_never_misdelivered, 120)
 	EXPECT_EQ(0, self->r.v.params->count);
 
 	ASSERT_EQ(0, pin_to(1));
-	before = host_irqs(self->r.vfio_irq);
-	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60));
-	EXPECT_EQ(RAISES, self->r.v.params->count);
+	EXPECT_EQ(0, guest_takes(_metadata, &self->r, RAISES));
 	EXPECT_EQ(0, hog.params->count);
-	EXPECT_EQ(0, host_irqs(self->r.vfio_irq) - before);
 	EXPECT_POSTED_TO(vsfile(1));
 	vm_destroy(&hog);
 }
@@ -687,21 +685,14 @@ TEST_F_TIMEOUT(kvm_edu, vfio_close_while_posted_leaves_no_vcpu_entry, 120)
 TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_in_auto_mode_is_relayed, 120)
 {
 	struct vm hog;
-	long before;
 
 	rig_close(&self->r);
 	ASSERT_EQ(0, rig_open_mode(&self->r, KVM_DEV_RISCV_AIA_MODE_AUTO));
 	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
 	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
-	before = host_irqs(self->r.vfio_irq);
-	self->r.v.params->n = RAISES;
-	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60))
-		TH_LOG("guest took %lu of %d", (unsigned long)self->r.v.params->count, RAISES);
-	EXPECT_EQ(RAISES, self->r.v.params->count);
-	EXPECT_EQ(0, self->r.v.params->wrong);
+	EXPECT_EQ(RAISES, guest_takes(_metadata, &self->r, RAISES));
 	EXPECT_EQ(0, hog.params->count);
-	EXPECT_EQ(RAISES, host_irqs(self->r.vfio_irq) - before);
 	EXPECT_HOST_DELIVERY();
 	vm_destroy(&hog);
 }
