@@ -696,6 +696,37 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_in_auto_mode_is_relayed, 120)
 	EXPECT_HOST_DELIVERY();
 	vm_destroy(&hog);
 }
+
+/* At the guest's midpoint, the vCPU's thread moves to CPU 0. */
+static int move_to_cpu0(struct vm *v)
+{
+	return pin_to(0);
+}
+
+/*
+ * AUTO mode, the vCPU posted on CPU 1, then moved mid-stream to CPU 0,
+ * whose only VS-file another VM holds: KVM releases the vCPU's VS-file
+ * for its SW-file, and the MSIs that follow are relayed. The first half
+ * is posted (no host interrupt), the second half relayed (one each),
+ * nothing is lost, and edu's table keeps no vCPU entry.
+ */
+TEST_F_TIMEOUT(kvm_edu, a_move_to_a_hart_without_a_free_vsfile_is_relayed, 120)
+{
+	struct vm hog;
+
+	rig_close(&self->r);
+	ASSERT_EQ(0, rig_open_mode(&self->r, KVM_DEV_RISCV_AIA_MODE_AUTO));
+	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
+	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
+	ASSERT_EQ(0, pin_to(1));
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	self->r.v.params->mid = RAISES / 2;
+	self->r.v.mid = move_to_cpu0;
+	EXPECT_EQ(RAISES - RAISES / 2, guest_takes(_metadata, &self->r, RAISES));
+	EXPECT_EQ(0, hog.params->count);
+	EXPECT_EQ(0, has_vcpu_entry(self->r.bdf));
+	vm_destroy(&hog);
+}
 #endif
 
 /*
