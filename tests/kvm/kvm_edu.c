@@ -616,6 +616,15 @@ TEST_F_TIMEOUT(kvm_edu, vm_exit_restores_host_delivery, 120)
 
 #ifdef __riscv
 /*
+ * Has another VM's vCPU take the only VS-file of the CPU the caller runs
+ * on (CPU 0) and keep it; 0 or -errno.
+ */
+static int hold_vsfile(struct __test_metadata *_metadata, struct rig *r, struct vm *hog)
+{
+	return vm_create(hog, r->kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL) ?: vm_run(_metadata, hog, 30);
+}
+
+/*
  * No VS-file free on the vCPU's hart (another VM's vCPU holds CPU 0's
  * only one): KVM refuses to enter the guest in HWACCEL mode and edu's MSI
  * is never pointed at the other VM's file. On CPU 1 the vCPU gets a file
@@ -628,8 +637,7 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_is_refused_never_misdelivered, 120)
 	struct vm hog;
 	int vcpu;
 
-	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
-	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
+	ASSERT_EQ(0, hold_vsfile(_metadata, &self->r, &hog));
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
 	self->r.v.params->n = RAISES;
 	EXPECT_EQ(-ENXIO, vm_run(_metadata, &self->r.v, 30));
@@ -688,8 +696,7 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_in_auto_mode_is_relayed, 120)
 
 	rig_close(&self->r);
 	ASSERT_EQ(0, rig_open_mode(&self->r, KVM_DEV_RISCV_AIA_MODE_AUTO));
-	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
-	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
+	ASSERT_EQ(0, hold_vsfile(_metadata, &self->r, &hog));
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
 	EXPECT_EQ(RAISES, guest_takes(_metadata, &self->r, RAISES));
 	EXPECT_EQ(0, hog.params->count);
@@ -716,8 +723,7 @@ TEST_F_TIMEOUT(kvm_edu, a_move_to_a_hart_without_a_free_vsfile_is_relayed, 120)
 
 	rig_close(&self->r);
 	ASSERT_EQ(0, rig_open_mode(&self->r, KVM_DEV_RISCV_AIA_MODE_AUTO));
-	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
-	ASSERT_EQ(0, vm_run(_metadata, &hog, 30));
+	ASSERT_EQ(0, hold_vsfile(_metadata, &self->r, &hog));
 	ASSERT_EQ(0, pin_to(1));
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
 	self->r.v.params->mid = RAISES / 2;

@@ -388,7 +388,7 @@ impl Remap for Remapper {
                 }
                 // An entry of its own, at no host file's address: vectors
                 // moving between host CPUs never meet it.
-                let i = t.add_vcpu(v.target, |a| imsic::cpu_files().all(|(_, f)| f != a))?;
+                let i = t.add_vcpu(v.target, |a| !is_host_file(a))?;
                 irq.vcpu_data.store(v.msi_data, Relaxed);
                 // CAST: an entry index, at most 2^12.
                 irq.vcpu.store(i as u64, Relaxed);
@@ -426,6 +426,11 @@ fn vcpu_message(irq: &RemapIrq) -> Option<MsiMsg> {
         address: t.address(i as usize),
         data: irq.vcpu_data.load(Relaxed),
     })
+}
+
+/// Whether `addr` is some CPU's supervisor interrupt file.
+fn is_host_file(addr: u64) -> bool {
+    imsic::cpu_files().any(|(_, f)| f == addr)
 }
 
 /// Whether `addr` is a guest interrupt file of some CPU's hart.
