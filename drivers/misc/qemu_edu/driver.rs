@@ -265,7 +265,6 @@ fn vcpu_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
         let target = parse_u64(first)?;
         let id = parse_u64(words.next().ok_or(EINVAL)?)?;
         Some(VcpuTarget {
-            msi_addr: 0,
             msi_data: u32::try_from(id).map_err(|_| EINVAL)?,
             target,
         })

@@ -173,9 +173,6 @@ impl Vector {
 /// argument of `irq_set_vcpu_affinity()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VcpuTarget {
-    /// The guest-physical address of the vCPU's interrupt file that the
-    /// guest's route names (informational).
-    pub msi_addr: u64,
     /// The interrupt identity the guest's route names: the data of the
     /// device's message while it is sent to the vCPU.
     pub msi_data: u32,
@@ -348,13 +345,11 @@ pub trait Remap: Send + Sync + 'static {
 /// remapping domains implement it).
 pub unsafe fn set_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
     let mut info = bindings::imsic_vcpu_info {
-        msi_addr: 0,
         msi_data: 0,
         target: 0,
     };
     let arg = match vcpu {
         Some(v) => {
-            info.msi_addr = v.msi_addr;
             info.msi_data = v.msi_data;
             info.target = v.target;
             ptr::addr_of_mut!(info).cast()
@@ -958,7 +953,6 @@ impl<T: Remap> RemapDomain<T> {
             // documentation) or NULL.
             let i = unsafe { &*info.cast::<bindings::imsic_vcpu_info>() };
             Some(VcpuTarget {
-                msi_addr: i.msi_addr,
                 msi_data: i.msi_data,
                 target: i.target,
             })
