@@ -14,7 +14,7 @@ use kernel::{
     sync::{atomic::Relaxed, Arc},
 };
 
-use crate::{hw::pgtable::PageTable, iommu::Iommu, mem::KernelMem, remap::Remapper};
+use crate::{iommu::Iommu, mem::KernelMem, remap::Remapper};
 
 /// What the files read.
 pub(crate) struct DebugData {
@@ -114,12 +114,15 @@ fn show_domains(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     let domains = iommu.domains.lock();
     let mem = KernelMem::new(false);
     for d in domains.iter() {
-        f.write_fmt(fmt!("domain {} {:?} root {:#x}\n", d.id, d.mode, d.root))?;
-        // SAFETY: a domain's tables stay allocated while it is listed, and
-        // the `domains` lock keeps it listed (`Paging` leaves the list before
-        // it destroys its table); the view is only read through. Map and
-        // unmap may change words under us: each read is a single load.
-        let pt = unsafe { PageTable::view(d.root, d.mode) };
+        let pt = &d.pt;
+        f.write_fmt(fmt!(
+            "domain {} {:?} root {:#x}\n",
+            d.id,
+            pt.mode(),
+            pt.root()
+        ))?;
+        // Map and unmap may change words under us: each read is a single
+        // load.
         let mut res = Ok(());
         pt.for_each_leaf(&mem, &mut |iova, pa, size, prot| {
             if res.is_ok() {

@@ -28,6 +28,7 @@ use crate::{
     fault_queue::{FaultQueue, PageRequestQueue},
     hw::{cmd::Command, ddt::DdtMode, pte::Mode},
     msi_page_table::MsiLayout,
+    paging::DomainTable,
     regs::{self, Regs, RegsIo},
 };
 
@@ -46,14 +47,6 @@ impl ThreadedHandler for FaultIrq {
     fn handle_threaded(&self) -> IrqReturn {
         self.iommu.handle_irq()
     }
-}
-
-/// A live paging domain as debugfs lists it.
-#[derive(Clone, Copy)]
-pub(crate) struct DomainInfo {
-    pub(crate) id: u32,
-    pub(crate) mode: Mode,
-    pub(crate) root: u64,
 }
 
 /// Counters for debugfs and the benchmark, besides the queues' own.
@@ -88,11 +81,9 @@ pub(crate) struct Iommu {
     pq: Option<Pin<KBox<PageRequestQueue>>>,
     #[pin]
     pub(crate) ddt: Directory,
-    /// The live paging domains, for debugfs; a domain leaves the list
-    /// before its tables are freed, and the list lock is held while they
-    /// are read.
+    /// The live paging domains' tables, for debugfs, read under the lock.
     #[pin]
-    pub(crate) domains: Mutex<KVec<DomainInfo>>,
+    pub(crate) domains: Mutex<KVec<Arc<DomainTable>>>,
     #[pin]
     pub(crate) ids: ContextIds,
     pub(crate) stats: Stats,

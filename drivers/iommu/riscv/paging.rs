@@ -23,7 +23,7 @@ use crate::{
         pte::{self, Mode},
         PAGE_SIZE,
     },
-    iommu::{DomainInfo, Iommu},
+    iommu::Iommu,
     mem::{errno, KernelMem},
     ops::{IommuOps, Master},
 };
@@ -37,7 +37,8 @@ const INVAL_PAGES_MAX: u64 = 32;
 /// # Invariants
 ///
 /// `id` is a context id allocated from `iommu` for this domain alone (GSCID for a
-/// second-stage table, PSCID for a first-stage one); `pt` is `Some` until drop.
+/// second-stage table, PSCID for a first-stage one); `table` is on `iommu`'s
+/// list of domains until drop.
 pub(crate) struct Paging {
     iommu: Arc<Iommu>,
     id: u32,
@@ -45,41 +46,70 @@ pub(crate) struct Paging {
     /// unmap DMA from hard interrupt handlers), without a lock: the core
     /// never lets two of them work on overlapping ranges, and the table is
     /// built for that (hw/pgtable.rs).
-    pt: Option<PageTable>,
-    /// Where `pt`'s pages are in the linear map: walks call no helper.
+    table: Arc<DomainTable>,
+    /// Where the table's pages are in the linear map: walks call no helper.
     linear: pages::LinearMap,
     mode: Mode,
     root: u64,
+}
+
+/// A paging domain's table, shared by the domain and the IOMMU's list of
+/// live domains (which debugfs reads under the list's lock).
+///
+/// # Invariants
+///
+/// Dropped only once the IOMMU no longer walks the table: its owners are
+/// its [`Paging`], which takes it off the list and then drops its own
+/// reference only after no device context points at the table and its
+/// IOTLB entries are invalidated, and the list, whose readers only borrow
+/// it under the list's lock.
+pub(crate) struct DomainTable {
+    pub(crate) id: u32,
+    pub(crate) pt: PageTable,
+}
+
+impl Drop for DomainTable {
+    fn drop(&mut self) {
+        // SAFETY: the IOMMU no longer walks the table (type invariant), and
+        // nothing uses it after this.
+        unsafe { self.pt.destroy(&KernelMem::new(false)) };
+    }
 }
 
 impl Paging {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
         let mode = iommu.paging_mode;
         let id = iommu.ids.alloc()?;
-        let table = match PageTable::new(&KernelMem::new(false), mode) {
+        let table = PageTable::new(&KernelMem::new(false), mode)
+            .map_err(errno)
+            .and_then(|pt| {
+                // INVARIANT: no device context points at the new table yet.
+                Ok(Arc::new(DomainTable { id, pt }, GFP_KERNEL)?)
+            })
+            .and_then(|table| {
+                iommu.domains.lock().push(table.clone(), GFP_KERNEL)?;
+                Ok(table)
+            });
+        let table = match table {
             Ok(table) => table,
             Err(e) => {
                 iommu.ids.free(id);
-                return Err(errno(e));
+                return Err(e);
             }
         };
-        let root = table.root();
-        // INVARIANT: `id` was just allocated, `pt` holds the table. From here
-        // on, dropping `this` undoes everything.
+        let root = table.pt.root();
+        // INVARIANT: `id` was just allocated, `table` is listed. From here on,
+        // dropping `this` undoes everything.
         let this = Self {
             iommu,
             id,
-            pt: Some(table),
+            table,
             linear: pages::LinearMap::of(root),
             mode,
             root,
         };
         // The id may have served a freed domain: drop what the IOTLB holds.
         this.iommu.submit_sync(&[Self::inval_all(mode, id)])?;
-        this.iommu
-            .domains
-            .lock()
-            .push(DomainInfo { id, mode, root }, GFP_KERNEL)?;
         Ok(this)
     }
 
@@ -150,9 +180,7 @@ impl PagingDomain for Paging {
         prot: Prot,
         atomic: bool,
     ) -> (u64, Result) {
-        let Some(pt) = &self.pt else {
-            return (0, Err(ENODEV));
-        };
+        let pt = &self.table.pt;
         let prot = pte::Prot {
             read: prot.read(),
             write: prot.write(),
@@ -164,7 +192,7 @@ impl PagingDomain for Paging {
     }
 
     fn unmap_pages(&self, iova: u64, pgsize: u64, count: u64, gather: &mut IotlbGather<'_>) -> u64 {
-        let Some(pt) = &self.pt else { return 0 };
+        let pt = &self.table.pt;
         // Unmapping allocates nothing.
         let mem = KernelMem::with_linear(true, self.linear);
         let n = pt.unmap_pages(&mem, iova, pgsize, count);
@@ -201,9 +229,9 @@ impl PagingDomain for Paging {
     }
 
     fn iova_to_phys(&self, iova: u64) -> u64 {
-        self.pt
-            .as_ref()
-            .and_then(|pt| pt.iova_to_phys(&KernelMem::with_linear(true, self.linear), iova))
+        self.table
+            .pt
+            .iova_to_phys(&KernelMem::with_linear(true, self.linear), iova)
             .unwrap_or(0)
     }
 }
@@ -213,16 +241,11 @@ impl Drop for Paging {
         // No device uses the domain any more; drop its cached translations
         // before its id or its tables are reused.
         let _ = self.flush_all();
-        // Off the debugfs list before the tables go.
-        let mut domains = self.iommu.domains.lock();
-        domains.retain(|d| d.id != self.id);
-        drop(domains);
-        if let Some(pt) = self.pt.take() {
-            // SAFETY: no device context points at the table any more (the
-            // domain is unused) and the IOTLB holds none of it (flushed
-            // above); nothing maps or looks up through a domain being freed.
-            unsafe { pt.destroy(&KernelMem::new(false)) };
-        }
+        // Off the list, so that `self.table`, dropped after this, is the
+        // last reference and frees the tables: no device context points at
+        // them any more (the domain is unused) and the IOTLB holds none of
+        // them (flushed above).
+        self.iommu.domains.lock().retain(|t| t.id != self.id);
         self.iommu.ids.free(self.id);
     }
 }

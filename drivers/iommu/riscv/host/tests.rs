@@ -195,7 +195,7 @@ fn free_directory(mem: &FakeMem, mut ddt: Ddt) {
     unsafe { ddt.free(mem) }
 }
 
-fn destroy(mem: &FakeMem, table: PageTable) {
+fn destroy(mem: &FakeMem, mut table: PageTable) {
     // SAFETY: see above; no IOMMU walks a fake table.
     unsafe { table.destroy(mem) }
 }

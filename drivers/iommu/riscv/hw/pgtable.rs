@@ -210,30 +210,12 @@ impl PageTable {
         })
     }
 
-    /// Another handle on the live table rooted at `root`, for reading (debugfs).
-    ///
-    /// # Safety
-    ///
-    /// `root` is the root of a live table of `mode` made by [`Self::new`],
-    /// whose owner outlives the handle and does not destroy the table
-    /// meanwhile; the handle is only read through ([`Self::lookup`],
-    /// [`Self::for_each_leaf`]), never mapped through or destroyed.
-    pub(crate) unsafe fn view(root: u64, mode: Mode) -> Self {
-        // INVARIANT: by the safety requirements.
-        Self {
-            root,
-            mode,
-            geometry: Geometry::of(mode),
-        }
-    }
-
     /// Physical address of the root table.
     pub(crate) fn root(&self) -> u64 {
         self.root
     }
 
     /// The table's translation mode.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the host tests check it"))]
     pub(crate) fn mode(&self) -> Mode {
         self.mode
     }
@@ -484,8 +466,9 @@ impl PageTable {
     /// # Safety
     ///
     /// The IOMMU no longer walks the table: the device contexts pointing at
-    /// it are gone and their caches invalidated.
-    pub(crate) unsafe fn destroy(self, mem: &impl PhysMem) {
+    /// it are gone and their caches invalidated. Nothing uses `self` after
+    /// the call.
+    pub(crate) unsafe fn destroy(&mut self, mem: &impl PhysMem) {
         /// Frees the tables below `table`.
         ///
         /// # Safety
