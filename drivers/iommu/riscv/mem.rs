@@ -66,6 +66,11 @@ impl mem::Words for pages::Words<'_> {
     }
 
     #[inline]
+    fn sub(self, first: usize, len: usize) -> Self {
+        pages::Words::sub(self, first, len)
+    }
+
+    #[inline]
     fn read(self, i: usize) -> u64 {
         pages::Words::read(self, i)
     }

@@ -9,7 +9,7 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
-    irq::{line::Line, Flags},
+    irq::Flags,
     pci::{self, vectors::ThreadedVector, IrqTypes},
     prelude::*,
     str::CString,
@@ -92,9 +92,7 @@ impl pci::Driver for EduDriver {
             } else {
                 "array"
             };
-            // SAFETY: `EduFiles` is kept in the driver data, which the driver
-            // core drops when the device unbinds, before its MSI domains go.
-            let ims = match unsafe { EduIms::new(pdev, m.value(), storage) }
+            let ims = match EduIms::new(pdev, m.value(), storage)
                 .and_then(|i| KBox::pin_init(i, GFP_KERNEL))
             {
                 Ok(i) => Some(i),
@@ -122,10 +120,7 @@ impl pci::Driver for EduDriver {
                 },
                 GFP_KERNEL,
             )?;
-            // SAFETY: `edu` lives in the files, which the driver data drops
-            // before the vector (its field order), and so does a failed probe
-            // (`files` is made after `irq`).
-            let line = unsafe { Line::new(irq.irq()) };
+            let line = irq.line();
             let edu = Edu::new(pdev, bar, count, line)?;
             let files = try_pin_init!(EduFiles { edu <- edu, ims });
             let name = CString::try_from_fmt(fmt!("{}", pdev.as_ref().name()))?;

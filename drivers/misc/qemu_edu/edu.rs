@@ -249,7 +249,7 @@ impl Edu {
         let _batch = self.raising.lock();
         let before = self.irqs.load(Relaxed);
         {
-            let _disabled = self.line.disable();
+            let _disabled = self.line.disable()?;
             for _ in 0..n {
                 self.ring()?;
                 fsleep(Delta::from_millis(1));
@@ -321,9 +321,11 @@ impl Edu {
         &self,
         target: Option<kernel::irq::remap::VcpuTarget>,
     ) -> Result {
-        // SAFETY: On RISC-V only MSI remapping domains implement vCPU
-        // affinity, and they take a `struct imsic_vcpu_info`.
-        unsafe { kernel::irq::remap::set_vcpu_affinity(self.line.irq(), target) }
+        self.line.with_irq(|irq| {
+            // SAFETY: On RISC-V only MSI remapping domains implement vCPU
+            // affinity, and they take a `struct imsic_vcpu_info`.
+            unsafe { kernel::irq::remap::set_vcpu_affinity(irq, target) }
+        })
     }
 
     /// Copies `len` bytes from RAM to edu's buffer and back to another place

@@ -113,12 +113,7 @@ pub(crate) struct EduIms {
 
 impl EduIms {
     /// The IMS of `pdev`: `slots` slots in `storage` (`array` or `queue`).
-    ///
-    /// # Safety
-    ///
-    /// The result is dropped before `pdev` is unbound (see
-    /// [`ImsDomain::new`]).
-    pub(crate) unsafe fn new<'a>(
+    pub(crate) fn new<'a>(
         pdev: &'a pci::Device<Bound>,
         slots: u32,
         storage: &str,
@@ -140,9 +135,7 @@ impl EduIms {
         let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired }), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             msi_cap,
-            // SAFETY: The caller drops `Self`, and with it the domain,
-            // before `pdev` is unbound.
-            domain <- unsafe { ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip) },
+            domain <- ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip),
             iommufd <- new_mutex!(None, "EduIms::iommufd"),
             counters: Counters::new(),
         }))
@@ -228,7 +221,8 @@ impl EduIms {
         if crate::module_parameters::ims_dma.value() {
             edu.dma_message(s.address, s.data)?;
         } else {
-            edu.send_message(self.domain.device(), self.msi_cap, s.address, s.data)?;
+            self.domain
+                .with_device(|dev| edu.send_message(dev, self.msi_cap, s.address, s.data))?;
         }
         self.counters.sent.fetch_add(1, Relaxed);
         Ok(())
@@ -264,7 +258,10 @@ impl EduIms {
                 if b.is_some() {
                     return Err(EBUSY);
                 }
-                *b = Some(Binding::new(self.domain.device().as_ref(), fd, pt)?);
+                *b = Some(
+                    self.domain
+                        .with_device(|dev| Binding::new(dev.as_ref(), fd, pt))?,
+                );
             }
             None => drop(b.take().ok_or(ENOENT)?),
         }

@@ -265,6 +265,29 @@ impl<'a> Words<'a> {
         self.len == 0
     }
 
+    /// The `len` words from word `first` of this view.
+    ///
+    /// # Panics
+    ///
+    /// If they do not all lie in this view.
+    #[inline]
+    pub fn sub(self, first: usize, len: usize) -> Self {
+        let end = first.checked_add(len);
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "table words {first}+{len} of {}",
+            self.len
+        );
+        // INVARIANT: a part of this view, so of the same allocation.
+        Self {
+            // SAFETY: `first <= len`, so the address is inside the view or
+            // just past it (type invariant).
+            ptr: unsafe { self.ptr.add(first) },
+            len,
+            _alloc: PhantomData,
+        }
+    }
+
     #[inline]
     fn word(self, i: usize) -> *mut u64 {
         assert!(i < self.len, "table word {i} of {}", self.len);

@@ -28,6 +28,7 @@ use crate::{
     alloc::flags::GFP_KERNEL,
     bindings,
     device::Bound,
+    devres,
     irq::{remap::MsiMsg, IrqReturn},
     new_mutex, pci,
     prelude::*,
@@ -146,23 +147,36 @@ struct HandlerCookie {
 
 /// The IMS domain of a bound PCI device and the interrupts allocated in it.
 ///
-/// # Invariants
-///
-/// `pdev` is bound for as long as this lives (the safety contract of
-/// [`ImsDomain::new`]). Its secondary MSI domain exists and was created by
-/// [`ImsDomain::new`] from a template whose callbacks take `chip`
-/// (`Arc::as_ptr`) as their domain data; every entry of `vectors` is an
-/// interrupt allocated in it at that slot, with a handler requested whose
-/// `dev_id` is the entry's cookie. The domain is removed when this is
-/// dropped.
+/// The domain goes when this is dropped or when the device is unbound,
+/// whichever comes first: a driver may keep it where nothing ties it to
+/// the binding (in the data of its debugfs files, say). Once the device is
+/// unbound, every call fails with `ENODEV`.
 #[pin_data(PinnedDrop)]
 pub struct ImsDomain<T: ImsChip> {
+    inner: Arc<Inner<T>>,
+}
+
+/// What an [`ImsDomain`] and the device-managed action that removes it at
+/// unbind share.
+///
+/// # Invariants
+///
+/// While `vectors` holds `Some`, `pdev` is bound (the action that removes
+/// the domain at unbind takes the lock and leaves `None`), its secondary
+/// MSI domain exists and was created by [`ImsDomain::new`] from a template
+/// whose callbacks take `chip` (`Arc::as_ptr`) as their domain data, and
+/// every `Some` entry is an interrupt allocated in it at that slot, with a
+/// handler requested whose `dev_id` is the entry's cookie. `None` means the
+/// domain is removed.
+#[pin_data]
+struct Inner<T: ImsChip> {
     pdev: ARef<pci::Device>,
     chip: Arc<T>,
     name: &'static CStr,
+    slots: u32,
     /// Slot → vector; changed by allocation and freeing, which sleep.
     #[pin]
-    vectors: Mutex<KVec<Option<Vector>>>,
+    vectors: Mutex<Option<KVec<Option<Vector>>>>,
     /// The PASID interrupts allocated from now on carry.
     #[pin]
     pasid: Mutex<u32>,
@@ -170,9 +184,57 @@ pub struct ImsDomain<T: ImsChip> {
 
 // SAFETY: The raw pointers in the cookies point to `chip`, which is
 // `Send + Sync`; everything else is behind a mutex.
-unsafe impl<T: ImsChip> Send for ImsDomain<T> {}
+unsafe impl<T: ImsChip> Send for Inner<T> {}
 // SAFETY: As above.
-unsafe impl<T: ImsChip> Sync for ImsDomain<T> {}
+unsafe impl<T: ImsChip> Sync for Inner<T> {}
+
+/// Removes the domain when the device is unbound (a device-managed
+/// resource).
+struct RemoveAtUnbind<T: ImsChip>(Arc<Inner<T>>);
+
+impl<T: ImsChip> Drop for RemoveAtUnbind<T> {
+    fn drop(&mut self) {
+        self.0.remove();
+    }
+}
+
+impl<T: ImsChip> Inner<T> {
+    /// Frees every interrupt and removes the domain, unless it is gone.
+    fn remove(&self) {
+        let mut v = self.vectors.lock();
+        let Some(vectors) = (*v).as_mut() else {
+            return;
+        };
+        for slot in 0..vectors.len() {
+            if let Some(vec) = vectors[slot].take() {
+                // CAST: slots fit a `u32` (the domain size is one).
+                self.free_vector(slot as u32, vec);
+            }
+        }
+        *v = None;
+        // SAFETY: The device is bound and the domain exists (type invariant,
+        // `vectors` held `Some` under the lock); no interrupt is left in it,
+        // and nothing uses `chip` through it after it is removed.
+        unsafe { bindings::pci_remove_ims_domain(self.pdev.as_raw()) };
+    }
+
+    /// Frees `vec`, at `slot`, which was taken out of `vectors` with the
+    /// domain present, under the lock still held.
+    fn free_vector(&self, slot: u32, vec: Vector) {
+        // SAFETY: The handler was requested with this cookie (type
+        // invariant); `free_irq` waits for running handlers.
+        unsafe { bindings::free_irq(vec.virq, ptr::from_ref(&*vec.cookie).cast_mut().cast()) };
+        // CAST: slots and interrupt numbers fit an `int`.
+        let map = bindings::msi_map {
+            index: slot as i32,
+            virq: vec.virq as i32,
+        };
+        // SAFETY: Allocated in our domain at `slot`, no handler any more;
+        // the device is bound (the caller holds the lock with the domain
+        // present).
+        unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
+    }
+}
 
 impl<T: ImsChip> ImsDomain<T> {
     /// Creates the IMS domain of `pdev` with `slots` slots handled by `chip`;
@@ -180,12 +242,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// the device's MSI parent does not support PCI/IMS. A device has one
     /// IMS domain: creating a second while the first lives fails (`EINVAL`,
     /// and the MSI core warns).
-    ///
-    /// # Safety
-    ///
-    /// The result is dropped before `pdev` is unbound (a driver keeps it in
-    /// its device data): the device's MSI domains go away at unbind.
-    pub unsafe fn new<'a>(
+    pub fn new<'a>(
         pdev: &'a pci::Device<Bound>,
         slots: u32,
         name: &'static CStr,
@@ -200,6 +257,7 @@ impl<T: ImsChip> ImsDomain<T> {
             for _ in 0..slots {
                 vectors.push(None, GFP_KERNEL)?;
             }
+            let pasid = new_mutex!(0, "ImsDomain::pasid");
             // SAFETY: All-zero is a valid template; its callbacks are set
             // below, the rest is left to the MSI core's defaults.
             let mut t: bindings::msi_domain_template = unsafe { core::mem::zeroed() };
@@ -219,7 +277,7 @@ impl<T: ImsChip> ImsDomain<T> {
             t.info.flags =
                 bindings::MSI_FLAG_ALLOC_SIMPLE_MSI_DESCS | bindings::MSI_FLAG_FREE_MSI_DESCS;
             // SAFETY: `pdev` is bound; the template is complete and copied
-            // by the call; the domain data, `chip`, lives in `Self`, which
+            // by the call; the domain data, `chip`, lives in `Inner`, which
             // removes the domain before dropping it.
             let ok = unsafe {
                 bindings::pci_create_ims_domain(
@@ -232,17 +290,51 @@ impl<T: ImsChip> ImsDomain<T> {
             if !ok {
                 return Err(EINVAL);
             }
-            // INVARIANT: created just above from our template; the caller
-            // keeps `pdev` bound while `Self` lives.
+            let bound = pdev;
             let pdev: &pci::Device = pdev;
-            Ok(try_pin_init!(Self {
-                pdev: pdev.into(),
-                chip,
-                name,
-                vectors <- new_mutex!(vectors, "ImsDomain::vectors"),
-                pasid <- new_mutex!(0, "ImsDomain::pasid"),
-            }))
+            // INVARIANT: created just above from our template, with no
+            // interrupt yet; `pdev` is bound, and the action registered
+            // next removes the domain at unbind.
+            let inner = Arc::pin_init(
+                try_pin_init!(Inner {
+                    pdev: pdev.into(),
+                    chip,
+                    name,
+                    slots,
+                    vectors <- new_mutex!(Some(vectors), "ImsDomain::vectors"),
+                    pasid <- pasid,
+                }),
+                GFP_KERNEL,
+            );
+            let inner = match inner {
+                Ok(inner) => inner,
+                Err(e) => {
+                    // SAFETY: Created above, without interrupts; `pdev` is
+                    // bound.
+                    unsafe { bindings::pci_remove_ims_domain(pdev.as_raw()) };
+                    return Err(e);
+                }
+            };
+            // On failure the action is dropped at once, removing the domain.
+            devres::register(bound.as_ref(), RemoveAtUnbind(inner.clone()), GFP_KERNEL)?;
+            Ok(try_pin_init!(Self { inner }))
         })
+    }
+
+    /// Runs `f` on the device, bound for as long as it runs; `ENODEV` once
+    /// it is unbound.
+    pub fn with_device<R>(&self, f: impl FnOnce(&pci::Device<Bound>) -> Result<R>) -> Result<R> {
+        let v = self.inner.vectors.lock();
+        if v.is_none() {
+            return Err(ENODEV);
+        }
+        // SAFETY: `Device<Ctx>` is a transparent wrapper whatever `Ctx`; the
+        // device is bound while `vectors` holds `Some` under the lock, which
+        // is held until `f` returns (invariant of `Inner`).
+        let dev = unsafe {
+            &*ptr::from_ref::<pci::Device>(&self.inner.pdev).cast::<pci::Device<Bound>>()
+        };
+        f(dev)
     }
 
     /// `EOPNOTSUPP` unless the device's MSI parent supports PCI/IMS.
@@ -267,16 +359,9 @@ impl<T: ImsChip> ImsDomain<T> {
     pub const BYTES_PER_SLOT: usize =
         core::mem::size_of::<Option<Vector>>() + core::mem::size_of::<HandlerCookie>();
 
-    /// The device, bound for as long as the domain lives.
-    pub fn device(&self) -> &pci::Device<Bound> {
-        // SAFETY: `Device<Ctx>` is a transparent wrapper whatever `Ctx`; the
-        // device is bound while `self` lives (type invariant).
-        unsafe { &*ptr::from_ref::<pci::Device>(&self.pdev).cast::<pci::Device<Bound>>() }
-    }
-
     /// The chip.
     pub fn chip(&self) -> &Arc<T> {
-        &self.chip
+        &self.inner.chip
     }
 
     /// Sets the device's PASID: interrupts allocated from now on carry it.
@@ -284,28 +369,31 @@ impl<T: ImsChip> ImsDomain<T> {
         if pasid > PASID_MAX {
             return Err(EINVAL);
         }
-        *self.pasid.lock() = pasid;
+        *self.inner.pasid.lock() = pasid;
         Ok(())
     }
 
     /// The device's PASID.
     pub fn pasid(&self) -> u32 {
-        *self.pasid.lock()
+        *self.inner.pasid.lock()
     }
 
     /// Allocates an interrupt at a free slot, with the device's PASID, and
     /// requests its handler; returns the slot and the Linux interrupt
     /// number. `ENOSPC` when every slot is taken.
     pub fn alloc(&self) -> Result<(u32, u32)> {
-        let pasid = *self.pasid.lock();
-        let mut v = self.vectors.lock();
+        let this = &*self.inner;
+        let pasid = *this.pasid.lock();
+        let mut v = this.vectors.lock();
+        let v = (*v).as_mut().ok_or(ENODEV)?;
         let mut icookie = bindings::msi_instance_cookie {
             value: u64::from(pasid),
         };
-        // SAFETY: `pdev` is bound and has our IMS domain (type invariant);
-        // the cookie is copied into the descriptor.
+        // SAFETY: `pdev` is bound and has our IMS domain (`vectors` holds
+        // `Some` under the lock: invariant of `Inner`); the cookie is copied
+        // into the descriptor.
         let map =
-            unsafe { bindings::pci_ims_alloc_irq(self.pdev.as_raw(), &mut icookie, ptr::null()) };
+            unsafe { bindings::pci_ims_alloc_irq(this.pdev.as_raw(), &mut icookie, ptr::null()) };
         if map.index < 0 {
             // The index space is full when the xarray is (`EBUSY`).
             return Err(if map.index == -(bindings::EBUSY as i32) {
@@ -328,7 +416,7 @@ impl<T: ImsChip> ImsDomain<T> {
             unsafe { bindings::irq_modify_status(virq, 0, unlazy) };
             let cookie = KBox::new(
                 HandlerCookie {
-                    chip: Arc::as_ptr(&self.chip).cast(),
+                    chip: Arc::as_ptr(&this.chip).cast(),
                     slot,
                 },
                 GFP_KERNEL,
@@ -340,7 +428,7 @@ impl<T: ImsChip> ImsDomain<T> {
                     virq,
                     Some(Self::handler_callback),
                     0,
-                    self.name.as_char_ptr(),
+                    this.name.as_char_ptr(),
                     ptr::from_ref(&*cookie).cast_mut().cast(),
                 )
             })?;
@@ -352,8 +440,9 @@ impl<T: ImsChip> ImsDomain<T> {
             Ok(())
         })();
         if let Err(e) = res {
-            // SAFETY: Allocated above, no handler on it.
-            unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
+            // SAFETY: Allocated above, no handler on it; the device is still
+            // bound (we hold the lock).
+            unsafe { bindings::pci_ims_free_irq(this.pdev.as_raw(), map) };
             return Err(e);
         }
         Ok((slot, virq))
@@ -362,37 +451,29 @@ impl<T: ImsChip> ImsDomain<T> {
     /// Frees the interrupt at `slot`: its handler, then the interrupt
     /// (shut down: the chip clears the slot). `ENOENT` if none.
     pub fn free(&self, slot: u32) -> Result {
-        let mut v = self.vectors.lock();
-        let entry = v
+        let mut v = self.inner.vectors.lock();
+        let entry = (*v)
+            .as_mut()
+            .ok_or(ENODEV)?
             .get_mut(slot as usize)
             .ok_or(EINVAL)?
             .take()
             .ok_or(ENOENT)?;
-        self.free_vector(slot, entry);
+        self.inner.free_vector(slot, entry);
         Ok(())
-    }
-
-    fn free_vector(&self, slot: u32, vec: Vector) {
-        // SAFETY: The handler was requested with this cookie (type
-        // invariant); `free_irq` waits for running handlers.
-        unsafe { bindings::free_irq(vec.virq, ptr::from_ref(&*vec.cookie).cast_mut().cast()) };
-        // CAST: slots and interrupt numbers fit an `int`.
-        let map = bindings::msi_map {
-            index: slot as i32,
-            virq: vec.virq as i32,
-        };
-        // SAFETY: Allocated in our domain at `slot`, no handler any more.
-        unsafe { bindings::pci_ims_free_irq(self.pdev.as_raw(), map) };
     }
 
     /// Frees every interrupt; returns how many there were.
     pub fn free_all(&self) -> usize {
-        let mut v = self.vectors.lock();
+        let mut v = self.inner.vectors.lock();
+        let Some(v) = (*v).as_mut() else {
+            return 0;
+        };
         let mut n = 0;
         for slot in 0..v.len() {
             if let Some(vec) = v[slot].take() {
                 // CAST: slots fit a `u32` (the domain size is one).
-                self.free_vector(slot as u32, vec);
+                self.inner.free_vector(slot as u32, vec);
                 n += 1;
             }
         }
@@ -405,7 +486,7 @@ impl<T: ImsChip> ImsDomain<T> {
         &self,
         mut f: impl FnMut(u32, u32) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
-        for (slot, v) in self.vectors.lock().iter().enumerate() {
+        for (slot, v) in self.inner.vectors.lock().iter().flatten().enumerate() {
             if let Some(v) = v {
                 // CAST: slots fit a `u32` (the domain size is one).
                 f(slot as u32, v.virq)?;
@@ -416,20 +497,27 @@ impl<T: ImsChip> ImsDomain<T> {
 
     /// How many interrupts are allocated.
     pub fn count(&self) -> usize {
-        self.vectors.lock().iter().filter(|e| e.is_some()).count()
+        self.inner
+            .vectors
+            .lock()
+            .iter()
+            .flatten()
+            .filter(|e| e.is_some())
+            .count()
     }
 
     /// The number of slots.
     pub fn slots(&self) -> u32 {
-        // CAST: created from a `u32`.
-        self.vectors.lock().len() as u32
+        self.inner.slots
     }
 
     /// Masks `slot`'s interrupt (`disable_irq()`: waits for its handler);
     /// `EALREADY` if it is masked.
     pub fn mask(&self, slot: u32) -> Result {
-        let mut v = self.vectors.lock();
-        let vec = v
+        let mut v = self.inner.vectors.lock();
+        let vec = (*v)
+            .as_mut()
+            .ok_or(ENODEV)?
             .get_mut(slot as usize)
             .ok_or(EINVAL)?
             .as_mut()
@@ -446,8 +534,10 @@ impl<T: ImsChip> ImsDomain<T> {
     /// Unmasks `slot`'s interrupt (`enable_irq()`); `EALREADY` unless
     /// [`ImsDomain::mask`] masked it.
     pub fn unmask(&self, slot: u32) -> Result {
-        let mut v = self.vectors.lock();
-        let vec = v
+        let mut v = self.inner.vectors.lock();
+        let vec = (*v)
+            .as_mut()
+            .ok_or(ENODEV)?
             .get_mut(slot as usize)
             .ok_or(EINVAL)?
             .as_mut()
@@ -467,8 +557,10 @@ impl<T: ImsChip> ImsDomain<T> {
         if pasid > PASID_MAX {
             return Err(EINVAL);
         }
-        let v = self.vectors.lock();
-        let virq = v
+        let v = self.inner.vectors.lock();
+        let virq = (*v)
+            .as_ref()
+            .ok_or(ENODEV)?
             .get(slot as usize)
             .ok_or(EINVAL)?
             .as_ref()
@@ -490,7 +582,7 @@ impl<T: ImsChip> ImsDomain<T> {
             let desc = (*common).msi_desc;
             (*desc).__bindgen_anon_1.data.icookie.value = u64::from(pasid);
         }
-        self.chip.set_pasid(slot, pasid);
+        self.inner.chip.set_pasid(slot, pasid);
         Ok(())
     }
 
@@ -499,7 +591,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// # Safety
     ///
     /// `d` is the `irq_data` of an interrupt of an IMS domain created by
-    /// [`ImsDomain::new`] for this `T`, whose `ImsDomain` is live.
+    /// [`ImsDomain::new`] for this `T`, not yet removed.
     unsafe fn parts<'b>(d: *mut bindings::irq_data) -> (&'b T, u32, *mut bindings::msi_desc) {
         // SAFETY: The device domain's host data is its `msi_domain_info`,
         // whose data is our chip (type invariant); the descriptor exists
@@ -593,9 +685,6 @@ impl<T: ImsChip> ImsDomain<T> {
 #[pinned_drop]
 impl<T: ImsChip> PinnedDrop for ImsDomain<T> {
     fn drop(self: Pin<&mut Self>) {
-        self.free_all();
-        // SAFETY: The device is still bound (type invariant); no interrupt is
-        // left in the domain, and nothing uses `chip` after it is removed.
-        unsafe { bindings::pci_remove_ims_domain(self.pdev.as_raw()) };
+        self.inner.remove();
     }
 }

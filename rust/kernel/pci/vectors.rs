@@ -13,7 +13,11 @@
 use crate::{
     bindings,
     device::Bound,
-    irq::{self, IrqRequest, ThreadedHandler, ThreadedRegistration},
+    irq::{
+        self,
+        line::{Line, LineOwner},
+        IrqRequest, ThreadedHandler, ThreadedRegistration,
+    },
     pci::{Device, IrqTypes, IrqVectorRegistration},
     prelude::*,
 };
@@ -24,9 +28,11 @@ use crate::{
 /// # Invariants
 ///
 /// `_vectors` holds the device's vector allocation; `registration` is the
-/// handler on its first vector and is dropped before `_vectors` (field order).
+/// handler on its first vector and is dropped before `_vectors`, and `line`
+/// before `registration` (field order).
 #[pin_data]
 pub struct ThreadedVector<'a, T: ThreadedHandler + 'a> {
+    line: LineOwner,
     #[pin]
     registration: ThreadedRegistration<'a, T>,
     _vectors: IrqVectorRegistration<'a>,
@@ -67,6 +73,9 @@ impl<'a, T: ThreadedHandler + 'a> ThreadedVector<'a, T> {
                     // caller promises not to forget it.
                     unsafe { ThreadedRegistration::new(request, flags, name, handler) }
                 },
+                // SAFETY: The handler was registered just above, and `line`
+                // is dropped before `registration`.
+                line: unsafe { LineOwner::new(irq_no)? },
             }))
         })
     }
@@ -79,5 +88,11 @@ impl<'a, T: ThreadedHandler + 'a> ThreadedVector<'a, T> {
     /// The Linux interrupt number of the vector.
     pub fn irq(&self) -> u32 {
         self.irq
+    }
+
+    /// A [`Line`] naming the vector's interrupt, for data that cannot
+    /// borrow `self` (it stops working when `self` is dropped).
+    pub fn line(&self) -> Line {
+        self.line.line()
     }
 }

@@ -155,6 +155,10 @@ impl Words for &[AtomicU64] {
         <[AtomicU64]>::len(self)
     }
 
+    fn sub(self, first: usize, len: usize) -> Self {
+        &self[first..first + len]
+    }
+
     fn read(self, i: usize) -> u64 {
         self[i].load(Acquire)
     }

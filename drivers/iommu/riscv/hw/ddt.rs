@@ -265,11 +265,9 @@ impl Ddt {
         let Some(leaf) = self.leaf(mem, device_id, false)? else {
             return Ok(None);
         };
-        Ok(Some(leaf.context(
-            mem,
-            ddi(device_id, self.extended)[0],
-            self.extended,
-        )))
+        Ok(Some(
+            leaf.context(ddi(device_id, self.extended)[0], self.extended),
+        ))
     }
 
     /// Calls `f(device_id, context)` for every valid device context, in
@@ -290,7 +288,7 @@ impl Ddt {
                 let contexts = PAGE_SIZE / context_size(extended);
                 let leaf_bits = contexts.trailing_zeros();
                 for i in 0..contexts {
-                    let dc = dir.context(mem, i, extended).read();
+                    let dc = dir.context(i, extended).read();
                     if dc.tc & DeviceContext::TC_V != 0 {
                         // CAST: device ids are 24 bits.
                         f((prefix << leaf_bits | i) as u32, dc);
@@ -374,22 +372,16 @@ impl<'d, W: Words> Dir<'d, W> {
     }
 
     /// Context `i` of this leaf page.
-    fn context<M: PhysMem<Words<'d> = W>>(
-        self,
-        mem: &'d M,
-        i: u64,
-        extended: bool,
-    ) -> Context<'d, W> {
+    fn context(self, i: u64, extended: bool) -> Context<'d, W> {
         let size = context_size(extended);
-        assert!(self.level == 0 && (i + 1) * size <= PAGE_SIZE);
-        let pa = self.pa + size * i;
-        // INVARIANT: a context of a leaf page of the directory.
+        assert!(self.level == 0);
+        // CAST: 4 or 8 words, at most 512 contexts.
+        let (n, first) = ((size / 8) as usize, (size / 8 * i) as usize);
+        // INVARIANT: a context of a leaf page of the directory (the view
+        // checks it lies inside the page).
         Context {
-            pa,
-            // SAFETY: `size` bytes inside a leaf page of the directory
-            // (checked above), which lives while it is borrowed.
-            // CAST: 4 or 8.
-            words: unsafe { mem.words(pa, (size / 8) as usize) },
+            pa: self.pa + size * i,
+            words: self.words.sub(first, n),
             extended,
             _ddt: PhantomData,
         }

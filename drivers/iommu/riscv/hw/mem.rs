@@ -56,6 +56,10 @@ pub(crate) trait Words: Copy {
     /// The number of words.
     fn len(self) -> usize;
 
+    /// The `len` words from word `first` of this view; panics unless they
+    /// all lie in it.
+    fn sub(self, first: usize, len: usize) -> Self;
+
     /// Reads word `i` with a single load.
     fn read(self, i: usize) -> u64;
 
