@@ -215,4 +215,38 @@ TEST(map_and_unmap_are_traced)
 	EXPECT_NE(NULL, strstr(trace, " unmap: IOMMU: iova="));
 }
 
+/*
+ * qemu_edu's vcpu file sends edu's MSI to a vCPU's guest interrupt file as
+ * KVM would: irq_set_vcpu_affinity() with a struct imsic_vcpu_info, which
+ * only the RISC-V IOMMU's remapping domain takes. The attack is arm64's:
+ * there edu's MSI ends at the GIC ITS, whose callback would read the
+ * argument as its own struct its_cmd_info; the abstraction refuses the call
+ * (EINVAL) before it is made. Without MSI tables (intremap=off) the
+ * remapping domain refuses it (EOPNOTSUPP); where MSIs are remapped, "off"
+ * for a host interrupt changes nothing (the remap group sends it to guest
+ * files). Either way the MSI still lands.
+ */
+TEST(vcpu_affinity_needs_a_remapping_domain)
+{
+	int arm64 = !strcmp(msr_arch(), "arm64");
+	int tables = strncmp(msr_profile(), "riscv64-nointremap", 18) != 0;
+	char bdf[32], path[160], req[64];
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/vcpu", bdf);
+	/* A guest-file address on riscv64, an address like any on arm64. */
+	snprintf(req, sizeof(req), "%#llx 7", arm64 ? 0x8091000ULL : msr_imsic_file(0) + 0x1000);
+	if (arm64) {
+		EXPECT_EQ(-EINVAL, msr_write(path, req));
+		EXPECT_EQ(-EINVAL, msr_write(path, "off"));
+	} else if (!tables) {
+		EXPECT_EQ(-EOPNOTSUPP, msr_write(path, req));
+		EXPECT_EQ(-EOPNOTSUPP, msr_write(path, "off"));
+	} else {
+		EXPECT_EQ(0, msr_write(path, "off"));
+	}
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/irq", bdf);
+	EXPECT_EQ(0, msr_write(path, "3"));
+}
+
 TEST_HARNESS_MAIN

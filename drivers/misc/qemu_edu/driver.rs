@@ -139,7 +139,6 @@ impl pci::Driver for EduDriver {
                     dir.write_only_callback_file(c"irq", f, &|f: &EduFiles, r| {
                         irq_write(&f.edu, r)
                     });
-                    #[cfg(CONFIG_RISCV)]
                     dir.write_only_callback_file(c"vcpu", f, &|f: &EduFiles, r| {
                         vcpu_write(&f.edu, r)
                     });
@@ -247,7 +246,8 @@ fn irq_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
 /// `echo TARGET ID > vcpu`: the MSI is sent to the guest interrupt file
 /// `TARGET` with identity `ID`, as KVM does for an assigned device whose
 /// route names that vCPU; `echo off > vcpu` brings it back to the host.
-#[cfg(CONFIG_RISCV)]
+/// Refused (`EINVAL`) where no RISC-V IOMMU remaps the MSI (arm64's ITS
+/// takes another argument).
 fn vcpu_write(edu: &Edu, reader: &mut UserSliceReader) -> Result {
     use kernel::irq::remap::VcpuTarget;
 

@@ -316,16 +316,11 @@ impl Edu {
     }
 
     /// Sends the MSI to a vCPU's guest interrupt file, or back to the host.
-    #[cfg(CONFIG_RISCV)]
     pub(crate) fn set_vcpu_affinity(
         &self,
         target: Option<kernel::irq::remap::VcpuTarget>,
     ) -> Result {
-        self.line.with_irq(|irq| {
-            // SAFETY: On RISC-V only MSI remapping domains implement vCPU
-            // affinity, and they take a `struct imsic_vcpu_info`.
-            unsafe { kernel::irq::remap::set_vcpu_affinity(irq, target) }
-        })
+        kernel::irq::remap::set_vcpu_affinity(&self.line, target)
     }
 
     /// Copies `len` bytes from RAM to edu's buffer and back to another place

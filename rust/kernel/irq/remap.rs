@@ -49,6 +49,7 @@ use crate::{
     device::Device,
     error::{Error, Result},
     iommu::driver::ProbedDevice,
+    irq::line::Line,
     prelude::*,
     str::CStr,
     sync::Arc,
@@ -334,16 +335,67 @@ pub trait Remap: Send + Sync + 'static {
     }
 }
 
-/// Sends interrupt `irq` to a vCPU's interrupt file (`Some`), or back to
-/// the host (`None`): `irq_set_vcpu_affinity()` with a `struct
-/// imsic_vcpu_info`, as KVM would call it for an assigned device.
+/// The name of the remapping domains' chips; its address tells them apart
+/// from every other chip. A static of its own, not a literal, so that every
+/// crate's chips point at this one copy (public so that it is exported to
+/// the modules whose chips name it).
+#[doc(hidden)]
+pub static REMAP_CHIP_NAME: [u8; 9] = *b"IOMMU-IR\0";
+
+/// Whether `irq_set_vcpu_affinity(irq, ..)` reaches a remapping domain's
+/// chip: the first chip from the top of `irq`'s hierarchy that implements
+/// it (the one the core calls) is ours, or forwards to its parent
+/// (`irq_chip_set_vcpu_affinity_parent()`) until one of ours.
 ///
 /// # Safety
 ///
-/// Every chip in `irq`'s hierarchy that implements `irq_set_vcpu_affinity`
-/// takes a `struct imsic_vcpu_info` (true on RISC-V, where only MSI
-/// remapping domains implement it).
-pub unsafe fn set_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
+/// `irq` is requested, so its hierarchy neither changes nor goes away
+/// during the call.
+unsafe fn vcpu_affinity_is_remapped(irq: u32) -> bool {
+    let forward: unsafe extern "C" fn(*mut bindings::irq_data, *mut c_void) -> i32 =
+        bindings::irq_chip_set_vcpu_affinity_parent;
+    // SAFETY: `irq` is requested (the caller's guarantee): its data and
+    // their chips live and do not change.
+    unsafe {
+        let mut d = bindings::irq_get_irq_data(irq);
+        while !d.is_null() {
+            let chip = (*d).chip;
+            if !chip.is_null() {
+                match (*chip).irq_set_vcpu_affinity {
+                    Some(f) if f as usize == forward as usize => {}
+                    Some(_) => return ptr::eq((*chip).name, REMAP_CHIP_NAME.as_ptr().cast()),
+                    None => {}
+                }
+            }
+            d = (*d).parent_data;
+        }
+    }
+    false
+}
+
+/// Sends the interrupt of `line` to a vCPU's interrupt file (`Some`), or
+/// back to the host (`None`): `irq_set_vcpu_affinity()` with a `struct
+/// imsic_vcpu_info`, as KVM would call it for an assigned device. `EINVAL`
+/// unless the call would reach an MSI remapping domain, the only chips that
+/// take that argument; `ENODEV` once the line's request is freed.
+pub fn set_vcpu_affinity(line: &Line, vcpu: Option<VcpuTarget>) -> Result {
+    line.with_irq(|irq| {
+        // SAFETY: `with_irq` keeps `irq` requested while this runs.
+        if !unsafe { vcpu_affinity_is_remapped(irq) } {
+            return Err(EINVAL);
+        }
+        // SAFETY: As above, and the chip the call reaches takes a `struct
+        // imsic_vcpu_info` (checked just above).
+        unsafe { send_vcpu_affinity(irq, vcpu) }
+    })
+}
+
+/// `irq_set_vcpu_affinity(irq, vcpu)` with a `struct imsic_vcpu_info`.
+///
+/// # Safety
+///
+/// The chip the call reaches takes a `struct imsic_vcpu_info`.
+unsafe fn send_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
     let mut info = bindings::imsic_vcpu_info {
         msi_data: 0,
         target: 0,
@@ -556,7 +608,7 @@ impl<T: Remap> RemapDomain<T> {
     };
 
     const CHIP: bindings::irq_chip = bindings::irq_chip {
-        name: c"IOMMU-IR".as_ptr(),
+        name: REMAP_CHIP_NAME.as_ptr().cast(),
         irq_ack: Some(bindings::irq_chip_ack_parent),
         irq_mask: Some(bindings::irq_chip_mask_parent),
         irq_unmask: Some(bindings::irq_chip_unmask_parent),
@@ -570,7 +622,7 @@ impl<T: Remap> RemapDomain<T> {
 
     /// The chip of interrupts that end at the domain.
     const OWN_CHIP: bindings::irq_chip = bindings::irq_chip {
-        name: c"IOMMU-IR".as_ptr(),
+        name: REMAP_CHIP_NAME.as_ptr().cast(),
         irq_ack: Some(Self::ack_owned_callback),
         irq_mask: Some(Self::mask_callback),
         irq_unmask: Some(Self::unmask_callback),
