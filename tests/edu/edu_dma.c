@@ -219,9 +219,11 @@ TEST(map_and_unmap_are_traced)
  * qemu_edu's vcpu file sends edu's MSI to a vCPU's guest interrupt file as
  * KVM would: irq_set_vcpu_affinity() with a struct imsic_vcpu_info, which
  * only the RISC-V IOMMU's remapping domain takes. The attack is arm64's:
- * there edu's MSI ends at the GIC ITS, whose callback would read the
- * argument as its own struct its_cmd_info; the abstraction refuses the call
- * (EINVAL) before it is made. Without MSI tables (intremap=off) the
+ * there edu's MSI ends at the GIC ITS, whose callback reads the argument
+ * as its own struct its_cmd_info. Target 0x100000000 with identity 7 reads
+ * as command MAP_VLPI (0) with map pointer 7, which a GICv4 ITS
+ * (arm64-kvm) would follow; the abstraction refuses the call (EINVAL)
+ * before it is made. Without MSI tables (intremap=off) the
  * remapping domain refuses it (EOPNOTSUPP); where MSIs are remapped, "off"
  * for a host interrupt changes nothing (the remap group sends it to guest
  * files). Either way the MSI still lands.
@@ -234,8 +236,8 @@ TEST(vcpu_affinity_needs_a_remapping_domain)
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/vcpu", bdf);
-	/* A guest-file address on riscv64, an address like any on arm64. */
-	snprintf(req, sizeof(req), "%#llx 7", arm64 ? 0x8091000ULL : msr_imsic_file(0) + 0x1000);
+	/* A guest-file address on riscv64; on arm64, MAP_VLPI to the ITS. */
+	snprintf(req, sizeof(req), "%#llx 7", arm64 ? 0x100000000ULL : msr_imsic_file(0) + 0x1000);
 	if (arm64) {
 		EXPECT_EQ(-EINVAL, msr_write(path, req));
 		EXPECT_EQ(-EINVAL, msr_write(path, "off"));
