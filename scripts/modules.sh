@@ -3,7 +3,8 @@
 #
 # Usage: scripts/modules.sh <riscv64|arm64> <kernel-build-dir> [variant]
 # Output goes to $BUILD/<arch>[-<variant>]/modules (kbuild's MO=), the
-# sources stay clean.
+# sources stay clean. MODULES_RUSTFLAGS: extra rustc flags (KRUSTFLAGS),
+# for a variant such as make bench's floor (--cfg bench_floor).
 set -euo pipefail
 SELF=modules
 . "$(dirname "$0")/lib.sh"
@@ -20,6 +21,7 @@ if [ "$(cat "$out/.kernel-key" 2>/dev/null)" != "$key" ]; then
 fi
 mkdir -p "$out"
 if ! make -C "$kobj" M="$TOP" MO="$out" ARCH="$ka" LLVM="$LLVM_SUFFIX" \
+	${MODULES_RUSTFLAGS:+KRUSTFLAGS="$MODULES_RUSTFLAGS"} \
 	-j"$(($(nproc) + 1))" modules >"$out/build.log" 2>&1; then
 	grep -E 'error|warning' -A5 "$out/build.log" | head -n 60 >&2
 	die "$arch: module build failed (log: $out/build.log)"
