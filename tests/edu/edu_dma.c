@@ -222,8 +222,9 @@ TEST(map_and_unmap_are_traced)
  * there edu's MSI ends at the GIC ITS, whose callback reads the argument
  * as its own struct its_cmd_info. Target 0x100000000 with identity 7 reads
  * as command MAP_VLPI (0) with map pointer 7, which a GICv4 ITS
- * (arm64-kvm) would follow; the abstraction refuses the call (EINVAL)
- * before it is made. Without MSI tables (intremap=off) the
+ * (arm64-kvm) follows: made unchecked, the call oopses in
+ * its_irq_set_vcpu_affinity() on address 7. The abstraction refuses it
+ * (EINVAL) before it is made. Without MSI tables (intremap=off) the
  * remapping domain refuses it (EOPNOTSUPP); where MSIs are remapped, "off"
  * for a host interrupt changes nothing (the remap group sends it to guest
  * files). Either way the MSI still lands.
