@@ -42,12 +42,11 @@ const BENCH_FLOOR: bool = cfg!(bench_floor);
 ///
 /// # Invariants
 ///
-/// `id` is a context id allocated from `iommu` for this domain alone (GSCID for a
-/// second-stage table, PSCID for a first-stage one); `table` is on `iommu`'s
-/// list of domains until drop.
+/// `table.id` is a context id allocated from `iommu` for this domain alone
+/// (GSCID for a second-stage table, PSCID for a first-stage one); `table` is
+/// on `iommu`'s list of domains until drop.
 pub(crate) struct Paging {
     iommu: Arc<Iommu>,
-    id: u32,
     /// Map, unmap and lookups run concurrently, in any context (drivers
     /// unmap DMA from hard interrupt handlers), without a lock: the core
     /// never lets two of them work on overlapping ranges, and the table is
@@ -55,8 +54,6 @@ pub(crate) struct Paging {
     table: Arc<DomainTable>,
     /// Where the table's pages are in the linear map: walks call no helper.
     linear: pages::LinearMap,
-    mode: Mode,
-    root: u64,
 }
 
 /// A paging domain's table, shared by the domain and the IOMMU's list of
@@ -86,33 +83,20 @@ impl Paging {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
         let mode = iommu.paging_mode;
         let id = iommu.ids.alloc()?;
-        let table = PageTable::new(&KernelMem::new(false), mode)
-            .map_err(errno)
-            .and_then(|pt| {
-                // INVARIANT: no device context points at the new table yet.
-                Ok(Arc::new(DomainTable { id, pt }, GFP_KERNEL)?)
-            })
-            .and_then(|table| {
-                iommu.domains.lock().push(table.clone(), GFP_KERNEL)?;
-                Ok(table)
-            });
-        let table = match table {
-            Ok(table) => table,
-            Err(e) => {
-                iommu.ids.free(id);
-                return Err(e);
-            }
+        let listed = || -> Result<Arc<DomainTable>> {
+            let pt = PageTable::new(&KernelMem::new(false), mode).map_err(errno)?;
+            // INVARIANT: no device context points at the new table yet.
+            let table = Arc::new(DomainTable { id, pt }, GFP_KERNEL)?;
+            iommu.domains.lock().push(table.clone(), GFP_KERNEL)?;
+            Ok(table)
         };
-        let root = table.pt.root();
+        let table = listed().inspect_err(|_| iommu.ids.free(id))?;
         // INVARIANT: `id` was just allocated, `table` is listed. From here on,
         // dropping `this` undoes everything.
         let this = Self {
             iommu,
-            id,
+            linear: pages::LinearMap::of(table.pt.root()),
             table,
-            linear: pages::LinearMap::of(root),
-            mode,
-            root,
         };
         // The id may have served a freed domain: drop what the IOTLB holds.
         this.iommu.submit_sync(&[Self::inval_all(mode, id)])?;
@@ -129,28 +113,30 @@ impl Paging {
     }
 
     fn inval_page(&self, iova: u64) -> Command {
-        trace::iotlb_inv(&self.iommu.dev, self.id, iova, PAGE_SIZE);
-        if self.mode.is_second_stage() {
+        let id = self.table.id;
+        trace::iotlb_inv(&self.iommu.dev, id, iova, PAGE_SIZE);
+        if self.table.pt.mode().is_second_stage() {
             // CAST: as in `inval_all`.
-            Command::iotinval_gvma(Some(self.id as u16), Some(iova))
+            Command::iotinval_gvma(Some(id as u16), Some(iova))
         } else {
-            Command::iotinval_vma(None, Some(self.id), Some(iova))
+            Command::iotinval_vma(None, Some(id), Some(iova))
         }
     }
 
     /// Invalidates every cached translation of the domain and waits.
     fn flush_all(&self) -> Result {
-        trace::iotlb_inv(&self.iommu.dev, self.id, 0, 0);
+        trace::iotlb_inv(&self.iommu.dev, self.table.id, 0, 0);
         self.iommu
-            .submit_sync(&[Self::inval_all(self.mode, self.id)])
+            .submit_sync(&[Self::inval_all(self.table.pt.mode(), self.table.id)])
     }
 
     fn context(&self) -> DeviceContext {
-        if self.mode.is_second_stage() {
+        let DomainTable { id, pt } = &*self.table;
+        if pt.mode().is_second_stage() {
             // CAST: as in `inval_all`.
-            DeviceContext::second_stage(self.mode, self.root, self.id as u16)
+            DeviceContext::second_stage(pt.mode(), pt.root(), *id as u16)
         } else {
-            DeviceContext::first_stage(self.mode, self.root, self.id)
+            DeviceContext::first_stage(pt.mode(), pt.root(), *id)
         }
     }
 }
@@ -163,16 +149,16 @@ impl PagingDomain for Paging {
     }
 
     fn aperture_end(&self) -> u64 {
-        self.mode.aperture_end() - 1
+        self.table.pt.mode().aperture_end() - 1
     }
 
     fn attach(&self, iommu: &IommuOps, dev: &Device, master: &Master) -> Result {
         dev_dbg!(
             dev,
             "attach paging domain {:?} id {} root {:#x}\n",
-            self.mode,
-            self.id,
-            self.root
+            self.table.pt.mode(),
+            self.table.id,
+            self.table.pt.root()
         );
         iommu.set_contexts(master, &self.context())
     }
@@ -262,7 +248,7 @@ impl Drop for Paging {
         // last reference and frees the tables: no device context points at
         // them any more (the domain is unused) and the IOTLB holds none of
         // them (flushed above).
-        self.iommu.domains.lock().retain(|t| t.id != self.id);
-        self.iommu.ids.free(self.id);
+        self.iommu.domains.lock().retain(|t| t.id != self.table.id);
+        self.iommu.ids.free(self.table.id);
     }
 }

@@ -22,9 +22,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Line {
     irq: u32,
-    /// `Some(irq)` while a handler is registered on `irq` (invariant of
+    /// `true` while a handler is registered on `irq` (invariant of
     /// [`LineOwner`]).
-    requested: Arc<Mutex<Option<u32>>>,
+    requested: Arc<Mutex<bool>>,
 }
 
 /// The side of a [`Line`] that the interrupt's registration holds: dropped
@@ -33,7 +33,7 @@ pub struct Line {
 /// # Invariants
 ///
 /// A handler is registered on `line.irq` until `self` is dropped, and
-/// `line.requested` holds `Some` until then.
+/// `line.requested` holds `true` until then.
 pub struct LineOwner {
     line: Line,
 }
@@ -46,8 +46,8 @@ impl LineOwner {
     /// A handler stays registered on `irq` until the result is dropped (it
     /// is dropped before the registration: a field before it, say).
     pub unsafe fn new(irq: u32) -> Result<Self> {
-        let requested = Arc::pin_init(new_mutex!(Some(irq), "Line::requested"), GFP_KERNEL)?;
-        // INVARIANT: The caller's promise; `requested` holds `Some`.
+        let requested = Arc::pin_init(new_mutex!(true, "Line::requested"), GFP_KERNEL)?;
+        // INVARIANT: The caller's promise; `requested` holds `true`.
         Ok(Self {
             line: Line { irq, requested },
         })
@@ -63,7 +63,7 @@ impl Drop for LineOwner {
     fn drop(&mut self) {
         // Waits for every `Disabled` guard (they hold the lock); no line
         // reaches the interrupt after this.
-        *self.line.requested.lock() = None;
+        *self.line.requested.lock() = false;
     }
 }
 
@@ -78,7 +78,10 @@ impl Line {
     /// `ENODEV` once it is freed. `f` may sleep.
     pub fn with_irq<R>(&self, f: impl FnOnce(u32) -> Result<R>) -> Result<R> {
         let requested = self.requested.lock();
-        f(requested.ok_or(ENODEV)?)
+        if !*requested {
+            return Err(ENODEV);
+        }
+        f(self.irq)
     }
 
     /// Disables the interrupt and waits for its running handlers to return
@@ -94,14 +97,16 @@ impl Line {
     /// interrupt's own handlers, which it would wait for.
     pub fn disable(&self) -> Result<Disabled<'_>> {
         let requested = self.requested.lock();
-        let irq = requested.ok_or(ENODEV)?;
-        // SAFETY: `irq` is requested while `requested` holds `Some` under
+        if !*requested {
+            return Err(ENODEV);
+        }
+        // SAFETY: `irq` is requested while `requested` holds `true` under
         // the lock (invariant of `LineOwner`); the caller may sleep.
-        unsafe { bindings::disable_irq(irq) };
+        unsafe { bindings::disable_irq(self.irq) };
         // INVARIANT: Disabled once more, just above.
         Ok(Disabled {
             _requested: requested,
-            irq,
+            irq: self.irq,
         })
     }
 }
@@ -113,7 +118,7 @@ impl Line {
 /// `irq` was disabled once more by the `disable_irq()` that made `self`,
 /// and stays requested while `_requested`, the lock, is held.
 pub struct Disabled<'a> {
-    _requested: MutexGuard<'a, Option<u32>>,
+    _requested: MutexGuard<'a, bool>,
     irq: u32,
 }
 

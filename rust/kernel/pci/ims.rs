@@ -205,17 +205,26 @@ impl<T: ImsChip> Inner<T> {
         let Some(vectors) = (*v).as_mut() else {
             return;
         };
-        for slot in 0..vectors.len() {
-            if let Some(vec) = vectors[slot].take() {
-                // CAST: slots fit a `u32` (the domain size is one).
-                self.free_vector(slot as u32, vec);
-            }
-        }
+        self.free_every(vectors);
         *v = None;
         // SAFETY: The device is bound and the domain exists (type invariant,
         // `vectors` held `Some` under the lock); no interrupt is left in it,
         // and nothing uses `chip` through it after it is removed.
         unsafe { bindings::pci_remove_ims_domain(self.pdev.as_raw()) };
+    }
+
+    /// Frees every interrupt of `vectors`, the domain's (taken under its
+    /// lock, with the domain present); returns how many there were.
+    fn free_every(&self, vectors: &mut KVec<Option<Vector>>) -> usize {
+        let mut n = 0;
+        for (slot, entry) in vectors.iter_mut().enumerate() {
+            if let Some(vec) = entry.take() {
+                // CAST: slots fit a `u32` (the domain size is one).
+                self.free_vector(slot as u32, vec);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Frees `vec`, at `slot`, which was taken out of `vectors` with the
@@ -466,18 +475,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// Frees every interrupt; returns how many there were.
     pub fn free_all(&self) -> usize {
         let mut v = self.inner.vectors.lock();
-        let Some(v) = (*v).as_mut() else {
-            return 0;
-        };
-        let mut n = 0;
-        for slot in 0..v.len() {
-            if let Some(vec) = v[slot].take() {
-                // CAST: slots fit a `u32` (the domain size is one).
-                self.inner.free_vector(slot as u32, vec);
-                n += 1;
-            }
-        }
-        n
+        (*v).as_mut().map_or(0, |v| self.inner.free_every(v))
     }
 
     /// Calls `f` with the slot and Linux interrupt number of every allocated
