@@ -30,8 +30,7 @@ pub(crate) struct RiscvIommuPci;
 /// Per-device data: the interrupt (freed first), then the registered IOMMU.
 #[pin_data]
 pub(crate) struct PciData<'bound> {
-    #[pin]
-    irq: ThreadedVector<'bound, FaultIrq>,
+    irq: ThreadedVector<FaultIrq>,
     #[pin]
     registered: Registered<'bound>,
 }
@@ -64,13 +63,16 @@ impl pci::Driver for RiscvIommuPci {
                 Registered::new(pdev.as_ref(), Regs::Pci(bar.into_devres()?))?;
             let types = IrqTypes::default().with(IrqType::MsiX).with(IrqType::Msi);
             let irq_iommu = iommu.clone();
+            let irq = ThreadedVector::new(
+                pdev,
+                types,
+                irq::Flags::ONESHOT,
+                c"riscv-iommu",
+                try_pin_init!(FaultIrq { iommu: irq_iommu }),
+            )?;
             Ok(try_pin_init!(PciData {
                 registered <- registered,
-                // SAFETY: The vector is a pinned field of the driver data, which the
-                // driver core drops at unbind; it is never forgotten.
-                irq <- unsafe {
-                    ThreadedVector::new(pdev, types, irq::Flags::ONESHOT, c"riscv-iommu", try_pin_init!(FaultIrq { iommu: irq_iommu }))
-                },
+                irq,
                 _: {
                     // One vector for every cause.
                     iommu.enable_fault_irq(false)?;

@@ -5,7 +5,7 @@
 
 use kernel::{
     device::Core,
-    irq,
+    irq::{self, managed::ThreadedIrq},
     of,
     platform,
     prelude::*, //
@@ -25,8 +25,7 @@ const FQ_IRQ_INDEX: u32 = 1;
 /// Per-device data: the interrupt (freed first), then the registered IOMMU.
 #[pin_data]
 pub(crate) struct PlatformData<'bound> {
-    #[pin]
-    irq: irq::ThreadedRegistration<'bound, FaultIrq>,
+    irq: ThreadedIrq<FaultIrq>,
     #[pin]
     registered: Registered<'bound>,
 }
@@ -80,18 +79,15 @@ impl platform::Driver for RiscvIommuPlatform {
                 })?;
             let (iommu, registered) = Registered::new(dev, Regs::Platform(regs.into_devres()?))?;
             let irq_iommu = iommu.clone();
+            let irq = pdev.threaded_irq_by_index(
+                irq::Flags::ONESHOT,
+                FQ_IRQ_INDEX,
+                c"riscv-iommu",
+                try_pin_init!(FaultIrq { iommu: irq_iommu }),
+            )?;
             Ok(try_pin_init!(PlatformData {
                 registered <- registered,
-                // SAFETY: The registration is a pinned field of the driver data,
-                // which the driver core drops at unbind; it is never forgotten.
-                irq <- unsafe {
-                    pdev.request_threaded_irq_by_index(
-                        irq::Flags::ONESHOT,
-                        FQ_IRQ_INDEX,
-                        c"riscv-iommu",
-                        try_pin_init!(FaultIrq { iommu: irq_iommu }),
-                    )
-                },
+                irq,
                 _: {
                     iommu.enable_fault_irq(true)?;
                 },

@@ -37,9 +37,9 @@ pub(crate) struct EduDriver;
 /// with the handler that counts it (dropped after the files are gone, and
 /// after the IMS domain).
 #[pin_data]
-pub(crate) struct EduData<'bound> {
+pub(crate) struct EduData {
     _files: Pin<KBox<debugfs::Scope<EduFiles>>>,
-    _irq: Pin<KBox<ThreadedVector<'bound, EduIrq>>>,
+    _irq: ThreadedVector<EduIrq>,
 }
 
 /// What the debugfs files reach.
@@ -59,7 +59,7 @@ kernel::pci_device_table!(
 
 impl pci::Driver for EduDriver {
     type IdInfo = ();
-    type Data<'bound> = EduData<'bound>;
+    type Data<'bound> = EduData;
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
     /// The IMS model can hand the device to iommufd (`iommufd` in debugfs
     /// `ims`), as VFIO does.
@@ -106,19 +106,12 @@ impl pci::Driver for EduDriver {
                 }
             };
             let count = Arc::new(Atomic::new(0u64), GFP_KERNEL)?;
-            // SAFETY: The vector is kept in the driver data, which the driver
-            // core drops at unbind; it is never forgotten.
-            let irq = KBox::pin_init(
-                unsafe {
-                    ThreadedVector::new(
-                        pdev,
-                        IrqTypes::default().with(pci::IrqType::Msi),
-                        Flags::TRIGGER_NONE,
-                        c"qemu_edu",
-                        EduIrq::new(count.clone()),
-                    )
-                },
-                GFP_KERNEL,
+            let irq = ThreadedVector::new(
+                pdev,
+                IrqTypes::default().with(pci::IrqType::Msi),
+                Flags::TRIGGER_NONE,
+                c"qemu_edu",
+                EduIrq::new(count.clone()),
             )?;
             let line = irq.line();
             let edu = Edu::new(pdev, bar, count, line)?;
