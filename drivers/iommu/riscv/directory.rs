@@ -15,6 +15,7 @@ use crate::{
     hw::{
         cmd::Command,
         ddt::{Ddt, DdtMode, DeviceContext},
+        tree::Unwalked,
     },
     iommu::wait_reg,
     mem::{errno, KernelMem},
@@ -158,6 +159,7 @@ impl PinnedDrop for Directory {
         }
         // SAFETY: the IOMMU no longer reads the directory, and it is
         // dropped now: nothing uses it again.
-        unsafe { t.ddt.free(&KernelMem::new(false)) };
+        let unwalked = unsafe { Unwalked::new() };
+        t.ddt.free(&KernelMem::new(false), unwalked);
     }
 }

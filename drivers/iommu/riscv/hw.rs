@@ -25,6 +25,7 @@ pub(crate) mod pgtable;
 pub(crate) mod pte;
 pub(crate) mod queue;
 pub(crate) mod ratelimit;
+pub(crate) mod tree;
 // The test oracle: host tests only, never in the module.
 #[cfg(test)]
 pub(crate) mod walk;

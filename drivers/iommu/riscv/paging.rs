@@ -21,6 +21,7 @@ use crate::{
         ddt::DeviceContext,
         pgtable::PageTable,
         pte::{self, Mode},
+        tree::Unwalked,
         PAGE_SIZE,
     },
     iommu::Iommu,
@@ -75,7 +76,8 @@ impl Drop for DomainTable {
     fn drop(&mut self) {
         // SAFETY: the IOMMU no longer walks the table (type invariant), and
         // nothing uses it after this.
-        unsafe { self.pt.destroy(&KernelMem::new(false)) };
+        let unwalked = unsafe { Unwalked::new() };
+        self.pt.destroy(&KernelMem::new(false), unwalked);
     }
 }
 

@@ -26,6 +26,7 @@ use crate::hw::{
     pte::{Mode, Prot, Pte},
     queue::Ring,
     ratelimit::RateLimit,
+    tree::{Leaf, Unwalked},
     walk::{self, Access, MsiWrite},
     HwError, PAGE_SIZE,
 };
@@ -196,12 +197,12 @@ fn directory_with(mem: &FakeMem, mode: DdtMode, id: u32, dc: &DeviceContext) -> 
 
 fn free_directory(mem: &FakeMem, mut ddt: Ddt) {
     // SAFETY: see above; no IOMMU reads a fake directory.
-    unsafe { ddt.free(mem) }
+    ddt.free(mem, unsafe { Unwalked::new() })
 }
 
 fn destroy(mem: &FakeMem, mut table: PageTable) {
     // SAFETY: see above; no IOMMU walks a fake table.
-    unsafe { table.destroy(mem) }
+    table.destroy(mem, unsafe { Unwalked::new() })
 }
 
 /// xorshift64*: deterministic, seedable.
@@ -728,17 +729,23 @@ fn pte_encoding() {
     assert!(p.is_leaf() && p.is_valid());
     assert_eq!(p.pa(), 0x1234_5000);
     assert_eq!(Pte::leaf(0x1000, Prot::RO).0 & (Pte::W | Pte::D), 0);
-    let t = Pte::table(0x8000_0000);
-    assert!(t.is_valid() && !t.is_leaf());
-    assert_eq!(t.0, 0x8000_0000 >> 2 | 1);
+    // What table code may write: leaves and empty entries, never a link
+    // (valid, no leaf bit), which only the tree writes.
+    type PtLeaf = Leaf<{ Pte::R | Pte::W | Pte::X }>;
+    assert_eq!(PtLeaf::new(p.0).map(PtLeaf::word), Some(p.0));
+    assert_eq!(PtLeaf::new(0x8000_0000 >> 2 | 1), None);
+    assert_eq!(PtLeaf::new(0x8000_0000 >> 2), None);
+    assert_eq!(Leaf::<0>::new(p.0), None);
     // The next leaf of a run moves the page number only.
     for (size, prot) in [
         (PAGE_SIZE, Prot::RW),
         (2 << 20, Prot::RO),
         (1 << 30, Prot::RW),
     ] {
-        let next = Pte::leaf(0xff_c000_0000, prot).next_leaf(size);
-        assert_eq!(next, Pte::leaf(0xff_c000_0000 + size, prot));
+        let next = PtLeaf::new(Pte::leaf(0xff_c000_0000, prot).0)
+            .unwrap()
+            .next(size);
+        assert_eq!(next.word(), Pte::leaf(0xff_c000_0000 + size, prot).0);
     }
 }
 

@@ -5,16 +5,15 @@
 use core::marker::PhantomData;
 
 use super::{
-    field::{get_ppn, put_ppn, Field},
+    field::{put_ppn, Field},
     mem::{PhysMem, Words},
     pte::Mode,
+    tree::{Node, Tree, Unwalked, ENTRIES},
     HwError, PAGE_SHIFT, PAGE_SIZE,
 };
 
 /// `ddtp.iommu_mode`.
 const DDTP_MODE: Field = Field::new(3, 0);
-/// A non-leaf directory entry's valid bit.
-const DDTE_V: u64 = Field::bit(0).all();
 /// The device-directory index fields of a device id, leaf level first:
 /// extended contexts (64 bytes) leave 6 bits to the leaf, base ones 7.
 const DDI_EXTENDED: [Field; 3] = [Field::new(5, 0), Field::new(14, 6), Field::new(23, 15)];
@@ -106,37 +105,25 @@ const fn context_size(extended: bool) -> u64 {
     }
 }
 
-/// A device directory: its root page and the directory pages below it.
+/// A device directory: its root page and the directory pages below it, a
+/// [`Tree`] whose pages above the leaf level hold nothing but links (no leaf
+/// bits).
 ///
 /// Every method is given the memory the directory was made from.
 ///
 /// # Invariants
 ///
-/// `root` is a page allocated from that memory; every valid entry of a
-/// non-leaf directory page (at the levels of `mode`, starting with the root)
-/// points to a page allocated from it with order 0, linked from that entry
-/// alone. They all live until [`Ddt::free`]. `mode` changes only while the
-/// root holds no entry.
+/// The tree's root is a page, at the top level of `mode` (0 for `Off` and
+/// `Bare`, which have no levels).
 #[derive(Debug)]
 pub(crate) struct Ddt {
-    root: u64,
+    tree: Tree<0>,
     mode: DdtMode,
     extended: bool,
 }
 
-/// A directory page of a [`Ddt`], at `level` (0: a page of contexts).
-///
-/// # Invariants
-///
-/// `words` views the page at `pa`, a page of the directory borrowed for
-/// `'d` at `level` of its mode.
-#[derive(Clone, Copy)]
-struct Dir<'d, W> {
-    pa: u64,
-    words: W,
-    level: u32,
-    _ddt: PhantomData<&'d Ddt>,
-}
+/// A directory page of a [`Ddt`], at its level (0: a page of contexts).
+type Dir<'d, W> = Node<'d, W, 0>;
 
 /// Where a device's context lives in a [`Ddt`].
 ///
@@ -159,9 +146,9 @@ impl Ddt {
     ///
     /// [`HwError::NoMemory`] when the root cannot be allocated.
     pub(crate) fn new(mem: &impl PhysMem, extended: bool) -> Result<Self, HwError> {
-        // INVARIANT: a zeroed page of `mem`: no entry.
+        // INVARIANT: one page at level 0, `Off`'s.
         Ok(Self {
-            root: mem.alloc_pages(0)?,
+            tree: Tree::new(mem, 0, 0)?,
             mode: DdtMode::Off,
             extended,
         })
@@ -169,7 +156,7 @@ impl Ddt {
 
     /// Physical address of the root page.
     pub(crate) fn root(&self) -> u64 {
-        self.root
+        self.tree.root_pa()
     }
 
     /// The directory's mode.
@@ -188,11 +175,8 @@ impl Ddt {
     ///
     /// [`HwError::Exists`] once the directory holds an entry.
     pub(crate) fn set_mode(&mut self, mem: &impl PhysMem, mode: DdtMode) -> Result<(), HwError> {
-        let root = self.root_dir(mem);
-        if (0..512).any(|i| root.words.read(i) != 0) {
-            return Err(HwError::Exists);
-        }
-        // INVARIANT: the root holds no entry.
+        // INVARIANT: the root moves to the mode's top level.
+        self.tree.set_top(mem, mode.levels().saturating_sub(1))?;
         self.mode = mode;
         Ok(())
     }
@@ -200,18 +184,6 @@ impl Ddt {
     /// Whether `device_id` has a place in the directory.
     pub(crate) fn fits(&self, device_id: u32) -> bool {
         fits(device_id, self.mode, self.extended)
-    }
-
-    fn root_dir<'d, M: PhysMem>(&'d self, mem: &'d M) -> Dir<'d, M::Words<'d>> {
-        // INVARIANT: the root; its level is the mode's top one.
-        Dir {
-            pa: self.root,
-            // SAFETY: the root is a page of `mem` (type invariant) that
-            // lives until `free`, which cannot run while `self` is borrowed.
-            words: unsafe { mem.words(self.root, 512) },
-            level: self.mode.levels().saturating_sub(1),
-            _ddt: PhantomData,
-        }
     }
 
     /// The leaf page holding `device_id`'s context, linking the missing
@@ -227,13 +199,14 @@ impl Ddt {
             return Err(HwError::Range);
         }
         let i = ddi(device_id, self.extended);
-        let mut dir = self.root_dir(mem);
-        while dir.level > 0 {
+        let mut dir = self.tree.root(mem);
+        while dir.level() > 0 {
             // CAST: directory indices are 9 bits.
-            let slot = i[dir.level as usize] as usize;
-            dir = match dir.next(mem, slot) {
+            let slot = i[dir.level() as usize] as usize;
+            dir = match dir.child(mem, slot) {
                 Some(next) => next,
-                None if link => dir.link(mem, slot)?,
+                // Pages above the leaf level hold links or nothing.
+                None if link => dir.link(mem, slot)?.ok_or(HwError::Invalid)?,
                 None => return Ok(None),
             };
         }
@@ -265,9 +238,11 @@ impl Ddt {
         let Some(leaf) = self.leaf(mem, device_id, false)? else {
             return Ok(None);
         };
-        Ok(Some(
-            leaf.context(ddi(device_id, self.extended)[0], self.extended),
-        ))
+        Ok(Some(context(
+            leaf,
+            ddi(device_id, self.extended)[0],
+            self.extended,
+        )))
     }
 
     /// Calls `f(device_id, context)` for every valid device context, in
@@ -284,11 +259,11 @@ impl Ddt {
             extended: bool,
             f: &mut dyn FnMut(u32, DeviceContext),
         ) {
-            if dir.level == 0 {
+            if dir.level() == 0 {
                 let contexts = PAGE_SIZE / context_size(extended);
                 let leaf_bits = contexts.trailing_zeros();
                 for i in 0..contexts {
-                    let dc = dir.context(i, extended).read();
+                    let dc = context(dir, i, extended).read();
                     if dc.tc & DeviceContext::TC_V != 0 {
                         // CAST: device ids are 24 bits.
                         f((prefix << leaf_bits | i) as u32, dc);
@@ -296,95 +271,38 @@ impl Ddt {
                 }
                 return;
             }
-            for i in 0..512 {
-                if let Some(next) = dir.next(mem, i) {
+            for i in 0..ENTRIES {
+                if let Some(next) = dir.child(mem, i) {
                     // CAST: `i` < 512.
                     walk(mem, next, prefix << 9 | i as u64, extended, f);
                 }
             }
         }
         if self.mode.levels() > 0 {
-            walk(mem, self.root_dir(mem), 0, self.extended, f);
+            walk(mem, self.tree.root(mem), 0, self.extended, f);
         }
     }
 
-    /// Frees every page of the directory, the root included.
-    ///
-    /// # Safety
-    ///
-    /// The IOMMU no longer reads the directory, and the directory is not used
-    /// again (dropped or forgotten next).
-    pub(crate) unsafe fn free(&mut self, mem: &impl PhysMem) {
-        /// # Safety
-        ///
-        /// As for [`Ddt::free`].
-        unsafe fn free_below<'d, M: PhysMem>(mem: &'d M, dir: Dir<'d, M::Words<'d>>) {
-            if dir.level == 0 {
-                return;
-            }
-            for i in 0..512 {
-                if let Some(next) = dir.next(mem, i) {
-                    // SAFETY: `next` is a page of the directory linked from
-                    // this entry alone, allocated with order 0 (type
-                    // invariant); its view is not used after it is freed,
-                    // and nothing else uses it (the caller's guarantee).
-                    unsafe {
-                        free_below(mem, next);
-                        mem.free_pages(next.pa, 0);
-                    }
-                }
-            }
-        }
-        // SAFETY: the caller's guarantee, passed on; then the root, of order
-        // 0 (type invariant), its view no longer used.
-        unsafe {
-            free_below(mem, self.root_dir(mem));
-            mem.free_pages(self.root, 0);
-        }
+    /// Frees every page of the directory, the root included, once
+    /// `unwalked` shows the IOMMU no longer reads it; nothing uses `self`
+    /// after the call.
+    pub(crate) fn free(&mut self, mem: &impl PhysMem, unwalked: Unwalked) {
+        self.tree.destroy(mem, unwalked)
     }
 }
 
-impl<'d, W: Words> Dir<'d, W> {
-    /// The page entry `slot` of this non-leaf page links, if valid.
-    fn next<M: PhysMem<Words<'d> = W>>(self, mem: &'d M, slot: usize) -> Option<Self> {
-        let e = self.words.read(slot);
-        if self.level == 0 || e & DDTE_V == 0 {
-            return None;
-        }
-        let pa = get_ppn(e);
-        // INVARIANT: a page of the directory one level down.
-        Some(Self {
-            pa,
-            // SAFETY: a valid entry of a non-leaf page links a page of the
-            // directory (type invariant), which lives while it is borrowed.
-            words: unsafe { mem.words(pa, 512) },
-            level: self.level - 1,
-            _ddt: PhantomData,
-        })
-    }
-
-    /// Links a new, empty page into entry `slot`, found invalid.
-    fn link<M: PhysMem<Words<'d> = W>>(self, mem: &'d M, slot: usize) -> Result<Self, HwError> {
-        let new = mem.alloc_pages(0)?;
-        // INVARIANT: a zeroed page of `mem`, linked from this entry alone.
-        self.words.write(slot, DDTE_V | put_ppn(new));
-        self.next(mem, slot).ok_or(HwError::Invalid)
-    }
-
-    /// Context `i` of this leaf page.
-    fn context(self, i: u64, extended: bool) -> Context<'d, W> {
-        let size = context_size(extended);
-        assert!(self.level == 0);
-        // CAST: 4 or 8 words, at most 512 contexts.
-        let (n, first) = ((size / 8) as usize, (size / 8 * i) as usize);
-        // INVARIANT: a context of a leaf page of the directory (the view
-        // checks it lies inside the page).
-        Context {
-            pa: self.pa + size * i,
-            words: self.words.sub(first, n),
-            extended,
-            _ddt: PhantomData,
-        }
+/// Context `i` of the leaf page `leaf`.
+fn context<W: Words>(leaf: Dir<'_, W>, i: u64, extended: bool) -> Context<'_, W> {
+    let size = context_size(extended);
+    // CAST: 4 or 8 words, at most 512 contexts.
+    let (n, first) = ((size / 8) as usize, (size / 8 * i) as usize);
+    // INVARIANT: a context of a leaf page of the directory (the view
+    // checks it lies inside the page; `leaf_words` that it is a leaf page).
+    Context {
+        pa: leaf.pa() + size * i,
+        words: leaf.leaf_words().sub(first, n),
+        extended,
+        _ddt: PhantomData,
     }
 }
 

@@ -14,7 +14,8 @@ use super::HwError;
 /// Table code holds physical addresses (the hardware's links between tables)
 /// and turns them into [`Words`] views only through the unsafe
 /// [`PhysMem::words`], whose caller vouches that the address names memory
-/// the table owns.
+/// the table owns: [`super::tree::Tree`] for the page tables and the
+/// directory.
 pub(crate) trait PhysMem: Sync {
     /// A view of words of an allocation.
     type Words<'a>: Words

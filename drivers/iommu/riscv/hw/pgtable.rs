@@ -16,34 +16,36 @@
 //! allocates one and installs it with a compare-and-exchange, and the loser
 //! frees its page and follows the winner's. A table, once linked, stays
 //! until [`PageTable::destroy`], so a walker never follows a link to freed
-//! memory.
+//! memory. The tables are a [`Tree`], which alone links and follows links.
 //!
 //! Walks visit each table once per call: `map_pages` and `unmap_pages`
 //! fill or clear consecutive entries of a leaf table in one visit and walk
 //! down again only where the range crosses into the next table.
 
-use core::marker::PhantomData;
-
 use super::{
     is_aligned,
-    mem::{PhysMem, Words},
+    mem::PhysMem,
     pte::{Mode, Prot, Pte},
+    tree::{Leaf, Node, Tree, Unwalked, ENTRIES},
     HwError, PAGE_SIZE,
 };
 
-/// Entries of every table but a second-stage root.
-const ENTRIES: usize = 512;
+/// The leaf bits of a page-table entry: a valid entry with none of them
+/// links a table one level down.
+const LEAF_BITS: u64 = Pte::R | Pte::W | Pte::X;
+
+/// A table of a [`PageTable`].
+type Table<'t, W> = Node<'t, W, LEAF_BITS>;
 
 /// One IO page table.
 ///
 /// # Invariants
 ///
-/// `root` is an allocation of order `mode.root_order()` holding a table of
-/// `mode`; every valid non-leaf entry below it points to a 4 KiB table the
-/// page table owns, which stays allocated until [`PageTable::destroy`].
+/// `tree`'s root is of order `mode.root_order()`, at level
+/// `mode.levels() - 1`.
 #[derive(Debug)]
 pub(crate) struct PageTable {
-    root: u64,
+    tree: Tree<LEAF_BITS>,
     mode: Mode,
     /// `mode`'s geometry, looked up once: walks index with shifts and masks
     /// of these instead of matching the mode at every level.
@@ -61,21 +63,6 @@ struct Geometry {
     aperture_end: u64,
 }
 
-/// A table of a [`PageTable`].
-///
-/// # Invariants
-///
-/// `words` views the table at `pa`, a table of a page table borrowed for
-/// `'t`, at `level`. Code of this module writes into it only leaves, empty
-/// entries and links to tables it allocated for the page table.
-#[derive(Clone, Copy)]
-struct Table<'t, W> {
-    pa: u64,
-    words: W,
-    level: u32,
-    _pt: PhantomData<&'t PageTable>,
-}
-
 /// An entry of a [`Table`], by kind.
 enum Entry<'t, W> {
     /// Not valid.
@@ -88,72 +75,30 @@ enum Entry<'t, W> {
     Reserved,
 }
 
-impl<'t, W: Words> Table<'t, W> {
-    #[inline(always)]
-    fn len(self) -> usize {
-        self.words.len()
+/// Entry `i` of `table`, by kind.
+#[inline(always)]
+fn entry<'t, M: PhysMem>(
+    mem: &'t M,
+    table: Table<'t, M::Words<'t>>,
+    i: usize,
+) -> Entry<'t, M::Words<'t>> {
+    let (word, next) = table.entry(mem, i);
+    let pte = Pte(word);
+    if pte.is_leaf() {
+        Entry::Leaf(pte)
+    } else if let Some(next) = next {
+        Entry::Table(next)
+    } else if !pte.is_valid() {
+        Entry::Empty
+    } else {
+        Entry::Reserved
     }
+}
 
-    #[inline(always)]
-    fn read(self, i: usize) -> Pte {
-        Pte(self.words.read(i))
-    }
-
-    /// Writes a leaf or an empty entry into entry `i`.
-    #[inline(always)]
-    fn write(self, i: usize, pte: Pte) {
-        self.words.write(i, pte.0)
-    }
-
-    /// Entry `i`, by kind.
-    #[inline(always)]
-    fn entry<M: PhysMem<Words<'t> = W>>(self, mem: &'t M, i: usize) -> Entry<'t, W> {
-        let pte = self.read(i);
-        if pte.is_leaf() {
-            Entry::Leaf(pte)
-        } else if !pte.is_valid() {
-            Entry::Empty
-        } else if self.level == 0 {
-            Entry::Reserved
-        } else {
-            // INVARIANT: the table the link points to, one level down.
-            Entry::Table(Table {
-                pa: pte.pa(),
-                // SAFETY: a valid non-leaf entry above level 0 links a 4 KiB
-                // table that the page table owns until `destroy`, which
-                // cannot run while it is borrowed for `'t` (type
-                // invariants of `Table` and `PageTable`).
-                words: unsafe { mem.words(pte.pa(), ENTRIES) },
-                level: self.level - 1,
-                _pt: PhantomData,
-            })
-        }
-    }
-
-    /// Links a new, empty table into entry `i`, found empty, and returns
-    /// the entry: the new table, or what another walk linked there first.
-    /// Out of line: walks rarely need it.
-    #[inline(never)]
-    fn link<M: PhysMem<Words<'t> = W>>(
-        self,
-        mem: &'t M,
-        i: usize,
-    ) -> Result<Entry<'t, W>, HwError> {
-        let new = mem.alloc_pages(0)?;
-        // INVARIANT: a zeroed 4 KiB page is an empty table, now owned by the
-        // page table.
-        if self
-            .words
-            .cmpxchg(i, Pte::NONE.0, Pte::table(new).0)
-            .is_err()
-        {
-            // Another walk linked a table first: follow it.
-            // SAFETY: `new` was allocated above with order 0, and nothing
-            // links to it or views it.
-            unsafe { mem.free_pages(new, 0) };
-        }
-        Ok(self.entry(mem, i))
-    }
+/// The leaf mapping `pa` with `prot`; `None` unless `prot` allows an access.
+#[inline(always)]
+fn leaf(pa: u64, prot: Prot) -> Option<Leaf<LEAF_BITS>> {
+    Leaf::new(Pte::leaf(pa, prot).0)
 }
 
 impl Geometry {
@@ -201,10 +146,9 @@ impl PageTable {
     ///
     /// [`HwError::NoMemory`] when the root cannot be allocated.
     pub(crate) fn new(mem: &impl PhysMem, mode: Mode) -> Result<Self, HwError> {
-        let root = mem.alloc_pages(mode.root_order())?;
-        // INVARIANT: a zeroed allocation of the root order is an empty table.
+        // INVARIANT: the root order and top level of `mode`.
         Ok(Self {
-            root,
+            tree: Tree::new(mem, mode.root_order(), mode.levels() - 1)?,
             mode,
             geometry: Geometry::of(mode),
         })
@@ -212,7 +156,7 @@ impl PageTable {
 
     /// Physical address of the root table.
     pub(crate) fn root(&self) -> u64 {
-        self.root
+        self.tree.root_pa()
     }
 
     /// The table's translation mode.
@@ -222,18 +166,7 @@ impl PageTable {
 
     #[inline(always)]
     fn root_table<'t, M: PhysMem>(&'t self, mem: &'t M) -> Table<'t, M::Words<'t>> {
-        // INVARIANT: the root, at the top level.
-        Table {
-            pa: self.root,
-            // SAFETY: `root` is an allocation of order `mode.root_order()`,
-            // that is of `ENTRIES << root_order` words, which lives until
-            // `destroy` takes `self` (type invariant), so not while `self` is
-            // borrowed.
-            // CAST: `top_mask + 1` is the root's entry count, at most 2048.
-            words: unsafe { mem.words(self.root, self.geometry.top_mask as usize + 1) },
-            level: self.geometry.top,
-            _pt: PhantomData,
-        }
+        self.tree.root(mem)
     }
 
     fn check(&self, iova: u64, size: u64) -> Result<(), HwError> {
@@ -257,17 +190,14 @@ impl PageTable {
         level: u32,
     ) -> Result<Table<'t, M::Words<'t>>, HwError> {
         let mut table = self.root_table(mem);
-        while table.level > level {
-            let i = self.geometry.index(iova, table.level);
-            let mut entry = table.entry(mem, i);
-            if let Entry::Empty = entry {
-                entry = table.link(mem, i)?;
-            }
-            table = match entry {
+        while table.level() > level {
+            let i = self.geometry.index(iova, table.level());
+            table = match entry(mem, table, i) {
                 Entry::Table(next) => next,
                 // Neighbours only ever link tables here, so a leaf (or, after
                 // a lost race, anything but a table) overlaps the range.
-                _ => return Err(HwError::Exists),
+                Entry::Empty => table.link(mem, i)?.ok_or(HwError::Exists)?,
+                Entry::Leaf(_) | Entry::Reserved => return Err(HwError::Exists),
             };
         }
         Ok(table)
@@ -287,16 +217,16 @@ impl PageTable {
         count: u64,
         prot: Prot,
     ) -> (u64, Result<(), HwError>) {
-        let check = || -> Result<u32, HwError> {
+        let check = || -> Result<(u32, Leaf<LEAF_BITS>), HwError> {
             let level = level_of(pgsize)?;
-            if !is_aligned(iova, pgsize) || !is_aligned(pa, pgsize) || !(prot.read || prot.write) {
+            if !is_aligned(iova, pgsize) || !is_aligned(pa, pgsize) {
                 return Err(HwError::Invalid);
             }
             self.check(iova, pgsize.checked_mul(count).ok_or(HwError::Range)?)?;
-            Ok(level)
+            Ok((level, leaf(pa, prot).ok_or(HwError::Invalid)?))
         };
-        let level = match check() {
-            Ok(level) => level,
+        let (level, first_leaf) = match check() {
+            Ok(checked) => checked,
             Err(e) => return (0, Err(e)),
         };
         let mut done = 0;
@@ -310,20 +240,21 @@ impl PageTable {
             let first = self.geometry.index(va, level);
             // CAST: a table has at most 2048 entries.
             let n = (count - done).min((table.len() - first) as u64);
-            let mut leaf = Pte::leaf(pa + done * pgsize, prot);
-            for k in 0..n {
-                // CAST: `k` < 2048, as above.
-                let i = first + k as usize;
-                if table.read(i).is_valid() {
+            // CAST: as above.
+            let run = table.slice(first, n as usize);
+            let mut leaf = first_leaf.next(done * pgsize);
+            for k in 0..run.len() {
+                if Pte(run.read(k)).is_valid() {
                     // Taken, or a table in the way.
-                    let off = (done + k) * pgsize;
-                    if let Err(e) = self.map_leaf(mem, table, i, iova + off, leaf.pa(), prot) {
+                    // CAST: `k` < 2048, as above.
+                    let off = (done + k as u64) * pgsize;
+                    if let Err(e) = self.map_leaf(mem, run, k, iova + off, pa + off, prot) {
                         return (off, Err(e));
                     }
                 } else {
-                    table.write(i, leaf);
+                    run.write(k, leaf);
                 }
-                leaf = leaf.next_leaf(pgsize);
+                leaf = leaf.next(pgsize);
             }
             done += n;
         }
@@ -343,15 +274,15 @@ impl PageTable {
         pa: u64,
         prot: Prot,
     ) -> Result<(), HwError> {
-        let sub = match table.entry(mem, i) {
+        let sub = match entry(mem, table, i) {
             Entry::Empty => {
-                table.write(i, Pte::leaf(pa, prot));
+                table.write(i, leaf(pa, prot).ok_or(HwError::Invalid)?);
                 return Ok(());
             }
             Entry::Table(sub) => sub,
             Entry::Leaf(_) | Entry::Reserved => return Err(HwError::Exists),
         };
-        let step = level_size(sub.level);
+        let step = level_size(sub.level());
         for j in 0..ENTRIES {
             // CAST: `j` < 512.
             let off = j as u64 * step;
@@ -389,26 +320,26 @@ impl PageTable {
             let va = iova + done;
             let mut table = self.root_table(mem);
             loop {
-                match table.entry(mem, self.geometry.index(va, table.level)) {
+                match entry(mem, table, self.geometry.index(va, table.level())) {
                     Entry::Leaf(_) => break,
                     Entry::Table(next) => table = next,
                     Entry::Empty | Entry::Reserved => break 'walk,
                 }
             }
-            let leaf = level_size(table.level);
+            let leaf = level_size(table.level());
             if !is_aligned(va, leaf) {
                 break;
             }
             // Clear it and the leaves after it in this table, in one visit.
-            for i in self.geometry.index(va, table.level)..table.len() {
+            for i in self.geometry.index(va, table.level())..table.len() {
                 if done >= size {
                     break 'walk;
                 }
-                if !table.read(i).is_leaf() {
+                if !Pte(table.read(i)).is_leaf() {
                     // A hole or a table: walk down again.
                     continue 'walk;
                 }
-                table.write(i, Pte::NONE);
+                table.write(i, Leaf::NONE);
                 done += leaf;
             }
         }
@@ -423,9 +354,9 @@ impl PageTable {
         }
         let mut table = self.root_table(mem);
         loop {
-            match table.entry(mem, self.geometry.index(iova, table.level)) {
+            match entry(mem, table, self.geometry.index(iova, table.level())) {
                 Entry::Leaf(pte) => {
-                    let size = level_size(table.level);
+                    let size = level_size(table.level());
                     return Some((pte.pa() + (iova & (size - 1)), size, pte.prot()));
                 }
                 Entry::Table(next) => table = next,
@@ -447,11 +378,11 @@ impl PageTable {
             base: u64,
             f: &mut dyn FnMut(u64, u64, u64, Prot),
         ) {
-            let size = level_size(table.level);
+            let size = level_size(table.level());
             for i in 0..table.len() {
                 // CAST: `i` < 2048.
                 let iova = base + i as u64 * size;
-                match table.entry(mem, i) {
+                match entry(mem, table, i) {
                     Entry::Leaf(pte) => f(iova, pte.pa(), size, pte.prot()),
                     Entry::Table(sub) => walk(mem, sub, iova, f),
                     Entry::Empty | Entry::Reserved => {}
@@ -461,40 +392,9 @@ impl PageTable {
         walk(mem, self.root_table(mem), 0, f);
     }
 
-    /// Frees every table.
-    ///
-    /// # Safety
-    ///
-    /// The IOMMU no longer walks the table: the device contexts pointing at
-    /// it are gone and their caches invalidated. Nothing uses `self` after
-    /// the call.
-    pub(crate) unsafe fn destroy(&mut self, mem: &impl PhysMem) {
-        /// Frees the tables below `table`.
-        ///
-        /// # Safety
-        ///
-        /// As for [`PageTable::destroy`]; the tables below `table` are not
-        /// used again.
-        unsafe fn free_below<'t, M: PhysMem>(mem: &'t M, table: Table<'t, M::Words<'t>>) {
-            for i in 0..table.len() {
-                if let Entry::Table(sub) = table.entry(mem, i) {
-                    // SAFETY: the caller's guarantee covers the tables below;
-                    // `sub` was allocated with order 0 and linked only from
-                    // this entry (type invariant of `PageTable`), its view
-                    // is not used once it is freed, and the IOMMU no longer
-                    // walks it (`destroy`'s caller guarantees it).
-                    unsafe {
-                        free_below(mem, sub);
-                        mem.free_pages(sub.pa, 0);
-                    }
-                }
-            }
-        }
-        // SAFETY: the caller's guarantee, passed on; then the root, allocated
-        // with `root_order` (type invariant), its view no longer used.
-        unsafe {
-            free_below(mem, self.root_table(mem));
-            mem.free_pages(self.root, self.mode.root_order());
-        }
+    /// Frees every table, once `unwalked` shows the IOMMU no longer walks
+    /// them; nothing uses `self` after the call.
+    pub(crate) fn destroy(&mut self, mem: &impl PhysMem, unwalked: Unwalked) {
+        self.tree.destroy(mem, unwalked)
     }
 }

@@ -28,9 +28,6 @@ impl Pte {
     /// Dirty.
     pub(crate) const D: u64 = Field::bit(7).all();
 
-    /// An invalid entry.
-    pub(crate) const NONE: Self = Self(0);
-
     /// A leaf mapping `pa` with `prot`. A and D are set up front, so the
     /// IOMMU never needs to update them. RISC-V has no write-only pages
     /// (W without R is a reserved encoding), so write implies read: the DMA
@@ -46,11 +43,6 @@ impl Pte {
         Self(bits | put_ppn(pa))
     }
 
-    /// A pointer to the next-level table at `pa`.
-    pub(crate) const fn table(pa: u64) -> Self {
-        Self(Self::V | put_ppn(pa))
-    }
-
     /// Whether the entry is valid.
     pub(crate) const fn is_valid(self) -> bool {
         self.0 & Self::V != 0
@@ -64,13 +56,6 @@ impl Pte {
     /// The physical address the entry points at.
     pub(crate) const fn pa(self) -> u64 {
         get_ppn(self.0)
-    }
-
-    /// The same leaf for the `size` bytes after this leaf's `size` bytes:
-    /// only the page number moves (`size` a multiple of 4 KiB, the result
-    /// still below 2^56).
-    pub(crate) const fn next_leaf(self, size: u64) -> Self {
-        Self(self.0 + put_ppn(size))
     }
 
     /// The entry's permissions.
