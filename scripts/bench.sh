@@ -20,11 +20,13 @@
 # IMS vectors on edu (qemu_edu's IMS), with MSI page tables (remapped) and
 # without (sw_msi: every CPU's doorbell prepared per vector), side by side.
 #
-# BENCH_SECONDS (default 10): length of each dma_map_benchmark measurement.
+# BENCH_SECONDS (default 5): length of each dma_map_benchmark measurement.
 # BENCH_DMA_RUNS (default "1x1 16x1 256x1 1x2 16x2 256x2"): the
 #   dma_map_benchmark runs, each PAGESxTHREADS (its granule and threads).
-# BENCH_ROUNDS (default 2): boots of each driver, alternating; the best
-#   figure of the rounds counts.
+# BENCH_ROUNDS (default 4): boots of each driver, alternating; the best
+#   figure of the rounds counts. More, shorter rounds than 2 of 10 s, in
+#   the same time: the machine's slow spells last minutes, and one of them
+#   can cover a whole round of one driver.
 # BENCH_MSIS (default 20000): MSIs per batch.
 # Then KVM: edu passed through to a bare-metal guest (tests/kvm/kvm_edu.c),
 # its MSIs posted (riscv64: to the vCPU's VS-file through our remapping
@@ -40,9 +42,9 @@ SELF=bench
 . "$TOP/scripts/profile.sh"
 . "$TOP/scripts/qemu.sh"
 
-secs=${BENCH_SECONDS:-10}
+secs=${BENCH_SECONDS:-5}
 runs=${BENCH_DMA_RUNS:-1x1 16x1 256x1 1x2 16x2 256x2}
-rounds=${BENCH_ROUNDS:-2}
+rounds=${BENCH_ROUNDS:-4}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS: '$rounds' is not a positive number"
 nruns=$(wc -w <<<"$runs")
 for run in $runs; do

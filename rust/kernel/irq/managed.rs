@@ -5,9 +5,10 @@
 //! [`ThreadedRegistration::new`] is unsafe: the registration borrows the
 //! bound device, and one that is forgotten stays requested past that borrow,
 //! after the device is unbound. A [`ThreadedIrq`] keeps the registration in
-//! a [`Devres`] instead, as upstream's `irq::Registration` came to do with its
-//! request: dropping it frees the request, and so does unbinding the device,
-//! whichever comes first. A driver keeps one in its device data, where field
+//! a [`Devres`] instead, as upstream's `irq::Registration` keeps its request
+//! ("rust: irq: add support for non-threaded IRQs and handlers"): dropping
+//! it frees the request, and so does unbinding the device, whichever comes
+//! first. A driver keeps one in its device data, where field
 //! order decides when the handler goes, with no promise to make.
 //!
 //! C header: [`include/linux/interrupt.h`](srctree/include/linux/interrupt.h)

@@ -3,7 +3,7 @@
 //! Trees of table pages: the IO page tables and the device directory.
 //!
 //! Both formats link a table to a table one level down with the same kind
-//! of entry (spec 2.1 and 3.3, RISC-V privileged spec 12.3.2): the valid
+//! of entry (spec 2.1, and RISC-V privileged spec 10.3.1): the valid
 //! bit (bit 0) set, the page number in bits 53:10 and, in page tables, none
 //! of the leaf bits (R, W, X). A [`Tree`] owns its table pages, and only
 //! this module writes links or follows them. The table code above writes
