@@ -11,7 +11,7 @@
 //! directory, device contexts: level 0 holds no links. So every link a walk
 //! follows is one [`Node::link`] wrote, to a page the tree allocated and
 //! frees only in [`Tree::destroy`]. This is where the table code's unsafe
-//! blocks live, five in all.
+//! blocks live.
 //!
 //! `L` is the format's leaf bits: a valid entry with one of them set is a
 //! leaf, whatever its level. The directory has none (`L` = 0): above the
