@@ -14,7 +14,6 @@
 use core::convert::Infallible;
 
 use crate::{
-    bindings,
     device::Bound,
     devres::Devres,
     irq::{self, line::Line, managed::ThreadedIrq, IrqRequest, ThreadedHandler},
@@ -45,11 +44,7 @@ impl<T: ThreadedHandler + Send + 'static> ThreadedVector<T> {
         handler: impl PinInit<T, Error>,
     ) -> Result<Self> {
         let vectors = dev.alloc_irq_vectors(1, 1, types)?;
-        // SAFETY: `dev` is a bound PCI device that has just allocated a vector.
-        let irq = unsafe { bindings::pci_irq_vector(dev.as_raw(), 0) };
-        if irq < 0 {
-            return Err(Error::from_errno(irq));
-        }
+        let irq = IrqRequest::from(vectors.index(0)?).irq();
         // SAFETY: Lifetimes do not change a type's layout. The allocation
         // borrows `dev` while it is bound, and the `Devres` drops it when
         // `dev` is unbound at the latest.
@@ -61,10 +56,9 @@ impl<T: ThreadedHandler + Send + 'static> ThreadedVector<T> {
             >(vectors)
         };
         let vectors = Devres::new(dev.as_ref(), vectors)?;
-        // CAST: non-negative, checked above.
-        let irq_no = irq as u32;
-        // SAFETY: `irq` is the first vector of `dev`.
-        let request = unsafe { IrqRequest::new(dev.as_ref(), irq_no) };
+        // SAFETY: `irq` is the first vector of `dev`, resolved from its
+        // allocation just above.
+        let request = unsafe { IrqRequest::new(dev.as_ref(), irq) };
         // SAFETY: `request` is an interrupt of `dev`, whose allocation
         // `vectors` keeps until `dev` is unbound; dropping `self`, or the
         // unbinding (which releases the newer `Devres` first), frees the
