@@ -198,6 +198,19 @@ impl<T: ImsChip> Drop for RemoveAtUnbind<T> {
     }
 }
 
+/// The entry of `slot` in the domain's vectors (taken under their lock):
+/// `ENODEV` if the domain is gone, `EINVAL` if `slot` is out of range.
+fn slot_entry(
+    vectors: &mut Option<KVec<Option<Vector>>>,
+    slot: u32,
+) -> Result<&mut Option<Vector>> {
+    vectors
+        .as_mut()
+        .ok_or(ENODEV)?
+        .get_mut(slot as usize)
+        .ok_or(EINVAL)
+}
+
 impl<T: ImsChip> Inner<T> {
     /// Frees every interrupt and removes the domain, unless it is gone.
     fn remove(&self) {
@@ -461,13 +474,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// (shut down: the chip clears the slot). `ENOENT` if none.
     pub fn free(&self, slot: u32) -> Result {
         let mut v = self.inner.vectors.lock();
-        let entry = (*v)
-            .as_mut()
-            .ok_or(ENODEV)?
-            .get_mut(slot as usize)
-            .ok_or(EINVAL)?
-            .take()
-            .ok_or(ENOENT)?;
+        let entry = slot_entry(&mut v, slot)?.take().ok_or(ENOENT)?;
         self.inner.free_vector(slot, entry);
         Ok(())
     }
@@ -513,13 +520,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// `EALREADY` if it is masked.
     pub fn mask(&self, slot: u32) -> Result {
         let mut v = self.inner.vectors.lock();
-        let vec = (*v)
-            .as_mut()
-            .ok_or(ENODEV)?
-            .get_mut(slot as usize)
-            .ok_or(EINVAL)?
-            .as_mut()
-            .ok_or(ENOENT)?;
+        let vec = slot_entry(&mut v, slot)?.as_mut().ok_or(ENOENT)?;
         if vec.masked {
             return Err(EALREADY);
         }
@@ -533,13 +534,7 @@ impl<T: ImsChip> ImsDomain<T> {
     /// [`ImsDomain::mask`] masked it.
     pub fn unmask(&self, slot: u32) -> Result {
         let mut v = self.inner.vectors.lock();
-        let vec = (*v)
-            .as_mut()
-            .ok_or(ENODEV)?
-            .get_mut(slot as usize)
-            .ok_or(EINVAL)?
-            .as_mut()
-            .ok_or(ENOENT)?;
+        let vec = slot_entry(&mut v, slot)?.as_mut().ok_or(ENOENT)?;
         if !vec.masked {
             return Err(EALREADY);
         }
@@ -555,15 +550,8 @@ impl<T: ImsChip> ImsDomain<T> {
         if pasid > PASID_MAX {
             return Err(EINVAL);
         }
-        let v = self.inner.vectors.lock();
-        let virq = (*v)
-            .as_ref()
-            .ok_or(ENODEV)?
-            .get(slot as usize)
-            .ok_or(EINVAL)?
-            .as_ref()
-            .ok_or(ENOENT)?
-            .virq;
+        let mut v = self.inner.vectors.lock();
+        let virq = slot_entry(&mut v, slot)?.as_ref().ok_or(ENOENT)?.virq;
         // SAFETY: `virq` is allocated (we hold the lock that frees it).
         let d = unsafe { bindings::irq_get_irq_data(virq) };
         if d.is_null() {
