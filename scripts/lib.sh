@@ -37,10 +37,13 @@ karch() {
 }
 
 # hash_files FILE...: one hash over the names (relative to the top of the
-# tree, or base names outside it) and contents of the given files.
+# tree, or base names outside it) and contents of the given files. A
+# relative name is taken from the working directory first, so that
+# `scripts/kernel.sh` and `$TOP/scripts/kernel.sh` hash their "$0" alike.
 hash_files() {
 	local f
 	for f in "$@"; do
+		[[ $f == /* ]] || f=$PWD/${f#./}
 		case "$f" in
 		"$TOP"/*) printf '%s\n' "${f#"$TOP"/}" ;;
 		*) printf '%s\n' "${f##*/}" ;;
