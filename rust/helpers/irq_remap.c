@@ -18,3 +18,8 @@ __rust_helper const struct cpumask *rust_helper_cpumask_of(unsigned int cpu)
 {
 	return cpumask_of(cpu);
 }
+
+__rust_helper bool rust_helper_irqd_irq_masked(struct irq_data *d)
+{
+	return irqd_irq_masked(d);
+}

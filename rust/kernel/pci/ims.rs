@@ -559,13 +559,13 @@ impl<T: ImsChip> ImsDomain<T> {
         }
         // SAFETY: `d` is the interrupt's top-level data, with an MSI
         // descriptor (allocated in an MSI domain); the descriptor is only
-        // freed with the interrupt.
+        // freed with the interrupt. Only the chip's startup reads the
+        // cookie, from `request_irq()` in `alloc`, under the lock held here.
         unsafe {
-            let common = (*d).common;
-            if (*common).state_use_accessors & bindings::IRQD_IRQ_MASKED == 0 {
+            if !bindings::irqd_irq_masked(d) {
                 return Err(EBUSY);
             }
-            let desc = (*common).msi_desc;
+            let desc = (*(*d).common).msi_desc;
             (*desc).__bindgen_anon_1.data.icookie.value = u64::from(pasid);
         }
         self.inner.chip.set_pasid(slot, pasid);
