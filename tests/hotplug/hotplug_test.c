@@ -185,11 +185,14 @@ static int offline_cycles(const int *irqs, int n, struct load *l, char *why, siz
 	for (int c = 0; c < CYCLES && !l->err; c++) {
 		int ret;
 
+		/*
+		 * A move may still be in flight (deferred to the vector's next
+		 * interrupt where the device cannot mask it, or waiting for
+		 * the IMSIC's sync on the old CPU): the write then records the
+		 * new affinity, which the core applies or, when CPU 1 goes,
+		 * drops.
+		 */
 		for (int i = 0; i < n; i++) {
-			if (!irq_settled(irqs[i])) {
-				snprintf(why, len, "cycle %d: irq %d: a move never settled", c, irqs[i]);
-				return -EBUSY;
-			}
 			ret = irq_to_cpu(irqs[i], CPU);
 			if (ret) {
 				snprintf(why, len, "cycle %d: irq %d to CPU %d: %d", c, irqs[i], CPU, ret);
@@ -299,11 +302,16 @@ TEST_F_TIMEOUT(hotplug, edu_msi_while_cpu_goes_offline, 240)
 	EXPECT_LT(0, l.done);
 	EXPECT_EQ(lost, edu_stat("lost"));
 	EXPECT_EQ(before + l.done * 50, after);
-	/* And it still arrives on CPU 1 once it is back. */
+	/*
+	 * And it arrives on CPU 1 once that is back: edu cannot mask its MSI,
+	 * so the core moves it at its next interrupt, after the raise.
+	 */
 	ASSERT_EQ(1, irq_settled(irqs[0]));
 	ASSERT_EQ(0, irq_to_cpu(irqs[0], CPU));
-	EXPECT_EQ(CPU, irq_effective_cpu(irqs[0]));
 	l.done = 0;
+	EXPECT_EQ(0, edu_raise(&l)) TH_LOG("%s", l.where);
+	ASSERT_EQ(1, irq_settled(irqs[0]));
+	EXPECT_EQ(CPU, irq_effective_cpu(irqs[0]));
 	EXPECT_EQ(0, edu_raise(&l)) TH_LOG("%s", l.where);
 }
 
@@ -538,6 +546,8 @@ TEST_F(hotplug, notices_stay_with_their_cpu)
 		ASSERT_EQ(1, msr_pci_msi_irqs(edu_bdf, irqs, 4));
 		ASSERT_EQ(1, irq_settled(irqs[0]));
 		ASSERT_EQ(0, irq_to_cpu(irqs[0], CPU));
+		EXPECT_EQ(0, msr_write(path, "20"));
+		ASSERT_EQ(1, irq_settled(irqs[0]));
 		EXPECT_EQ(CPU, irq_effective_cpu(irqs[0]));
 	}
 	EXPECT_EQ(0, msr_write(path, "20"));
