@@ -166,6 +166,18 @@ impl Layout {
     }
 }
 
+/// Test knob of debug kernels (`CONFIG_FAULT_INJECTION_DEBUG_FS`):
+/// microseconds every notice's handler waits between reading its handler
+/// data and counting itself running, the window [`Notice`]'s drop must
+/// cover (see there). Set by drivers' debugfs files for tests.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+pub static NOTICE_ENTRY_DELAY_US: Atomic<u32> = Atomic::new(0);
+
+/// Handlers that have entered the wait of [`NOTICE_ENTRY_DELAY_US`] (a
+/// test sees when one is held).
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+pub static NOTICE_HELD: Atomic<u32> = Atomic::new(0);
+
 /// What runs when a [`Notice`] arrives.
 pub trait NoticeHandler: Send + Sync + 'static {
     /// The notice arrived, on its CPU.
@@ -187,15 +199,21 @@ pub trait NoticeHandler: Send + Sync + 'static {
 /// The IMSIC has claimed the identity before the handler runs, so a notice
 /// that arrives meanwhile runs the handler again afterwards.
 ///
-/// Its message, [`Notice::msg`], never changes: nothing above it in the
-/// IMSIC's domain could move it. The IMSIC re-enables it when its CPU comes
-/// back online.
+/// Its message, [`Notice::msg`], never changes: the notice belongs to its
+/// CPU. It is a per-CPU interrupt to the IRQ core (`IRQ_PER_CPU`,
+/// `IRQ_NO_BALANCING`), which therefore never moves it, neither when its
+/// CPU goes offline (`irq_migrate_all_off_this_cpu()` skips it) nor at
+/// startup to the default affinity (`irqaffinity=`), and user space cannot
+/// ask it to. Nothing above it in the IMSIC's domain could move it anyway:
+/// the IMSIC's affinity setter rewrites the message through the chip above,
+/// and there is none. While its CPU is offline the IMSIC keeps its identity
+/// on that CPU, and re-enables it when the CPU comes back online.
 ///
 /// # Invariants
 ///
-/// `irq` was allocated in the IMSIC's domain, and its flow handler is
-/// [`notice_flow::<T>`] with the address of `*state` as its data, until
-/// drop undoes both.
+/// `irq` was allocated in the IMSIC's domain, on one CPU, and is per CPU;
+/// its flow handler is [`notice_flow::<T>`] with the address of `*state`
+/// as its data, until drop undoes both.
 pub struct Notice<T: NoticeHandler> {
     irq: u32,
     msg: MsiMsg,
@@ -221,9 +239,20 @@ impl<T: NoticeHandler> Notice<T> {
             GFP_KERNEL,
         )?;
         let (irq, msg) = notice_alloc(cpu)?;
+        // SAFETY: `irq` is ours, allocated on `cpu`; from now on the core
+        // leaves it there (no affinity change, no migration at CPU
+        // offline), before anything could start it.
+        unsafe {
+            bindings::irq_modify_status(
+                irq,
+                0,
+                (bindings::IRQ_PER_CPU | bindings::IRQ_NO_BALANCING) as _,
+            )
+        };
         let data: *const NoticeState<T> = &*state;
         // SAFETY: `irq` is ours; `data` stays valid until drop has removed
-        // the handler and waited for it to return.
+        // the handler and waited for every handler that may have read it to
+        // return (an RCU grace period, see `Drop`).
         unsafe {
             bindings::irq_set_chained_handler_and_data(
                 irq,
@@ -279,7 +308,12 @@ impl<T: NoticeHandler> Drop for Notice<T> {
         // SAFETY: `irq` is ours (type invariant); without a handler it is
         // shut down, and no new handler starts.
         unsafe { bindings::irq_set_chained_handler_and_data(self.irq, None, ptr::null_mut()) };
-        self.synchronize();
+        // A handler that started before may have read the handler data and
+        // not yet counted itself in `running`, so `synchronize()` would not
+        // wait for it. Chained handlers run with interrupts disabled, which
+        // is an RCU read-side critical section: after a grace period every
+        // one that started before the removal has returned.
+        crate::sync::rcu::synchronize_rcu();
         // SAFETY: Allocated by `notice_alloc`, no handler left.
         unsafe { bindings::irq_domain_free_irqs(self.irq, 1) };
     }
@@ -359,13 +393,27 @@ fn notice_alloc(cpu: CpuId) -> Result<(u32, MsiMsg)> {
 /// the notice's state (`Notice::new`).
 unsafe extern "C" fn notice_flow<T: NoticeHandler>(desc: *mut bindings::irq_desc) {
     // SAFETY: By the safety requirements; the state lives until drop has
-    // removed this handler and seen it return (`running`).
+    // removed this handler and an RCU grace period has passed, and this
+    // handler runs with interrupts disabled (an RCU read-side critical
+    // section) until it returns.
     let state = unsafe {
         &*(*desc)
             .irq_common_data
             .handler_data
             .cast::<NoticeState<T>>()
     };
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    {
+        let us = NOTICE_ENTRY_DELAY_US.load(Relaxed);
+        if us != 0 {
+            NOTICE_HELD.fetch_add(1, Relaxed);
+        }
+        // `udelay()` is for short waits: a millisecond at a time.
+        for _ in 0..us / 1000 {
+            crate::time::delay::udelay(crate::time::Delta::from_micros(1000));
+        }
+        crate::time::delay::udelay(crate::time::Delta::from_micros((us % 1000).into()));
+    }
     state.running.fetch_add(1, Relaxed);
     // Pairs with `Notice::synchronize`.
     smp_mb(Full);
