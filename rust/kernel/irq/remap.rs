@@ -744,7 +744,10 @@ impl<T: Remap> RemapDomain<T> {
                 let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
                 // SAFETY: `data` is ours, allocated in the parent.
                 let msg = unsafe { Self::parent_msg(data) };
-                let irq = KBox::new(this.alloc(dev, msg, &mut desc)?, GFP_KERNEL)?;
+                // The box first: what the driver allocates is never dropped
+                // without its `free`.
+                let slot = KBox::new_uninit(GFP_KERNEL)?;
+                let irq = KBox::write(slot, this.alloc(dev, msg, &mut desc)?);
                 // SAFETY: `data` is valid; INVARIANT: the chip data is a `KBox<T::Irq>`.
                 unsafe { (*data).chip_data = KBox::into_raw(irq).cast() };
                 Ok(())
@@ -803,8 +806,10 @@ impl<T: Remap> RemapDomain<T> {
                         virq + i,
                     ))?;
                 }
+                // The box first, as in `alloc_callback`.
+                let slot = KBox::new_uninit(GFP_KERNEL)?;
                 let (irq, cpu) = this.alloc_owned(dev, Vector(virq + i), desc)?;
-                let irq = KBox::new(irq, GFP_KERNEL)?;
+                let irq = KBox::write(slot, irq);
                 // SAFETY: Set just above.
                 let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
                 // SAFETY: `data` is ours; `cpumask_of()` is a static mask.
