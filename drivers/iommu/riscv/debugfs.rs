@@ -43,9 +43,89 @@ pub(crate) fn create(
                 Some(r) => r.show(f),
                 None => writeln!(f, "no remapping"),
             });
+            #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+            dir.write_only_callback_file(c"debug", d, &|_: &DebugData, r| debug_write(r));
         }),
         GFP_KERNEL,
     )
+}
+
+/// `debug` (debug kernels only), test knobs: `notice_delay_us N` makes
+/// every MRIF notice's handler wait N µs between reading its data and
+/// counting itself running (`kernel::irq::imsic::NOTICE_ENTRY_DELAY_US`);
+/// `notice_drop_race CPU` frees a notice of its own under its running
+/// handler.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+fn debug_write(reader: &mut kernel::uaccess::UserSliceReader) -> Result {
+    let mut buf = [0u8; 48];
+    let n = reader.len();
+    if n >= buf.len() {
+        return Err(EINVAL);
+    }
+    reader.read_slice(&mut buf[..n])?;
+    let mut words = core::str::from_utf8(&buf[..n])
+        .map_err(|_| EINVAL)?
+        .split_whitespace();
+    let (what, arg) = (words.next().ok_or(EINVAL)?, words.next().ok_or(EINVAL)?);
+    let arg: u32 = arg.parse().map_err(|_| EINVAL)?;
+    if words.next().is_some() {
+        return Err(EINVAL);
+    }
+    match what {
+        "notice_delay_us" if arg <= 1_000_000 => {
+            kernel::irq::imsic::NOTICE_ENTRY_DELAY_US.store(arg, Relaxed);
+            Ok(())
+        }
+        "notice_drop_race" => notice_drop_race(arg),
+        _ => Err(EINVAL),
+    }
+}
+
+/// A notice of a test's own, counting its arrivals.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+struct TestNotice(kernel::sync::atomic::Atomic<u64>);
+
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+impl kernel::irq::imsic::NoticeHandler for TestNotice {
+    fn notice(&self, _ctx: &kernel::irq::remap::HardIrq) {
+        self.0.fetch_add(1, Relaxed);
+    }
+}
+
+/// `notice_drop_race CPU`: makes a notice on `CPU`, raises it, and frees
+/// it once its handler is held (`notice_delay_us`, which must be set):
+/// the free must wait for the handler. `ETIMEDOUT` if it never ran.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+fn notice_drop_race(cpu: u32) -> Result {
+    use kernel::{
+        cpu::CpuId,
+        irq::imsic::Notice,
+        time::{delay::fsleep, Delta},
+    };
+
+    let cpu = CpuId::from_u32(cpu).ok_or(EINVAL)?;
+    let notice = Notice::new(cpu, Arc::new(TestNotice(kernel::sync::atomic::Atomic::new(0)), GFP_KERNEL)?)?;
+    let held = || kernel::irq::imsic::NOTICE_HELD.load(Relaxed);
+    let before = held();
+    notice.raise();
+    // Up to a second for CPU 1 to enable the new identity (the IMSIC
+    // syncs it from a timer there) and take the notice.
+    for _ in 0..100 {
+        if held() != before {
+            break;
+        }
+        fsleep(Delta::from_millis(10));
+    }
+    if held() == before {
+        return Err(ETIMEDOUT);
+    }
+    let t = kernel::time::Instant::<kernel::time::Monotonic>::now();
+    drop(notice);
+    pr_info!(
+        "notice_drop_race: freed {} us after the handler was held\n",
+        t.elapsed().as_micros_ceil()
+    );
+    Ok(())
 }
 
 /// Drains the fault queue, then writes the counters, one `key value` a

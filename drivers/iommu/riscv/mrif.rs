@@ -22,10 +22,22 @@
 //! (moves happen in hard interrupt context): enable it in the new CPU's
 //! MRIF of its set and hand the device the new address. The old MRIF stays
 //! enabled until the next move, for writes still in flight, as flat
-//! entries keep the old file reachable.
+//! entries keep the old file reachable; whatever is found pending there
+//! later is handed to the vector's current CPU.
+//!
+//! CPU hotplug: a notice belongs to its CPU and is never moved (every MRIF
+//! entry naming it would break). It is made when its CPU is first online:
+//! at probe for the CPUs online then, later from a CPU hotplug state, which
+//! also gives every set made before an MRIF for that CPU. When a CPU goes
+//! offline, the IRQ core moves the vectors affine to it like any
+//! interrupt (`Mrifs::move_to`); once it is dead, what writes in flight
+//! left pending in its MRIFs is handed to each vector's new CPU.
 
 use kernel::{
-    cpu::CpuId,
+    cpu::{
+        hotplug::{self, Callbacks, Registration, Section},
+        CpuId,
+    },
     cpumask::Cpumask,
     iommu::pages::{self, Pages},
     irq::{
@@ -36,8 +48,9 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Acquire, Atomic, Relaxed, Release},
+        barrier::{smp_mb, Full},
         lock::raw_spinlock::RawSpinLockIrq,
-        Arc, Mutex,
+        Arc, Mutex, SetOnce,
     },
 };
 
@@ -46,7 +59,7 @@ use crate::{
     msi_page_table::MsiPageTable,
 };
 
-/// No CPU.
+/// No CPU, and no table entry.
 const NONE: u32 = u32::MAX;
 
 /// The doubleword of an MRIF holding the used identities' pending bits ...
@@ -62,9 +75,12 @@ const _: () = assert!(mrif::enable_offset(mrif::USABLE) / 8 == ENABLE as u64);
 /// handlers counted.
 #[pin_data]
 pub(crate) struct SetList {
-    /// Scanned by the notice handlers; changed when sets come and go.
+    /// Scanned by the notice handlers; changed when sets come and go (under
+    /// [`Shared::alloc`]). Ordered by [`MrifSet::seq`].
     #[pin]
     sets: RawSpinLockIrq<KVec<Arc<MrifSet>>>,
+    /// The number the next set gets.
+    seq: Atomic<u64>,
     /// Notices handled.
     notices: Atomic<u64>,
     /// Vectors run by notices.
@@ -78,13 +94,17 @@ pub(crate) struct SetList {
     /// Unmasks that found the vector pending: written while masked, and
     /// replayed by a notice.
     replays: Atomic<u64>,
+    /// Pending bits handed from a CPU's MRIF to the vector's current CPU:
+    /// writes that landed where the vector no longer is (its previous CPU,
+    /// or a CPU that went offline).
+    handed: Atomic<u64>,
 }
 
 impl SetList {
-    /// Adds `set`. The caller serialises changes ([`Mrifs::alloc`]'s
-    /// mutex), so the list cannot grow between sizing and filling a new
-    /// vector; nothing is allocated or freed under the raw spinlock, where
-    /// the allocator's locks must not be taken.
+    /// Adds `set`, numbered after every set on the list. The caller holds
+    /// [`Shared::alloc`], so the list cannot grow between sizing and
+    /// filling a new vector; nothing is allocated or freed under the raw
+    /// spinlock, where the allocator's locks must not be taken.
     fn add(&self, set: Arc<MrifSet>) -> Result {
         let len = self.sets.lock().len();
         let mut fresh = KVec::with_capacity(len + 1, GFP_KERNEL)?;
@@ -104,6 +124,17 @@ impl SetList {
         drop(fresh);
         Ok(())
     }
+
+    /// The index in `sets` of the first set numbered above `after`.
+    fn first_after(sets: &[Arc<MrifSet>], after: u64) -> usize {
+        sets.partition_point(|s| s.seq <= after)
+    }
+
+    /// The first set numbered above `after`, if any.
+    fn next(&self, after: u64) -> Option<Arc<MrifSet>> {
+        let sets = self.sets.lock();
+        sets.get(Self::first_after(&sets, after)).cloned()
+    }
 }
 
 /// The notice handler of one CPU.
@@ -121,7 +152,9 @@ impl NoticeHandler for NoticeCpu {
         let list = &self.list;
         list.notices.fetch_add(1, Relaxed);
         let mut found = false;
-        let mut next = 0;
+        // Resumes after the last set seen by its number, not its index: a
+        // set freed meanwhile shifts the indices of those after it.
+        let mut last = 0;
         loop {
             // Under the raw spinlock only: take the bits pending and
             // enabled (only those seen: one the IOMMU sets meanwhile stays
@@ -133,9 +166,11 @@ impl NoticeHandler for NoticeCpu {
             let mut n = 0;
             let more = {
                 let sets = list.sets.lock();
+                let mut next = SetList::first_after(&sets, last);
                 while next < sets.len() && n < BATCH {
                     let set = &sets[next];
                     next += 1;
+                    last = set.seq;
                     let Some(w) = set.words(self.cpu) else {
                         continue;
                     };
@@ -177,74 +212,127 @@ impl NoticeHandler for NoticeCpu {
     }
 }
 
-/// Up to [`mrif::USABLE`] vectors of one device, with an MRIF for each CPU.
+/// Where one identity of a set is delivered.
+struct Route {
+    /// The CPU its vector is affine to.
+    cur: Atomic<u32>,
+    /// The CPU it was affine to before its last move, still enabled for
+    /// writes in flight; [`NONE`] if none.
+    prev: Atomic<u32>,
+}
+
+/// Up to [`mrif::USABLE`] vectors of one device, with an MRIF for each
+/// possible CPU.
 ///
 /// # Invariants
 ///
-/// `pages` hold an MRIF for each CPU below `entries.len()`; `entries[c]` is
-/// the table entry naming CPU `c`'s MRIF, if `c` has a notice; they stay
-/// valid until the set is dropped.
+/// `pages` hold an MRIF for each possible CPU; `entries[c]` is the table
+/// entry naming CPU `c`'s MRIF, [`NONE`] until `c` has a notice, set once
+/// and valid until the set is dropped. `entries`, `vectors` and `routes`
+/// are allocated in full before any entry is made.
 pub(crate) struct MrifSet {
     /// The device's table (by address, to find its sets).
     table: Arc<MsiPageTable>,
+    /// Its place in the [`SetList`].
+    seq: u64,
     /// The MRIFs, freed after the entries naming them are removed.
     pages: Pages,
-    entries: KVec<Option<usize>>,
+    entries: KVec<Atomic<u32>>,
     /// The Linux interrupt of each identity, 0 when free; 0 itself is never
     /// used.
     vectors: KVec<Atomic<u32>>,
+    /// Where each identity is delivered, read by the hand-over of a dead
+    /// CPU's MRIFs.
+    routes: KVec<Route>,
 }
 
 impl MrifSet {
-    /// A set for `table`'s device, with an MRIF for every CPU that has a
-    /// notice.
-    fn new(table: &Arc<MsiPageTable>, notices: &[Option<Notice<NoticeCpu>>]) -> Result<Arc<Self>> {
+    /// A set for `table`'s device, numbered `seq`, with an MRIF for every
+    /// CPU, named by an entry for every CPU that has a notice.
+    fn new(table: &Arc<MsiPageTable>, seq: u64, notices: &Notices) -> Result<Arc<Self>> {
         let n = notices.len();
         // CAST: CPU counts are small.
         let bytes = (n as u64 * mrif::MRIF_SIZE).max(PAGE_SIZE);
         let order = (bytes.next_power_of_two() / PAGE_SIZE).trailing_zeros();
         let pages = Pages::new(order, GFP_KERNEL)?;
-        let pa = pages.pa();
-        let mut set = Self {
-            table: table.clone(),
-            pages,
-            entries: KVec::new(),
-            vectors: KVec::new(),
-        };
-        // From here on dropping `set` undoes what was done.
+        let mut entries = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut vectors = KVec::with_capacity(mrif::USABLE as usize + 1, GFP_KERNEL)?;
+        let mut routes = KVec::with_capacity(mrif::USABLE as usize + 1, GFP_KERNEL)?;
+        for _ in 0..n {
+            entries.push(Atomic::new(NONE), GFP_KERNEL)?;
+        }
         for _ in 0..=mrif::USABLE {
-            set.vectors.push(Atomic::new(0), GFP_KERNEL)?;
+            vectors.push(Atomic::new(0), GFP_KERNEL)?;
+            routes.push(
+                Route {
+                    cur: Atomic::new(NONE),
+                    prev: Atomic::new(NONE),
+                },
+                GFP_KERNEL,
+            )?;
         }
+        let set = Arc::new(
+            Self {
+                table: table.clone(),
+                seq,
+                pages,
+                entries,
+                vectors,
+                routes,
+            },
+            GFP_KERNEL,
+        )?;
+        // Nothing is allocated from here on: each entry is recorded as soon
+        // as it is valid, so dropping `set` on an error removes every valid
+        // entry before the MRIFs they name are freed.
         for (c, notice) in notices.iter().enumerate() {
-            let entry = match notice {
-                // CAST: as above.
-                Some(n) => Some(table.add_mrif(pa + c as u64 * mrif::MRIF_SIZE, n.msg())?),
-                None => None,
-            };
-            set.entries.push(entry, GFP_KERNEL)?;
+            if let Some(notice) = notice.as_ref() {
+                // CAST: CPU numbers fit.
+                set.add_entry(c as u32, notice.msg())?;
+            }
         }
-        Ok(Arc::new(set, GFP_KERNEL)?)
+        Ok(set)
     }
 
-    /// CPU `cpu`'s MRIF, if the set has one.
+    /// Makes the table entry naming CPU `cpu`'s MRIF, with the notice
+    /// `notice`; nothing if it has one.
+    fn add_entry(&self, cpu: u32, notice: MsiMsg) -> Result {
+        // CAST: CPU numbers fit.
+        let slot = self.entries.get(cpu as usize).ok_or(EINVAL)?;
+        if slot.load(Relaxed) != NONE {
+            return Ok(());
+        }
+        // CAST: as above.
+        let pa = self.pages.pa() + cpu as u64 * mrif::MRIF_SIZE;
+        let i = self.table.add_mrif(pa, notice)?;
+        // CAST: entries are at most 2^12. Release: a notice handler that
+        // sees the entry sees the MRIF's cleared memory.
+        slot.store(i as u32, Release);
+        Ok(())
+    }
+
+    /// CPU `cpu`'s MRIF, if the set has an entry naming it.
     fn words(&self, cpu: u32) -> Option<pages::Words<'_>> {
         // CAST: CPU numbers fit.
-        self.entries.get(cpu as usize)?.as_ref()?;
+        if self.entries.get(cpu as usize)?.load(Acquire) == NONE {
+            return None;
+        }
         // CAST: 64 doublewords an MRIF.
         let n = (mrif::MRIF_SIZE / 8) as usize;
         // CAST: as above.
         Some(self.pages.words(cpu as usize * n, n))
     }
 
-    /// Gives a free identity to `vector`, with its pending bits cleared (a
-    /// device may have written it before); `None` when the set is full.
-    fn claim(&self, vector: Vector) -> Option<u32> {
+    /// Gives a free identity to `vector`, delivered on `cpu`, with its
+    /// pending bits cleared (a device may have written it before); `None`
+    /// when the set is full.
+    fn claim(&self, vector: Vector, cpu: u32) -> Option<u32> {
         for id in 1..=mrif::USABLE {
             // CAST: below 64.
-            if self.vectors[id as usize]
-                .cmpxchg(0, vector.irq(), Relaxed)
-                .is_ok()
-            {
+            let i = id as usize;
+            if self.vectors[i].cmpxchg(0, vector.irq(), Relaxed).is_ok() {
+                self.routes[i].cur.store(cpu, Relaxed);
+                self.routes[i].prev.store(NONE, Relaxed);
                 for c in 0..self.entries.len() {
                     // CAST: CPU counts are small.
                     if let Some(w) = self.words(c as u32) {
@@ -263,10 +351,13 @@ impl MrifSet {
 
     /// The message of identity `id` on CPU `cpu`.
     fn message(&self, cpu: u32, id: u32) -> MsiMsg {
-        // CAST: CPU numbers fit; entries are at most 2^12.
-        let entry = self.entries[cpu as usize].unwrap_or(0) as u64;
+        // CAST: CPU numbers fit.
+        let entry = match self.entries[cpu as usize].load(Acquire) {
+            NONE => 0,
+            e => e,
+        };
         MsiMsg {
-            address: self.table.geometry.address(entry),
+            address: self.table.geometry.address(entry.into()),
             data: id,
         }
     }
@@ -274,8 +365,12 @@ impl MrifSet {
 
 impl Drop for MrifSet {
     fn drop(&mut self) {
-        for e in self.entries.iter().flatten() {
-            self.table.remove_mrif(*e);
+        for e in self.entries.iter() {
+            match e.load(Relaxed) {
+                NONE => (),
+                // CAST: entries are at most 2^12.
+                i => self.table.remove_mrif(i as usize),
+            }
         }
         // The IOMMU no longer writes to the MRIFs (`remove_mrif` synced):
         // `pages` go next.
@@ -297,199 +392,44 @@ fn update(w: impl Words, i: usize, f: impl Fn(u64) -> u64) -> u64 {
 pub(crate) struct MrifIrq {
     set: Arc<MrifSet>,
     id: u32,
-    /// The CPU it is affine to.
-    cur: Atomic<u32>,
-    /// The CPU it was affine to before its last move, still enabled for
-    /// writes in flight; [`NONE`] if none.
-    prev: Atomic<u32>,
     masked: Atomic<u32>,
 }
 
-/// The notices of every CPU with an interrupt file, indexed by CPU.
-type Notices = KVec<Option<Notice<NoticeCpu>>>;
+impl MrifIrq {
+    fn route(&self) -> &Route {
+        // CAST: below 64.
+        &self.set.routes[self.id as usize]
+    }
+}
 
-/// The MRIFs and notices of one IOMMU.
+/// The notice of each possible CPU, indexed by CPU, made once the CPU is
+/// online and kept until the IOMMU goes.
+type Notices = KVec<SetOnce<Notice<NoticeCpu>>>;
+
+/// What the MRIFs of one IOMMU and its CPU hotplug callbacks share.
 #[pin_data]
-pub(crate) struct Mrifs {
+struct Shared {
     list: Arc<SetList>,
-    /// Made at probe, never changed afterwards (read in hard interrupt
-    /// context).
+    /// Read in hard interrupt context; each set once.
     notices: Notices,
-    /// Serialises the making and freeing of sets.
+    /// Serialises the making and freeing of sets, and the making of
+    /// notices' entries in them.
     #[pin]
     alloc: Mutex<()>,
     /// Where the next vector goes.
     next: Atomic<u32>,
 }
 
-impl Mrifs {
-    pub(crate) fn new() -> Result<impl PinInit<Self, Error>> {
-        let list = Arc::pin_init(
-            try_pin_init!(SetList {
-                sets <- new_raw_spinlock_irq!(KVec::new(), "SetList::sets"),
-                notices: Atomic::new(0),
-                delivered: Atomic::new(0),
-                empty: Atomic::new(0),
-                strays: Atomic::new(0),
-                replays: Atomic::new(0),
-            }),
-            GFP_KERNEL,
-        )?;
-        // At probe: allocating them with the first vector would take the
-        // IMSIC's domain mutex, which that allocation already holds (the
-        // hierarchy shares its root's).
-        let mut notices = KVec::new();
-        for c in 0..kernel::cpu::nr_cpu_ids() {
-            let notice = match CpuId::from_u32(c).filter(|&c| imsic::cpu_file(c).is_some()) {
-                Some(cpu) => Some(Notice::new(
-                    cpu,
-                    Arc::new(
-                        NoticeCpu {
-                            cpu: c,
-                            list: list.clone(),
-                        },
-                        GFP_KERNEL,
-                    )?,
-                )?),
-                None => None,
-            };
-            notices.push(notice, GFP_KERNEL)?;
-        }
-        Ok(try_pin_init!(Self {
-            list,
-            notices,
-            alloc <- new_mutex!((), "Mrifs::alloc"),
-            next: Atomic::new(0),
-        }))
-    }
-
+impl Shared {
     /// The notice of `cpu`.
     fn notice(&self, cpu: u32) -> Option<&Notice<NoticeCpu>> {
         // CAST: CPU numbers fit.
         self.notices.get(cpu as usize)?.as_ref()
     }
 
-    /// Allocates `vector`, of the device whose table is `table`; returns it
-    /// and its CPU.
-    pub(crate) fn alloc(
-        &self,
-        table: &Arc<MsiPageTable>,
-        vector: Vector,
-    ) -> Result<(MrifIrq, CpuId)> {
-        let _g = self.alloc.lock();
-        let found = self
-            .list
-            .sets
-            .lock()
-            .iter()
-            .filter(|s| Arc::ptr_eq(&s.table, table))
-            .find_map(|s| s.claim(vector).map(|id| (s.clone(), id)));
-        let (set, id) = match found {
-            Some(f) => f,
-            None => {
-                let set = MrifSet::new(table, &self.notices)?;
-                let id = set.claim(vector).ok_or(ENOSPC)?;
-                self.list.add(set.clone())?;
-                (set, id)
-            }
-        };
-        // Round robin over the CPUs with a notice.
-        let notices = &self.notices;
-        let n = notices.len();
-        let start = self.next.fetch_add(1, Relaxed) as usize;
-        let cpu = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&c| notices[c].is_some())
-            .ok_or(ENODEV)?;
-        // CAST: CPU numbers fit.
-        let cpu = cpu as u32;
-        let irq = MrifIrq {
-            set,
-            id,
-            cur: Atomic::new(cpu),
-            prev: Atomic::new(NONE),
-            // Masked until the IRQ core starts it.
-            masked: Atomic::new(1),
-        };
-        Ok((irq, CpuId::from_u32(cpu).ok_or(EINVAL)?))
-    }
-
-    /// Frees `irq`: its identity is disabled everywhere, and a set left
-    /// empty is freed.
-    pub(crate) fn free(&self, irq: MrifIrq) {
-        let bit = mrif::bit(irq.id);
-        for c in [irq.cur.load(Relaxed), irq.prev.load(Relaxed)] {
-            if let Some(w) = irq.set.words(c) {
-                update(w, ENABLE, |e| e & !bit);
-            }
-        }
-        // CAST: below 64.
-        irq.set.vectors[irq.id as usize].store(0, Release);
-        // A notice handler that read the vector's number has returned:
-        // the number may be reused.
-        self.synchronize();
-        let _g = self.alloc.lock();
-        if irq.set.is_empty() {
-            // Under the list's lock: no handler is in the set afterwards.
-            let removed = {
-                let mut sets = self.list.sets.lock();
-                match sets.iter().position(|s| Arc::ptr_eq(s, &irq.set)) {
-                    Some(i) => sets.remove(i).ok(),
-                    None => None,
-                }
-            };
-            // Off the list: once the handlers that may hold it have
-            // returned, ours is the last reference. Dropped here, not under
-            // the raw spinlock nor in a handler: it invalidates the set's
-            // entries and frees its pages.
-            self.synchronize();
-            drop(removed);
-        }
-    }
-
-    /// The message of `irq`.
-    pub(crate) fn message(&self, irq: &MrifIrq) -> MsiMsg {
-        irq.set.message(irq.cur.load(Relaxed), irq.id)
-    }
-
-    /// Enables or disables `irq` in the MRIFs it may be written to;
-    /// enabling delivers what arrived while it was masked.
-    pub(crate) fn mask(&self, irq: &MrifIrq, masked: bool) {
-        irq.masked.store(u32::from(masked), Relaxed);
-        let bit = mrif::bit(irq.id);
-        for c in [irq.cur.load(Relaxed), irq.prev.load(Relaxed)] {
-            let Some(w) = irq.set.words(c) else {
-                continue;
-            };
-            if masked {
-                update(w, ENABLE, |e| e & !bit);
-            } else {
-                update(w, ENABLE, |e| e | bit);
-                // A write while masked set the pending bit, and no notice.
-                if w.read(PENDING) & bit != 0 {
-                    self.list.replays.fetch_add(1, Relaxed);
-                    self.raise(c);
-                }
-            }
-        }
-    }
-
-    /// Makes `irq` fire again: pending on its CPU, and that CPU's notice.
-    pub(crate) fn retrigger(&self, irq: &MrifIrq) -> bool {
-        let c = irq.cur.load(Relaxed);
-        match irq.set.words(c) {
-            Some(w) => {
-                update(w, PENDING, |p| p | mrif::bit(irq.id));
-                self.raise(c);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Waits for every notice handler running to return.
     fn synchronize(&self) {
-        for n in self.notices.iter().flatten() {
+        for n in self.notices.iter().filter_map(|n| n.as_ref()) {
             n.synchronize();
         }
     }
@@ -500,40 +440,345 @@ impl Mrifs {
         }
     }
 
-    /// Moves `irq` to a CPU of `mask` that has a notice.
+    /// Hands what is pending for identity `id` in CPU `from`'s MRIF of
+    /// `set` to CPU `to`'s, and raises `to`'s notice if `raise`; whether
+    /// anything was.
+    fn hand(&self, set: &MrifSet, id: u32, from: u32, to: u32, raise: bool) -> bool {
+        let bit = mrif::bit(id);
+        let (Some(f), Some(t)) = (set.words(from), set.words(to)) else {
+            return false;
+        };
+        if from == to || update(f, PENDING, |p| p & !bit) & bit == 0 {
+            return false;
+        }
+        update(t, PENDING, |p| p | bit);
+        self.list.handed.fetch_add(1, Relaxed);
+        if raise {
+            self.raise(to);
+        }
+        true
+    }
+
+    /// `cpu` is online: its notice, made the first time, and an entry for
+    /// its MRIF in every set made before.
+    fn cpu_online(&self, cpu: CpuId) -> Result {
+        let c = cpu.as_u32();
+        if self.notice(c).is_some() || imsic::cpu_file(cpu).is_none() {
+            return Ok(());
+        }
+        let handler = Arc::new(
+            NoticeCpu {
+                cpu: c,
+                list: self.list.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        let notice = Notice::new(cpu, handler)?;
+        let _g = self.alloc.lock();
+        // CAST: CPU numbers fit. Hotplug callbacks of one state run one at
+        // a time, so nothing else populates it.
+        self.notices[c as usize].populate(notice);
+        let msg = self.notice(c).ok_or(EINVAL)?.msg();
+        // Under `alloc` no set comes or goes.
+        let mut last = 0;
+        while let Some(set) = self.list.next(last) {
+            last = set.seq;
+            if let Err(e) = set.add_entry(c, msg) {
+                // The set's vectors just never move to this CPU.
+                pr_warn!("riscv_iommu: no MRIF of CPU {c} for a set of vectors: {e:?}\n");
+            }
+        }
+        Ok(())
+    }
+
+    /// `cpu` is dead (its interrupts were moved off it before): what is
+    /// pending in its MRIFs for vectors now elsewhere, writes that were in
+    /// flight when they moved, goes to their CPU.
+    fn cpu_dead(&self, cpu: CpuId) {
+        let c = cpu.as_u32();
+        let _g = self.alloc.lock();
+        let mut last = 0;
+        while let Some(set) = self.list.next(last) {
+            last = set.seq;
+            let Some(w) = set.words(c) else {
+                continue;
+            };
+            let mut pending = w.read(PENDING) & !1;
+            while pending != 0 {
+                let id = pending.trailing_zeros();
+                pending &= pending - 1;
+                // CAST: below 64.
+                let to = set.routes[id as usize].cur.load(Acquire);
+                self.hand(&set, id, c, to, true);
+            }
+        }
+    }
+}
+
+/// Makes each CPU's notice when it comes online.
+struct CpuOnline(Arc<Shared>);
+
+impl Callbacks for CpuOnline {
+    fn startup(&self, cpu: CpuId) -> Result {
+        self.0.cpu_online(cpu)
+    }
+}
+
+/// Hands a dead CPU's pending MRIF bits on.
+struct CpuDead(Arc<Shared>);
+
+impl Callbacks for CpuDead {
+    fn teardown(&self, cpu: CpuId) {
+        self.0.cpu_dead(cpu)
+    }
+}
+
+/// The MRIFs and notices of one IOMMU.
+pub(crate) struct Mrifs {
+    // First: dropped (no callback runs any more) before the rest.
+    _online: Pin<KBox<Registration<CpuOnline>>>,
+    _dead: Pin<KBox<Registration<CpuDead>>>,
+    shared: Arc<Shared>,
+}
+
+impl Mrifs {
+    /// MRIFs with a notice for every CPU online now, and for every other
+    /// CPU once it comes online.
+    pub(crate) fn new() -> Result<Self> {
+        let list = Arc::pin_init(
+            try_pin_init!(SetList {
+                sets <- new_raw_spinlock_irq!(KVec::new(), "SetList::sets"),
+                seq: Atomic::new(1),
+                notices: Atomic::new(0),
+                delivered: Atomic::new(0),
+                empty: Atomic::new(0),
+                strays: Atomic::new(0),
+                replays: Atomic::new(0),
+                handed: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut notices = KVec::new();
+        for _ in 0..kernel::cpu::nr_cpu_ids() {
+            notices.push(SetOnce::new(), GFP_KERNEL)?;
+        }
+        let shared = Arc::pin_init(
+            try_pin_init!(Shared {
+                list,
+                notices,
+                alloc <- new_mutex!((), "Mrifs::alloc"),
+                next: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        // Notices are made from a CPU hotplug state, for the CPUs online
+        // now before this returns: at probe, not with the first vector,
+        // whose allocation already holds the IMSIC's domain mutex (the
+        // hierarchy shares its root's), which making a notice takes.
+        let online = KBox::pin_init(
+            Registration::new(
+                Section::Online,
+                c"iommu/riscv:mrif-notice",
+                CpuOnline(shared.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+        let dead = KBox::pin_init(
+            Registration::new(
+                Section::Prepare,
+                c"iommu/riscv:mrif-dead",
+                CpuDead(shared.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+        Ok(Self {
+            _online: online,
+            _dead: dead,
+            shared,
+        })
+    }
+
+    /// Allocates `vector`, of the device whose table is `table`; returns it
+    /// and its CPU.
+    pub(crate) fn alloc(
+        &self,
+        table: &Arc<MsiPageTable>,
+        vector: Vector,
+    ) -> Result<(MrifIrq, CpuId)> {
+        let s = &*self.shared;
+        let _g = s.alloc.lock();
+        // Round robin over the online CPUs with a notice (the IRQ core
+        // moves the vector where its affinity says when it starts it).
+        let n = s.notices.len();
+        // CAST: CPU counts are small.
+        let start = s.next.fetch_add(1, Relaxed) as usize;
+        let online = hotplug::online_mask();
+        let cpu = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&c| {
+                // CAST: CPU numbers fit.
+                let c = c as u32;
+                s.notice(c).is_some() && CpuId::from_u32(c).is_some_and(|c| online.test(c))
+            })
+            .ok_or(ENODEV)?;
+        // CAST: CPU numbers fit.
+        let cpu = cpu as u32;
+        let found = s
+            .list
+            .sets
+            .lock()
+            .iter()
+            .filter(|set| Arc::ptr_eq(&set.table, table) && set.words(cpu).is_some())
+            .find_map(|set| set.claim(vector, cpu).map(|id| (set.clone(), id)));
+        let (set, id) = match found {
+            Some(f) => f,
+            None => {
+                let seq = s.list.seq.fetch_add(1, Relaxed);
+                let set = MrifSet::new(table, seq, &s.notices)?;
+                let id = set.claim(vector, cpu).ok_or(ENOSPC)?;
+                s.list.add(set.clone())?;
+                (set, id)
+            }
+        };
+        let irq = MrifIrq {
+            set,
+            id,
+            // Masked until the IRQ core starts it.
+            masked: Atomic::new(1),
+        };
+        Ok((irq, CpuId::from_u32(cpu).ok_or(EINVAL)?))
+    }
+
+    /// Frees `irq`: its identity is disabled everywhere, and a set left
+    /// empty is freed.
+    pub(crate) fn free(&self, irq: MrifIrq) {
+        let s = &*self.shared;
+        let bit = mrif::bit(irq.id);
+        let r = irq.route();
+        for c in [r.cur.load(Relaxed), r.prev.load(Relaxed)] {
+            if let Some(w) = irq.set.words(c) {
+                update(w, ENABLE, |e| e & !bit);
+            }
+        }
+        // CAST: below 64.
+        irq.set.vectors[irq.id as usize].store(0, Release);
+        // A notice handler that read the vector's number has returned:
+        // the number may be reused.
+        s.synchronize();
+        let _g = s.alloc.lock();
+        if irq.set.is_empty() {
+            // Under the list's lock: no handler is in the set afterwards.
+            let removed = {
+                let mut sets = s.list.sets.lock();
+                match sets.iter().position(|x| Arc::ptr_eq(x, &irq.set)) {
+                    Some(i) => sets.remove(i).ok(),
+                    None => None,
+                }
+            };
+            // Off the list: once the handlers that may hold it have
+            // returned, ours is the last reference. Dropped here, not under
+            // the raw spinlock nor in a handler: it invalidates the set's
+            // entries and frees its pages.
+            s.synchronize();
+            drop(removed);
+        }
+    }
+
+    /// The message of `irq`.
+    pub(crate) fn message(&self, irq: &MrifIrq) -> MsiMsg {
+        irq.set.message(irq.route().cur.load(Relaxed), irq.id)
+    }
+
+    /// Enables or disables `irq` in the MRIFs it may be written to;
+    /// enabling delivers what arrived while it was masked.
+    pub(crate) fn mask(&self, irq: &MrifIrq, masked: bool) {
+        let s = &*self.shared;
+        irq.masked.store(u32::from(masked), Relaxed);
+        let bit = mrif::bit(irq.id);
+        let r = irq.route();
+        let (cur, prev) = (r.cur.load(Relaxed), r.prev.load(Relaxed));
+        for c in [cur, prev] {
+            let Some(w) = irq.set.words(c) else {
+                continue;
+            };
+            if masked {
+                update(w, ENABLE, |e| e & !bit);
+                continue;
+            }
+            update(w, ENABLE, |e| e | bit);
+            // Store buffering against the IOMMU, which stores the pending
+            // bit and then loads the enable bit to decide on a notice: with
+            // a full barrier between our store of the enable bit and our
+            // load of the pending bit, either it sees the bit enabled and
+            // sends a notice, or we see the bit pending. `update`'s
+            // cmpxchg only orders what comes before it.
+            smp_mb(Full);
+            if w.read(PENDING) & bit == 0 {
+                continue;
+            }
+            // A write while masked set the pending bit, and no notice: the
+            // current CPU replays it (one on the previous CPU is handed
+            // there: that CPU may have gone offline since).
+            s.list.replays.fetch_add(1, Relaxed);
+            if c != cur {
+                s.hand(&irq.set, irq.id, c, cur, false);
+            }
+            s.raise(cur);
+        }
+    }
+
+    /// Makes `irq` fire again: pending on its CPU, and that CPU's notice.
+    pub(crate) fn retrigger(&self, irq: &MrifIrq) -> bool {
+        let c = irq.route().cur.load(Relaxed);
+        match irq.set.words(c) {
+            Some(w) => {
+                update(w, PENDING, |p| p | mrif::bit(irq.id));
+                self.shared.raise(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves `irq` to a CPU of `mask` that has a notice and an MRIF in the
+    /// vector's set. Runs in hard interrupt context too: on the CPU going
+    /// offline, from `irq_migrate_all_off_this_cpu()`.
     pub(crate) fn move_to(&self, irq: &MrifIrq, mask: &Cpumask) -> Result<CpuId> {
-        let cur = irq.cur.load(Relaxed);
+        let s = &*self.shared;
+        let r = irq.route();
+        let cur = r.cur.load(Relaxed);
         let to_cpu = |c: u32| CpuId::from_u32(c).ok_or(EINVAL);
-        if CpuId::from_u32(cur).is_some_and(|c| mask.test(c)) {
+        if CpuId::from_u32(cur).is_some_and(|c| mask.test(c)) && irq.set.words(cur).is_some() {
             return to_cpu(cur);
         }
-        let n = self.notices.len();
-        let new = (0..n)
+        let new = (0..irq.set.entries.len())
             // CAST: CPU numbers fit.
             .map(|c| c as u32)
-            .find(|&c| self.notice(c).is_some() && CpuId::from_u32(c).is_some_and(|c| mask.test(c)))
+            .find(|&c| {
+                s.notice(c).is_some()
+                    && irq.set.words(c).is_some()
+                    && CpuId::from_u32(c).is_some_and(|c| mask.test(c))
+            })
             .ok_or(EINVAL)?;
         let bit = mrif::bit(irq.id);
         let masked = irq.masked.load(Relaxed) != 0;
         // The CPU before the current one is let go: anything it still has
         // pending is handed on.
-        let prev = irq.prev.xchg(cur, Relaxed);
-        let mut handed = false;
+        let prev = r.prev.xchg(cur, Relaxed);
         if prev != NONE && prev != new {
             if let Some(w) = irq.set.words(prev) {
                 update(w, ENABLE, |e| e & !bit);
-                handed = update(w, PENDING, |p| p & !bit) & bit != 0;
             }
+            s.hand(&irq.set, irq.id, prev, new, false);
         }
-        irq.cur.store(new, Relaxed);
+        r.cur.store(new, Release);
         if let Some(w) = irq.set.words(new) {
-            if handed {
-                update(w, PENDING, |p| p | bit);
-            }
             if !masked {
                 update(w, ENABLE, |e| e | bit);
+                // Pairs with the IOMMU as in `mask`.
+                smp_mb(Full);
                 if w.read(PENDING) & bit != 0 {
-                    self.raise(new);
+                    s.raise(new);
                 }
             }
         }
@@ -542,20 +787,22 @@ impl Mrifs {
 
     /// What the notice handlers counted, and the sets (debugfs).
     pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
-        let l = &self.list;
+        let s = &*self.shared;
+        let l = &s.list;
         let sets = l.sets.lock().len();
         writeln!(
             f,
-            "mrif_sets {}\nmrif_notices {}\nmrif_delivered {}\nmrif_empty_notices {}\nmrif_strays {}\nmrif_replays {}",
+            "mrif_sets {}\nmrif_notices {}\nmrif_delivered {}\nmrif_empty_notices {}\nmrif_strays {}\nmrif_replays {}\nmrif_handed {}",
             sets,
             l.notices.load(Relaxed),
             l.delivered.load(Relaxed),
             l.empty.load(Relaxed),
             l.strays.load(Relaxed),
-            l.replays.load(Relaxed)
+            l.replays.load(Relaxed),
+            l.handed.load(Relaxed)
         )?;
-        for (c, n) in self.notices.iter().enumerate() {
-            if let Some(n) = n {
+        for (c, n) in s.notices.iter().enumerate() {
+            if let Some(n) = n.as_ref() {
                 writeln!(
                     f,
                     "notice cpu {} irq {} file {:#x} id {}",

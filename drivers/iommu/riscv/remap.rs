@@ -106,14 +106,14 @@ pub(crate) struct Remapper {
     tables: Mutex<KVec<(usize, Arc<MsiPageTable>)>>,
     /// Vectors whose messages carry IOVAs (debugfs `stats`).
     pub(crate) translated: Atomic<u64>,
-    mrifs: Option<Pin<KBox<Mrifs>>>,
+    mrifs: Option<Mrifs>,
 }
 
 impl Remapper {
     /// With MRIFs and their notices if `mrif`.
     pub(crate) fn new(mrif: bool) -> Result<Arc<Self>> {
         let mrifs = match mrif {
-            true => Some(KBox::pin_init(Mrifs::new()?, GFP_KERNEL)?),
+            true => Some(Mrifs::new()?),
             false => None,
         };
         Arc::pin_init(
@@ -140,12 +140,12 @@ impl Remapper {
     }
 
     fn mrifs(&self) -> Result<&Mrifs> {
-        self.mrifs.as_deref().ok_or(ENODEV)
+        self.mrifs.as_ref().ok_or(ENODEV)
     }
 
     /// The vector's MRIF state, if it ends here.
     fn mrif<'a>(&'a self, irq: &'a RemapIrq) -> Option<(&'a Mrifs, &'a MrifIrq)> {
-        match (&irq.kind, self.mrifs.as_deref()) {
+        match (&irq.kind, self.mrifs.as_ref()) {
             (Kind::Mrif(m), Some(mrifs)) => Some((mrifs, m)),
             _ => None,
         }
@@ -173,7 +173,7 @@ impl Remapper {
     pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
         writeln!(f, "translated_vectors {}", self.translated.load(Relaxed))?;
         writeln!(f, "isolated {}", u32::from(self.isolated()))?;
-        if let Some(m) = self.mrifs.as_deref() {
+        if let Some(m) = self.mrifs.as_ref() {
             m.show(f)?;
         }
         for (_, t) in self.tables.lock().iter() {
