@@ -104,7 +104,10 @@ fn notice_drop_race(cpu: u32) -> Result {
     };
 
     let cpu = CpuId::from_u32(cpu).ok_or(EINVAL)?;
-    let notice = Notice::new(cpu, Arc::new(TestNotice(kernel::sync::atomic::Atomic::new(0)), GFP_KERNEL)?)?;
+    let notice = Notice::new(
+        cpu,
+        Arc::new(TestNotice(kernel::sync::atomic::Atomic::new(0)), GFP_KERNEL)?,
+    )?;
     let held = || kernel::irq::imsic::NOTICE_HELD.load(Relaxed);
     let before = held();
     notice.raise();

@@ -302,8 +302,7 @@ impl MrifSet {
         if slot.load(Relaxed) != NONE {
             return Ok(());
         }
-        // CAST: as above.
-        let pa = self.pages.pa() + cpu as u64 * mrif::MRIF_SIZE;
+        let pa = self.pages.pa() + u64::from(cpu) * mrif::MRIF_SIZE;
         let i = self.table.add_mrif(pa, notice)?;
         // CAST: entries are at most 2^12. Release: a notice handler that
         // sees the entry sees the MRIF's cleared memory.

@@ -246,7 +246,7 @@ impl<T: NoticeHandler> Notice<T> {
             bindings::irq_modify_status(
                 irq,
                 0,
-                (bindings::IRQ_PER_CPU | bindings::IRQ_NO_BALANCING) as _,
+                (bindings::IRQ_PER_CPU | bindings::IRQ_NO_BALANCING).into(),
             )
         };
         let data: *const NoticeState<T> = &*state;
