@@ -246,7 +246,8 @@ impl<T: NoticeHandler> Notice<T> {
             bindings::irq_modify_status(
                 irq,
                 0,
-                (bindings::IRQ_PER_CPU | bindings::IRQ_NO_BALANCING).into(),
+                // CAST: flags of the low 16 bits.
+                (bindings::IRQ_PER_CPU | bindings::IRQ_NO_BALANCING) as crate::ffi::c_ulong,
             )
         };
         let data: *const NoticeState<T> = &*state;
