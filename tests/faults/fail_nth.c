@@ -19,6 +19,7 @@
  * registration with the IOMMU core and its probe of the devices behind).
  */
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
@@ -582,6 +583,7 @@ TEST(notice_freed_under_its_handler)
 {
 	char iommu[32], path[256], stats[2048];
 	const char *log, *p;
+	cpu_set_t cpu0;
 	long us;
 
 	ASSERT_EQ(0, iommu_bdf(iommu, sizeof(iommu)));
@@ -591,6 +593,10 @@ TEST(notice_freed_under_its_handler)
 		SKIP(return, "no MRIF notices on %s", msr_profile());
 	snprintf(path, sizeof(path), "/sys/kernel/debug/riscv_iommu/%s/debug", iommu);
 	ASSERT_EQ(0, msr_write(path, "notice_delay_us 400000"));
+	/* On CPU 0: the held handler runs on CPU 1, not over this write. */
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu0), &cpu0));
 	ASSERT_EQ(0, msr_write("/dev/kmsg", "notice_freed_under_its_handler: start"));
 	EXPECT_EQ(0, msr_write(path, "notice_drop_race 1"));
 	/* The held handler has resumed, wherever its data was. */
