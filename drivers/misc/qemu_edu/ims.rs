@@ -37,7 +37,7 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    time::{Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 use crate::{
@@ -50,16 +50,34 @@ pub(crate) const INVALID_HANDLE: u32 = 0x19;
 /// The most slots a store may have (DSA's IMS is 2048; twice that here).
 pub(crate) const MAX_SLOTS: u32 = 8192;
 
+/// The longest a handler is held (`hold_handlers 1`): a window widened
+/// for tests, bounded so that a test that dies cannot leave a CPU spinning
+/// in hard interrupt context.
+const HOLD_MAX: Delta = Delta::from_secs(2);
+/// The longest delay a submission takes between its reading of the slot
+/// and its use of it (`submit_delay`), another window widened for tests.
+const SUBMIT_DELAY_MAX_MS: u32 = 1000;
+
 /// What the device saw of its slots' interrupts.
 pub(crate) struct ImsEvents {
     /// Interrupts handled, per slot.
     fired: KVec<Atomic<u32>>,
+    /// Nonzero: every handler, once it has counted itself, spins until it
+    /// is cleared (at most [`HOLD_MAX`]), so that a test can act while an
+    /// interrupt is in progress (debugfs `hold_handlers`).
+    hold: Atomic<u32>,
 }
 
 impl SlotEvents for ImsEvents {
     fn fired(&self, slot: u32) -> IrqReturn {
         if let Some(c) = self.fired.get(slot as usize) {
             c.fetch_add(1, Relaxed);
+        }
+        if self.hold.load(Relaxed) != 0 {
+            let start = Instant::<Monotonic>::now();
+            while self.hold.load(Relaxed) != 0 && start.elapsed() < HOLD_MAX {
+                core::hint::spin_loop();
+            }
         }
         IrqReturn::Handled
     }
@@ -109,6 +127,10 @@ pub(crate) struct EduIms {
     #[pin]
     iommufd: Mutex<Option<Devres<Binding>>>,
     counters: Counters,
+    /// Milliseconds the next submission sleeps between its read of the
+    /// slot and its use of what it read (debugfs `submit_delay`), taken by
+    /// that submission.
+    submit_delay_ms: Atomic<u32>,
 }
 
 impl EduIms {
@@ -132,12 +154,17 @@ impl EduIms {
         for _ in 0..slots {
             fired.push(Atomic::new(0), GFP_KERNEL)?;
         }
-        let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired }), GFP_KERNEL)?;
+        let events = ImsEvents {
+            fired,
+            hold: Atomic::new(0),
+        };
+        let chip = Arc::pin_init(SlotChip::new(storage, events), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             msi_cap,
             domain <- ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip),
             iommufd <- new_mutex!(None, "EduIms::iommufd"),
             counters: Counters::new(),
+            submit_delay_ms: Atomic::new(0),
         }))
     }
 
@@ -196,6 +223,7 @@ impl EduIms {
             self.counters.last_status.store(INVALID_HANDLE, Relaxed);
             return Err(EINVAL);
         }
+        self.widen();
         // Masked: pending, under the chip's lock so an unmask sees it.
         let old = chip
             .update_ctrl(slot, |c| {
@@ -212,6 +240,15 @@ impl EduIms {
             return Ok(());
         }
         self.send(edu, slot)
+    }
+
+    /// Sleeps for the submission delay set with `submit_delay`, if any,
+    /// and clears it.
+    fn widen(&self) {
+        let ms = self.submit_delay_ms.xchg(0, Relaxed);
+        if ms != 0 {
+            fsleep(Delta::from_millis(i64::from(ms)));
+        }
     }
 
     /// The device writes `slot`'s message: as its MSI, or, with `ims_dma`,
@@ -312,6 +349,19 @@ impl EduIms {
                     self.iommufd(Some((fd, pt)))
                 }
             },
+            "hold_handlers" => {
+                let on = num()?;
+                self.domain.chip().events.hold.store(on, Relaxed);
+                Ok(())
+            }
+            "submit_delay" => {
+                let ms = num()?;
+                if ms > SUBMIT_DELAY_MAX_MS {
+                    return Err(EINVAL);
+                }
+                self.submit_delay_ms.store(ms, Relaxed);
+                Ok(())
+            }
             "change_pasid" => {
                 let (slot, pasid) = (num()?, num()?);
                 self.domain.change_pasid(slot, pasid)
