@@ -42,7 +42,7 @@ use kernel::{
 
 use crate::{
     edu::Edu,
-    slots::{SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
+    slots::{Slot, SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
 };
 
 /// DSA's completion status for an invalid interrupt handle.
@@ -115,6 +115,17 @@ impl Counters {
     }
 }
 
+/// What the device makes of a submission, on one reading of its slot.
+enum Completion {
+    /// Not an enabled slot with the submission's PASID: DSA's
+    /// invalid-handle status, no interrupt.
+    Invalid,
+    /// Masked: the slot's pending bit is set.
+    Pended,
+    /// The message of the slot as read goes out.
+    Send(Slot),
+}
+
 /// edu's IMS: its domain, created at probe, and the model's counters.
 #[pin_data]
 pub(crate) struct EduIms {
@@ -127,6 +138,11 @@ pub(crate) struct EduIms {
     #[pin]
     iommufd: Mutex<Option<Devres<Binding>>>,
     counters: Counters,
+    /// Held by the device model from its reading of a slot until the
+    /// write it decided on is out, and by the driver's frees: an
+    /// interrupt is freed with no completion in flight to it.
+    #[pin]
+    inflight: Mutex<()>,
     /// Milliseconds the next submission sleeps between its read of the
     /// slot and its use of what it read (debugfs `submit_delay`), taken by
     /// that submission.
@@ -163,6 +179,7 @@ impl EduIms {
             msi_cap,
             domain <- ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip),
             iommufd <- new_mutex!(None, "EduIms::iommufd"),
+            inflight <- new_mutex!((), "EduIms::inflight"),
             counters: Counters::new(),
             submit_delay_ms: Atomic::new(0),
         }))
@@ -198,8 +215,9 @@ impl EduIms {
         Ok(())
     }
 
-    /// `free all`
+    /// `free all`, once no completion is in flight (see [`EduIms::free`]).
     fn free_all(&self) {
+        let _inflight = self.inflight.lock();
         let start = Instant::<Monotonic>::now();
         let n = self.domain.free_all();
         // CAST: as above.
@@ -211,35 +229,42 @@ impl EduIms {
 
     /// `submit SLOT PASID`: a completion with that handle and PASID; the
     /// model's device checks the slot and sends, pends or refuses.
+    ///
+    /// The device reads the slot once ([`SlotChip::access`]) and decides
+    /// on that reading: refused unless enabled with this PASID, pending if
+    /// masked (set in the same access, so an unmask sees it), otherwise the
+    /// message it read is sent, not the slot as it is by the time the
+    /// write goes out. Until then the completion is in flight: `inflight`
+    /// is held, and the driver frees no interrupt meanwhile.
     fn submit(&self, edu: &Edu, slot: u32, pasid: u32) -> Result {
         self.counters.submitted.fetch_add(1, Relaxed);
-        let chip = self.domain.chip();
-        if !chip
-            .storage
-            .read(slot)
-            .is_some_and(|s| s.enabled() && s.pasid() == Some(pasid))
-        {
-            self.counters.invalid.fetch_add(1, Relaxed);
-            self.counters.last_status.store(INVALID_HANDLE, Relaxed);
-            return Err(EINVAL);
-        }
-        self.widen();
-        // Masked: pending, under the chip's lock so an unmask sees it.
-        let old = chip
-            .update_ctrl(slot, |c| {
-                if c & CTRL_MASK != 0 {
-                    c | CTRL_PENDING
-                } else {
-                    c
-                }
-            })
-            .ok_or(EINVAL)?;
+        let _inflight = self.inflight.lock();
+        let decision = self.domain.chip().access(slot, |s| {
+            if !(s.enabled() && s.pasid() == Some(pasid)) {
+                Completion::Invalid
+            } else if s.ctrl & CTRL_MASK != 0 {
+                s.ctrl |= CTRL_PENDING;
+                Completion::Pended
+            } else {
+                Completion::Send(*s)
+            }
+        });
+        let read = match decision.unwrap_or(Completion::Invalid) {
+            Completion::Invalid => {
+                self.counters.invalid.fetch_add(1, Relaxed);
+                self.counters.last_status.store(INVALID_HANDLE, Relaxed);
+                return Err(EINVAL);
+            }
+            Completion::Pended => {
+                self.counters.last_status.store(0, Relaxed);
+                self.counters.pended.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            Completion::Send(read) => read,
+        };
         self.counters.last_status.store(0, Relaxed);
-        if old & CTRL_MASK != 0 {
-            self.counters.pended.fetch_add(1, Relaxed);
-            return Ok(());
-        }
-        self.send(edu, slot)
+        self.widen();
+        self.send(edu, &read)
     }
 
     /// Sleeps for the submission delay set with `submit_delay`, if any,
@@ -251,10 +276,9 @@ impl EduIms {
         }
     }
 
-    /// The device writes `slot`'s message: as its MSI, or, with `ims_dma`,
-    /// with its DMA engine.
-    fn send(&self, edu: &Edu, slot: u32) -> Result {
-        let s = self.domain.chip().storage.read(slot).ok_or(EINVAL)?;
+    /// The device writes the message of `s`, a slot as it read it: as its
+    /// MSI, or, with `ims_dma`, with its DMA engine.
+    fn send(&self, edu: &Edu, s: &Slot) -> Result {
         if crate::module_parameters::ims_dma.value() {
             edu.dma_message(s.address, s.data)?;
         } else {
@@ -266,18 +290,29 @@ impl EduIms {
     }
 
     /// `unmask SLOT`; then the device sends what was pending, and clears
-    /// the pending bit.
+    /// the pending bit, in one access as a submission does (unless the
+    /// slot was masked or shut down again meanwhile: it stays pending).
     fn unmask(&self, edu: &Edu, slot: u32) -> Result {
         self.domain.unmask(slot)?;
-        let old = self
-            .domain
-            .chip()
-            .update_ctrl(slot, |c| c & !CTRL_PENDING)
-            .ok_or(EINVAL)?;
-        if old & CTRL_PENDING != 0 {
-            self.send(edu, slot)?;
+        let _inflight = self.inflight.lock();
+        let pending = self.domain.chip().access(slot, |s| {
+            let send = s.ctrl & (CTRL_PENDING | CTRL_MASK) == CTRL_PENDING && s.enabled();
+            if send {
+                s.ctrl &= !CTRL_PENDING;
+            }
+            send.then_some(*s)
+        });
+        if let Some(Some(read)) = pending {
+            self.send(edu, &read)?;
         }
         Ok(())
+    }
+
+    /// `free SLOT`: the driver frees the interrupt once no completion is
+    /// in flight to it (a DSA driver drains its work queues first).
+    fn free(&self, slot: u32) -> Result {
+        let _inflight = self.inflight.lock();
+        self.domain.free(slot)
     }
 
     /// `iommufd FD PT`: hands the device to the iommufd context of the
@@ -326,7 +361,7 @@ impl EduIms {
                 }
                 s => {
                     let slot = s.parse().map_err(|_| EINVAL)?;
-                    self.domain.free(slot)
+                    self.free(slot)
                 }
             },
             "submit" => {
