@@ -66,9 +66,15 @@ pub(crate) struct ImsEvents {
     /// is cleared (at most [`HOLD_MAX`]), so that a test can act while an
     /// interrupt is in progress (debugfs `hold_handlers`).
     hold: Atomic<u32>,
+    /// Messages held back while masked that the device sent on unmask.
+    sent_on_unmask: Atomic<u64>,
 }
 
 impl SlotEvents for ImsEvents {
+    fn sent_on_unmask(&self, _slot: u32) {
+        self.sent_on_unmask.fetch_add(1, Relaxed);
+    }
+
     fn fired(&self, slot: u32) -> IrqReturn {
         if let Some(c) = self.fired.get(slot as usize) {
             c.fetch_add(1, Relaxed);
@@ -173,6 +179,7 @@ impl EduIms {
         let events = ImsEvents {
             fired,
             hold: Atomic::new(0),
+            sent_on_unmask: Atomic::new(0),
         };
         let chip = Arc::pin_init(SlotChip::new(storage, events), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
@@ -289,25 +296,6 @@ impl EduIms {
         Ok(())
     }
 
-    /// `unmask SLOT`; then the device sends what was pending, and clears
-    /// the pending bit, in one access as a submission does (unless the
-    /// slot was masked or shut down again meanwhile: it stays pending).
-    fn unmask(&self, edu: &Edu, slot: u32) -> Result {
-        self.domain.unmask(slot)?;
-        let _inflight = self.inflight.lock();
-        let pending = self.domain.chip().access(slot, |s| {
-            let send = s.ctrl & (CTRL_PENDING | CTRL_MASK) == CTRL_PENDING && s.enabled();
-            if send {
-                s.ctrl &= !CTRL_PENDING;
-            }
-            send.then_some(*s)
-        });
-        if let Some(Some(read)) = pending {
-            self.send(edu, &read)?;
-        }
-        Ok(())
-    }
-
     /// `free SLOT`: the driver frees the interrupt once no completion is
     /// in flight to it (a DSA driver drains its work queues first).
     fn free(&self, slot: u32) -> Result {
@@ -372,9 +360,12 @@ impl EduIms {
                 let slot = num()?;
                 self.domain.mask(slot)
             }
+            // The device sends what it held back while masked as the chip
+            // is unmasked (`SlotChip`'s `unmask`), however the IRQ core
+            // came to unmask it.
             "unmask" => {
                 let slot = num()?;
-                self.unmask(edu, slot)
+                self.domain.unmask(slot)
             }
             "iommufd" => match w.next().ok_or(EINVAL)? {
                 "off" => self.iommufd(None),
@@ -416,6 +407,11 @@ impl EduIms {
         writeln!(f, "submitted {}", c.submitted.load(Relaxed))?;
         writeln!(f, "sent {}", c.sent.load(Relaxed))?;
         writeln!(f, "pended {}", c.pended.load(Relaxed))?;
+        writeln!(
+            f,
+            "sent_on_unmask {}",
+            self.domain.chip().events.sent_on_unmask.load(Relaxed)
+        )?;
         writeln!(f, "invalid_handle {}", c.invalid.load(Relaxed))?;
         writeln!(f, "last_status {:#x}", c.last_status.load(Relaxed))?;
         writeln!(

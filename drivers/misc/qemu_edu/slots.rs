@@ -194,6 +194,9 @@ fn kernel_dma_write(q: &Coherent<[u32]>, i: usize, val: u32) {
 pub(crate) trait SlotEvents: Send + Sync + 'static {
     /// The interrupt of `slot` fired (hard interrupt context).
     fn fired(&self, slot: u32) -> IrqReturn;
+    /// The device sent `slot`'s message held back while it was masked, on
+    /// its unmask (atomic context).
+    fn sent_on_unmask(&self, _slot: u32) {}
 }
 
 /// The [`ImsChip`] of slots in a [`Storage`].
@@ -256,9 +259,20 @@ impl<E: SlotEvents> ImsChip for SlotChip<E> {
         self.update_ctrl(slot, |c| c | CTRL_MASK);
     }
 
-    fn unmask(&self, slot: u32) {
-        // The pending bit is the device's: it sends and clears it.
-        self.update_ctrl(slot, |c| c & !CTRL_MASK);
+    fn unmask(&self, slot: u32) -> bool {
+        // The device sends what it held back while masked, as DSA does: the
+        // pending bit goes, and the IMS chip retriggers the interrupt.
+        let due = self.access(slot, |s| {
+            s.ctrl &= !CTRL_MASK;
+            let due = s.ctrl & CTRL_PENDING != 0 && s.enabled();
+            s.ctrl &= !CTRL_PENDING;
+            due
+        });
+        if due == Some(true) {
+            self.events.sent_on_unmask(slot);
+            return true;
+        }
+        false
     }
 
     fn startup(&self, slot: u32, pasid: u32) {

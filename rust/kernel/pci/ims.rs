@@ -68,9 +68,10 @@ use core::{ffi::c_void, marker::PhantomData, ptr, ptr::NonNull};
 ///         let c = &self.ctrl[slot as usize];
 ///         c.store(c.load(Relaxed) | 1, Relaxed);
 ///     }
-///     fn unmask(&self, slot: u32) {
+///     fn unmask(&self, slot: u32) -> bool {
 ///         let c = &self.ctrl[slot as usize];
 ///         c.store(c.load(Relaxed) & !1, Relaxed);
+///         false
 ///     }
 ///     fn startup(&self, slot: u32, pasid: u32) {
 ///         self.ctrl[slot as usize].store(pasid << 12 | 2, Relaxed);
@@ -115,8 +116,10 @@ pub trait ImsChip: Send + Sync + 'static {
     fn write_msg(&self, slot: u32, msg: MsiMsg);
     /// Masks `slot`: the device must not send its message.
     fn mask(&self, slot: u32);
-    /// Unmasks `slot`.
-    fn unmask(&self, slot: u32);
+    /// Unmasks `slot`; returns whether the slot held a message back while
+    /// masked, which the device sends now (the interrupt is then
+    /// retriggered where its message points: `irq_chip_retrigger_hierarchy()`).
+    fn unmask(&self, slot: u32) -> bool;
     /// The interrupt of `slot` starts: programs the PASID its writes carry
     /// and enables the slot (the message was written before).
     fn startup(&self, slot: u32, pasid: u32);
@@ -732,7 +735,16 @@ impl<T: ImsChip> ImsDomain<T> {
         let (chip, slot, _) = unsafe { Self::parts(d) };
         // SAFETY: As in `mask_callback`.
         unsafe { bindings::irq_chip_unmask_parent(d) };
-        chip.unmask(slot);
+        if chip.unmask(slot) {
+            // The device sends what it held back: the interrupt arrives
+            // where the slot's message points, as a retrigger makes it.
+            // The IRQ core masks an interrupt on its own (the edge flow
+            // while a handler is in progress, moves off a dying CPU), so
+            // such a message would otherwise wait for the next one.
+            // SAFETY: `d` is ours, with an MSI parent, under the
+            // descriptor lock as `check_irq_resend()` calls it.
+            unsafe { bindings::irq_chip_retrigger_hierarchy(d) };
+        }
     }
 
     extern "C" fn startup_callback(d: *mut bindings::irq_data) -> u32 {
