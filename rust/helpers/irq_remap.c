@@ -23,3 +23,8 @@ __rust_helper bool rust_helper_irqd_irq_masked(struct irq_data *d)
 {
 	return irqd_irq_masked(d);
 }
+
+__rust_helper bool rust_helper_irqd_irq_disabled(struct irq_data *d)
+{
+	return irqd_irq_disabled(d);
+}

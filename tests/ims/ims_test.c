@@ -10,6 +10,8 @@
  * tables, or sw_msi IOVAs where the IOMMU translates MSIs), the GIC ITS
  * behind SMMUv3 on arm64.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/sysinfo.h>
 
@@ -429,6 +431,162 @@ TEST_F(ims, affinity_change)
 	}
 	ASSERT_EQ(0, ims_slot(0, &x));
 	EXPECT_EQ(tries, x.fired);
+}
+
+/* Runs the calling thread on `cpu` only; 0 or -errno. */
+static int pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
+/* Waits up to two seconds until slot `slot` has fired `n` times; 0 or -errno. */
+static int wait_fired(int slot, int n, struct slot *x)
+{
+	for (int t = 0; t < 200; t++) {
+		int ret = ims_slot(slot, x);
+
+		if (ret)
+			return ret;
+		if (x->fired >= n)
+			return 0;
+		usleep(10000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Moves interrupt `irq` to `cpu` once any earlier move has settled; 0 or -errno. */
+static int move_irq(int irq, int cpu)
+{
+	char path[64], target[8];
+	unsigned long effective;
+	int ret;
+
+	if (irq_move_settled(irq) != 1)
+		return -EBUSY;
+	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", irq);
+	snprintf(target, sizeof(target), "%d", cpu);
+	if ((ret = msr_write(path, target)))
+		return ret;
+	snprintf(path, sizeof(path), "/proc/irq/%d/effective_affinity_list", irq);
+	if ((ret = msr_read_ulong(path, &effective)))
+		return ret;
+	return effective == cpu ? 0 : -EAGAIN;
+}
+
+/*
+ * A PASID may only change while the interrupt is masked by its driver
+ * (disabled), not while the edge flow handler masks it for a moment: when
+ * an interrupt arrives on one CPU while its handler runs on another,
+ * handle_edge_irq() masks it and marks it pending, and the handling CPU
+ * unmasks it and runs the handler again. The interrupt is live all along.
+ * The handler is held on CPU 0 (hold_handlers) while the interrupt moves
+ * to CPU 1, this test's, and a second submission arrives there.
+ * change_pasid must be refused (EBUSY) in that window, and the slot keep
+ * its PASID. On riscv64 the window is reached (the remapping domain's and
+ * the IMSIC's interrupts are edge, not single-target, so the second CPU
+ * masks); on arm64 the ITS's fasteoi flow resends instead of masking, and
+ * the window does not arise.
+ */
+TEST_F(ims, pasid_change_refused_while_the_edge_flow_masks)
+{
+	int riscv = !strcmp(msr_arch(), "riscv64"), flow_masked, ret;
+	unsigned long held;
+	struct slot x;
+
+	if (get_nprocs() < 2)
+		SKIP(return, "needs two CPUs");
+	ASSERT_EQ(0, ims("alloc 1"));
+	ASSERT_EQ(0, ims_slot(0, &x));
+	ASSERT_EQ(0, pin_to(1));
+	ASSERT_EQ(0, move_irq(x.irq, 0));
+	ASSERT_EQ(0, ims("hold_handlers 1"));
+	ASSERT_EQ(0, ims("submit 0 %d", PASID));
+	ret = wait_fired(0, 1, &x);
+	if (!ret)
+		ret = move_irq(x.irq, 1);
+	if (!ret)
+		ret = ims("submit 0 %d", PASID);
+	if (ret) {
+		ims("hold_handlers 0");
+		ASSERT_EQ(0, ret) TH_LOG("setting up the second edge");
+	}
+	usleep(20000);	/* taken by this CPU, with the first in progress on CPU 0 */
+	ASSERT_EQ(0, ims_slot(0, &x));
+	held = x.ctrl;
+	flow_masked = held & 1;
+	ret = ims("change_pasid 0 99");
+	ASSERT_EQ(0, ims("hold_handlers 0"));
+	/* CPU 0 leaves the handler, unmasks and runs it again for the second. */
+	EXPECT_EQ(0, wait_fired(0, 2, &x));
+	TH_LOG("ctrl %#lx while held (%s), %#lx after", held,
+	       flow_masked ? "masked by the flow" : "not masked", x.ctrl);
+	EXPECT_EQ(-EBUSY, ret) TH_LOG("change_pasid on a live interrupt");
+	EXPECT_EQ(PASID, x.ctrl >> 12);
+	EXPECT_EQ(0, x.ctrl & 5);	/* unmasked, nothing pending */
+	EXPECT_EQ(2, x.fired);
+	if (riscv) {
+		EXPECT_TRUE(flow_masked) TH_LOG("the window was not reached: the second edge did not mask");
+	}
+	EXPECT_EQ(0, ims("submit 0 %d", PASID));
+	EXPECT_EQ(0, wait_fired(0, 3, &x));
+}
+
+struct submission {
+	int slot, pasid, ret;
+};
+
+static void *submit_thread(void *arg)
+{
+	struct submission *s = arg;
+
+	s->ret = ims("submit %d %d", s->slot, s->pasid);
+	return NULL;
+}
+
+/*
+ * The device model checks a submission's PASID against the slot and sends
+ * the slot's message: both must be of one reading of the slot. The
+ * submission is made to wait after its reading (submit_delay) while the
+ * driver frees the interrupt and allocates the slot again for another
+ * PASID: the new interrupt must not fire for the old PASID's completion,
+ * which either reached the old interrupt or was refused.
+ */
+TEST_F(ims, submission_sends_the_slot_it_checked)
+{
+	struct submission s = { .slot = 0, .pasid = PASID };
+	long submitted = ims_counter("submitted"), sent, invalid;
+	struct slot x;
+	pthread_t t;
+
+	ASSERT_EQ(0, ims("alloc 1"));
+	sent = ims_counter("sent");
+	invalid = ims_counter("invalid_handle");
+	ASSERT_EQ(0, ims("submit_delay 300"));
+	ASSERT_EQ(0, pthread_create(&t, NULL, submit_thread, &s));
+	for (int i = 0; i < 200 && ims_counter("submitted") == submitted; i++)
+		usleep(1000);
+	usleep(50000);	/* past its reading of the slot, asleep */
+	EXPECT_EQ(0, ims("free 0"));
+	EXPECT_EQ(0, ims("pasid 7"));
+	EXPECT_EQ(0, ims("alloc 1"));
+	pthread_join(t, NULL);
+	usleep(50000);
+	ASSERT_EQ(0, ims_slot(0, &x));
+	EXPECT_EQ(7, x.ctrl >> 12);
+	EXPECT_EQ(0, x.fired) TH_LOG("PASID %#x's completion raised the interrupt allocated for PASID 7", PASID);
+	/* Sent to the interrupt it was checked against, or refused. */
+	if (s.ret) {
+		EXPECT_EQ(-EINVAL, s.ret);
+		EXPECT_EQ(invalid + 1, ims_counter("invalid_handle"));
+	} else {
+		EXPECT_EQ(sent + 1, ims_counter("sent"));
+	}
+	EXPECT_EQ(0, ims("submit 0 7"));
+	EXPECT_EQ(0, wait_fired(0, 1, &x));
 }
 
 /* Freeing everything and allocating again reuses the slots and works. */

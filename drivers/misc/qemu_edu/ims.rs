@@ -37,12 +37,12 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    time::{Instant, Monotonic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 use crate::{
     edu::Edu,
-    slots::{SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
+    slots::{Slot, SlotChip, SlotEvents, Storage, CTRL_MASK, CTRL_PENDING},
 };
 
 /// DSA's completion status for an invalid interrupt handle.
@@ -50,16 +50,40 @@ pub(crate) const INVALID_HANDLE: u32 = 0x19;
 /// The most slots a store may have (DSA's IMS is 2048; twice that here).
 pub(crate) const MAX_SLOTS: u32 = 8192;
 
+/// The longest a handler is held (`hold_handlers 1`): a window widened
+/// for tests, bounded so that a test that dies cannot leave a CPU spinning
+/// in hard interrupt context.
+const HOLD_MAX: Delta = Delta::from_secs(2);
+/// The longest delay a submission takes between its reading of the slot
+/// and its use of it (`submit_delay`), another window widened for tests.
+const SUBMIT_DELAY_MAX_MS: u32 = 1000;
+
 /// What the device saw of its slots' interrupts.
 pub(crate) struct ImsEvents {
     /// Interrupts handled, per slot.
     fired: KVec<Atomic<u32>>,
+    /// Nonzero: every handler, once it has counted itself, spins until it
+    /// is cleared (at most [`HOLD_MAX`]), so that a test can act while an
+    /// interrupt is in progress (debugfs `hold_handlers`).
+    hold: Atomic<u32>,
+    /// Messages held back while masked that the device sent on unmask.
+    sent_on_unmask: Atomic<u64>,
 }
 
 impl SlotEvents for ImsEvents {
+    fn sent_on_unmask(&self, _slot: u32) {
+        self.sent_on_unmask.fetch_add(1, Relaxed);
+    }
+
     fn fired(&self, slot: u32) -> IrqReturn {
         if let Some(c) = self.fired.get(slot as usize) {
             c.fetch_add(1, Relaxed);
+        }
+        if self.hold.load(Relaxed) != 0 {
+            let start = Instant::<Monotonic>::now();
+            while self.hold.load(Relaxed) != 0 && start.elapsed() < HOLD_MAX {
+                core::hint::spin_loop();
+            }
         }
         IrqReturn::Handled
     }
@@ -97,6 +121,17 @@ impl Counters {
     }
 }
 
+/// What the device makes of a submission, on one reading of its slot.
+enum Completion {
+    /// Not an enabled slot with the submission's PASID: DSA's
+    /// invalid-handle status, no interrupt.
+    Invalid,
+    /// Masked: the slot's pending bit is set.
+    Pended,
+    /// The message of the slot as read goes out.
+    Send(Slot),
+}
+
 /// edu's IMS: its domain, created at probe, and the model's counters.
 #[pin_data]
 pub(crate) struct EduIms {
@@ -109,6 +144,15 @@ pub(crate) struct EduIms {
     #[pin]
     iommufd: Mutex<Option<Devres<Binding>>>,
     counters: Counters,
+    /// Held by the device model from its reading of a slot until the
+    /// write it decided on is out, and by the driver's frees: an
+    /// interrupt is freed with no completion in flight to it.
+    #[pin]
+    inflight: Mutex<()>,
+    /// Milliseconds the next submission sleeps between its read of the
+    /// slot and its use of what it read (debugfs `submit_delay`), taken by
+    /// that submission.
+    submit_delay_ms: Atomic<u32>,
 }
 
 impl EduIms {
@@ -132,12 +176,19 @@ impl EduIms {
         for _ in 0..slots {
             fired.push(Atomic::new(0), GFP_KERNEL)?;
         }
-        let chip = Arc::pin_init(SlotChip::new(storage, ImsEvents { fired }), GFP_KERNEL)?;
+        let events = ImsEvents {
+            fired,
+            hold: Atomic::new(0),
+            sent_on_unmask: Atomic::new(0),
+        };
+        let chip = Arc::pin_init(SlotChip::new(storage, events), GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             msi_cap,
             domain <- ImsDomain::new(pdev, slots, c"qemu_edu-ims", chip),
             iommufd <- new_mutex!(None, "EduIms::iommufd"),
+            inflight <- new_mutex!((), "EduIms::inflight"),
             counters: Counters::new(),
+            submit_delay_ms: Atomic::new(0),
         }))
     }
 
@@ -171,8 +222,9 @@ impl EduIms {
         Ok(())
     }
 
-    /// `free all`
+    /// `free all`, once no completion is in flight (see [`EduIms::free`]).
     fn free_all(&self) {
+        let _inflight = self.inflight.lock();
         let start = Instant::<Monotonic>::now();
         let n = self.domain.free_all();
         // CAST: as above.
@@ -184,40 +236,56 @@ impl EduIms {
 
     /// `submit SLOT PASID`: a completion with that handle and PASID; the
     /// model's device checks the slot and sends, pends or refuses.
+    ///
+    /// The device reads the slot once ([`SlotChip::access`]) and decides
+    /// on that reading: refused unless enabled with this PASID, pending if
+    /// masked (set in the same access, so an unmask sees it), otherwise the
+    /// message it read is sent, not the slot as it is by the time the
+    /// write goes out. Until then the completion is in flight: `inflight`
+    /// is held, and the driver frees no interrupt meanwhile.
     fn submit(&self, edu: &Edu, slot: u32, pasid: u32) -> Result {
         self.counters.submitted.fetch_add(1, Relaxed);
-        let chip = self.domain.chip();
-        if !chip
-            .storage
-            .read(slot)
-            .is_some_and(|s| s.enabled() && s.pasid() == Some(pasid))
-        {
-            self.counters.invalid.fetch_add(1, Relaxed);
-            self.counters.last_status.store(INVALID_HANDLE, Relaxed);
-            return Err(EINVAL);
-        }
-        // Masked: pending, under the chip's lock so an unmask sees it.
-        let old = chip
-            .update_ctrl(slot, |c| {
-                if c & CTRL_MASK != 0 {
-                    c | CTRL_PENDING
-                } else {
-                    c
-                }
-            })
-            .ok_or(EINVAL)?;
+        let _inflight = self.inflight.lock();
+        let decision = self.domain.chip().access(slot, |s| {
+            if !(s.enabled() && s.pasid() == Some(pasid)) {
+                Completion::Invalid
+            } else if s.ctrl & CTRL_MASK != 0 {
+                s.ctrl |= CTRL_PENDING;
+                Completion::Pended
+            } else {
+                Completion::Send(*s)
+            }
+        });
+        let read = match decision.unwrap_or(Completion::Invalid) {
+            Completion::Invalid => {
+                self.counters.invalid.fetch_add(1, Relaxed);
+                self.counters.last_status.store(INVALID_HANDLE, Relaxed);
+                return Err(EINVAL);
+            }
+            Completion::Pended => {
+                self.counters.last_status.store(0, Relaxed);
+                self.counters.pended.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            Completion::Send(read) => read,
+        };
         self.counters.last_status.store(0, Relaxed);
-        if old & CTRL_MASK != 0 {
-            self.counters.pended.fetch_add(1, Relaxed);
-            return Ok(());
-        }
-        self.send(edu, slot)
+        self.widen();
+        self.send(edu, &read)
     }
 
-    /// The device writes `slot`'s message: as its MSI, or, with `ims_dma`,
-    /// with its DMA engine.
-    fn send(&self, edu: &Edu, slot: u32) -> Result {
-        let s = self.domain.chip().storage.read(slot).ok_or(EINVAL)?;
+    /// Sleeps for the submission delay set with `submit_delay`, if any,
+    /// and clears it.
+    fn widen(&self) {
+        let ms = self.submit_delay_ms.xchg(0, Relaxed);
+        if ms != 0 {
+            fsleep(Delta::from_millis(i64::from(ms)));
+        }
+    }
+
+    /// The device writes the message of `s`, a slot as it read it: as its
+    /// MSI, or, with `ims_dma`, with its DMA engine.
+    fn send(&self, edu: &Edu, s: &Slot) -> Result {
         if crate::module_parameters::ims_dma.value() {
             edu.dma_message(s.address, s.data)?;
         } else {
@@ -228,19 +296,11 @@ impl EduIms {
         Ok(())
     }
 
-    /// `unmask SLOT`; then the device sends what was pending, and clears
-    /// the pending bit.
-    fn unmask(&self, edu: &Edu, slot: u32) -> Result {
-        self.domain.unmask(slot)?;
-        let old = self
-            .domain
-            .chip()
-            .update_ctrl(slot, |c| c & !CTRL_PENDING)
-            .ok_or(EINVAL)?;
-        if old & CTRL_PENDING != 0 {
-            self.send(edu, slot)?;
-        }
-        Ok(())
+    /// `free SLOT`: the driver frees the interrupt once no completion is
+    /// in flight to it (a DSA driver drains its work queues first).
+    fn free(&self, slot: u32) -> Result {
+        let _inflight = self.inflight.lock();
+        self.domain.free(slot)
     }
 
     /// `iommufd FD PT`: hands the device to the iommufd context of the
@@ -289,7 +349,7 @@ impl EduIms {
                 }
                 s => {
                     let slot = s.parse().map_err(|_| EINVAL)?;
-                    self.domain.free(slot)
+                    self.free(slot)
                 }
             },
             "submit" => {
@@ -300,9 +360,12 @@ impl EduIms {
                 let slot = num()?;
                 self.domain.mask(slot)
             }
+            // The device sends what it held back while masked as the chip
+            // is unmasked (`SlotChip`'s `unmask`), however the IRQ core
+            // came to unmask it.
             "unmask" => {
                 let slot = num()?;
-                self.unmask(edu, slot)
+                self.domain.unmask(slot)
             }
             "iommufd" => match w.next().ok_or(EINVAL)? {
                 "off" => self.iommufd(None),
@@ -312,6 +375,19 @@ impl EduIms {
                     self.iommufd(Some((fd, pt)))
                 }
             },
+            "hold_handlers" => {
+                let on = num()?;
+                self.domain.chip().events.hold.store(on, Relaxed);
+                Ok(())
+            }
+            "submit_delay" => {
+                let ms = num()?;
+                if ms > SUBMIT_DELAY_MAX_MS {
+                    return Err(EINVAL);
+                }
+                self.submit_delay_ms.store(ms, Relaxed);
+                Ok(())
+            }
             "change_pasid" => {
                 let (slot, pasid) = (num()?, num()?);
                 self.domain.change_pasid(slot, pasid)
@@ -331,6 +407,11 @@ impl EduIms {
         writeln!(f, "submitted {}", c.submitted.load(Relaxed))?;
         writeln!(f, "sent {}", c.sent.load(Relaxed))?;
         writeln!(f, "pended {}", c.pended.load(Relaxed))?;
+        writeln!(
+            f,
+            "sent_on_unmask {}",
+            self.domain.chip().events.sent_on_unmask.load(Relaxed)
+        )?;
         writeln!(f, "invalid_handle {}", c.invalid.load(Relaxed))?;
         writeln!(f, "last_status {:#x}", c.last_status.load(Relaxed))?;
         writeln!(

@@ -168,13 +168,12 @@ impl Storage {
         self.write_word(i + 2, msg.data);
     }
 
-    /// Changes slot `slot`'s control word with `f`; returns the old one.
-    /// Callers serialise (see [`SlotChip`]).
-    fn update_ctrl(&self, slot: u32, f: impl FnOnce(u32) -> u32) -> u32 {
+    /// Changes slot `slot`'s control word with `f`. Callers serialise
+    /// (see [`SlotChip`]).
+    fn update_ctrl(&self, slot: u32, f: impl FnOnce(u32) -> u32) {
         let i = 4 * slot as usize + 3;
         let old = self.read_word(i);
         self.write_word(i, f(old));
-        old
     }
 }
 
@@ -195,45 +194,64 @@ fn kernel_dma_write(q: &Coherent<[u32]>, i: usize, val: u32) {
 pub(crate) trait SlotEvents: Send + Sync + 'static {
     /// The interrupt of `slot` fired (hard interrupt context).
     fn fired(&self, slot: u32) -> IrqReturn;
+    /// The device sent `slot`'s message held back while it was masked, on
+    /// its unmask (atomic context).
+    fn sent_on_unmask(&self, _slot: u32) {}
 }
 
 /// The [`ImsChip`] of slots in a [`Storage`].
 ///
-/// Control words change under `ctrl`, since both the chip (the IRQ core
-/// serialises it per interrupt) and the device (setting pending bits)
-/// change them; messages are written by the chip alone.
+/// Every write to a slot, the chip's and the device's, is made under
+/// `lock`, and the device reads a slot under it too ([`SlotChip::access`]):
+/// the chip (the IRQ core serialises it per interrupt, not against the
+/// device) writes messages and control words, and the device sets and
+/// clears pending bits. So the device sees each slot in one piece, as the
+/// chip left it, never a message or a control word half written.
 #[pin_data]
 pub(crate) struct SlotChip<E: SlotEvents> {
     /// The slots.
     pub storage: Storage,
     /// The driver's events.
     pub events: E,
-    /// Serialises read-modify-writes of control words; taken in chip
-    /// callbacks under descriptor locks, hence raw and with interrupts off.
+    /// Serialises writes to slots and the device's readings of them; taken
+    /// in chip callbacks under descriptor locks, hence raw and with
+    /// interrupts off.
     #[pin]
-    ctrl: RawSpinLockIrq<()>,
+    lock: RawSpinLockIrq<()>,
 }
 
 impl<E: SlotEvents> SlotChip<E> {
     /// A chip for the slots of `storage`, reporting to `events`.
     pub(crate) fn new(storage: Storage, events: E) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self { storage, events, ctrl <- new_raw_spinlock_irq!((), "SlotChip::ctrl") })
+        try_pin_init!(Self { storage, events, lock <- new_raw_spinlock_irq!((), "SlotChip::lock") })
     }
 
-    /// Changes `slot`'s control word with `f` under the lock; returns the
-    /// old word. For the device side (pending bits); `None` beyond the
-    /// storage.
-    pub(crate) fn update_ctrl(&self, slot: u32, f: impl FnOnce(u32) -> u32) -> Option<u32> {
-        if slot >= self.storage.slots() {
-            return None;
+    /// The device's access to `slot`: one reading of the whole slot under
+    /// the lock, given to `f`, which may change its control word (pending
+    /// bits); the word is written back before the lock is released.
+    /// Whatever `f` decides is decided on that one reading. `None` beyond
+    /// the storage.
+    pub(crate) fn access<R>(&self, slot: u32, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let _g = self.lock.lock();
+        let mut s = self.storage.read(slot)?;
+        let ctrl = s.ctrl;
+        let r = f(&mut s);
+        if s.ctrl != ctrl {
+            self.storage.update_ctrl(slot, |_| s.ctrl);
         }
-        let _g = self.ctrl.lock();
-        Some(self.storage.update_ctrl(slot, f))
+        Some(r)
+    }
+
+    /// Changes `slot`'s control word with `f` under the lock.
+    fn update_ctrl(&self, slot: u32, f: impl FnOnce(u32) -> u32) {
+        let _g = self.lock.lock();
+        self.storage.update_ctrl(slot, f);
     }
 }
 
 impl<E: SlotEvents> ImsChip for SlotChip<E> {
     fn write_msg(&self, slot: u32, msg: MsiMsg) {
+        let _g = self.lock.lock();
         self.storage.write_msg(slot, msg);
     }
 
@@ -241,9 +259,20 @@ impl<E: SlotEvents> ImsChip for SlotChip<E> {
         self.update_ctrl(slot, |c| c | CTRL_MASK);
     }
 
-    fn unmask(&self, slot: u32) {
-        // The pending bit is the device's: it sends and clears it.
-        self.update_ctrl(slot, |c| c & !CTRL_MASK);
+    fn unmask(&self, slot: u32) -> bool {
+        // The device sends what it held back while masked, as DSA does: the
+        // pending bit goes, and the IMS chip retriggers the interrupt.
+        let due = self.access(slot, |s| {
+            s.ctrl &= !CTRL_MASK;
+            let due = s.ctrl & CTRL_PENDING != 0 && s.enabled();
+            s.ctrl &= !CTRL_PENDING;
+            due
+        });
+        if due == Some(true) {
+            self.events.sent_on_unmask(slot);
+            return true;
+        }
+        false
     }
 
     fn startup(&self, slot: u32, pasid: u32) {
@@ -254,7 +283,8 @@ impl<E: SlotEvents> ImsChip for SlotChip<E> {
     }
 
     fn shutdown(&self, slot: u32) {
-        self.update_ctrl(slot, |_| CTRL_MASK);
+        let _g = self.lock.lock();
+        self.storage.update_ctrl(slot, |_| CTRL_MASK);
         self.storage.write_msg(
             slot,
             MsiMsg {

@@ -19,7 +19,8 @@
 //! instance cookie, not in a side channel; the chip programs it when the
 //! interrupt starts up and clears it at shutdown. Changing it afterwards
 //! ([`ImsDomain::change_pasid`]) is only allowed while the interrupt is
-//! masked, so no message can leave the slot half changed.
+//! disabled and masked, read and changed under its descriptor lock, so no
+//! message can leave the slot half changed.
 //!
 //! C headers: [`include/linux/msi.h`](srctree/include/linux/msi.h),
 //! [`include/linux/pci.h`](srctree/include/linux/pci.h)
@@ -34,7 +35,7 @@ use crate::{
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
 };
-use core::{ffi::c_void, ptr};
+use core::{ffi::c_void, marker::PhantomData, ptr, ptr::NonNull};
 
 /// What a driver's interrupt message store does (see the module
 /// documentation). Slots are numbered from 0 to the domain's size.
@@ -67,9 +68,10 @@ use core::{ffi::c_void, ptr};
 ///         let c = &self.ctrl[slot as usize];
 ///         c.store(c.load(Relaxed) | 1, Relaxed);
 ///     }
-///     fn unmask(&self, slot: u32) {
+///     fn unmask(&self, slot: u32) -> bool {
 ///         let c = &self.ctrl[slot as usize];
 ///         c.store(c.load(Relaxed) & !1, Relaxed);
+///         false
 ///     }
 ///     fn startup(&self, slot: u32, pasid: u32) {
 ///         self.ctrl[slot as usize].store(pasid << 12 | 2, Relaxed);
@@ -104,25 +106,29 @@ use core::{ffi::c_void, ptr};
 /// # Ok::<(), Error>(())
 /// ```
 ///
-/// [`ImsChip::write_msg`], [`ImsChip::mask`] and [`ImsChip::unmask`] may be
-/// called in atomic context (with the interrupt's descriptor lock held, for
-/// affinity changes too) and must not sleep; so must [`ImsChip::handle`],
-/// which runs in hard interrupt context.
+/// [`ImsChip::write_msg`], [`ImsChip::mask`], [`ImsChip::unmask`] and
+/// [`ImsChip::set_pasid`] may be called in atomic context (with the
+/// interrupt's descriptor lock held, for affinity changes too) and must not
+/// sleep; so must [`ImsChip::handle`], which runs in hard interrupt context.
 pub trait ImsChip: Send + Sync + 'static {
     /// Writes the message of `slot` (the parent composed it; it changes with
     /// the interrupt's affinity).
     fn write_msg(&self, slot: u32, msg: MsiMsg);
     /// Masks `slot`: the device must not send its message.
     fn mask(&self, slot: u32);
-    /// Unmasks `slot`.
-    fn unmask(&self, slot: u32);
+    /// Unmasks `slot`; returns whether the slot held a message back while
+    /// masked, which the device sends now (the interrupt is then
+    /// retriggered where its message points: `irq_chip_retrigger_hierarchy()`).
+    fn unmask(&self, slot: u32) -> bool;
     /// The interrupt of `slot` starts: programs the PASID its writes carry
     /// and enables the slot (the message was written before).
     fn startup(&self, slot: u32, pasid: u32);
     /// The interrupt of `slot` shuts down: clears the slot (message, PASID,
     /// enable).
     fn shutdown(&self, slot: u32);
-    /// Reprograms the PASID of `slot`, which is masked.
+    /// Reprograms the PASID of `slot`, whose interrupt is disabled and
+    /// masked; called with the interrupt's descriptor lock held, so it
+    /// must not sleep either.
     fn set_pasid(&self, slot: u32, pasid: u32);
     /// The interrupt of `slot` fired.
     fn handle(&self, slot: u32) -> IrqReturn;
@@ -132,6 +138,13 @@ pub trait ImsChip: Send + Sync + 'static {
 pub const PASID_MAX: u32 = (1 << 20) - 1;
 
 /// An allocated IMS interrupt and the handler requested on it.
+///
+/// # Invariants
+///
+/// `virq` is an interrupt allocated in the domain, with a handler whose
+/// `dev_id` is `cookie`, from its creation in [`ImsDomain::alloc`] until
+/// [`Inner::free_vector`] consumes it: whoever holds a `&Vector` outside
+/// that function holds an allocated interrupt.
 struct Vector {
     virq: u32,
     /// Masked through [`ImsDomain::mask`].
@@ -143,6 +156,88 @@ struct Vector {
 struct HandlerCookie {
     chip: *const c_void,
     slot: u32,
+}
+
+/// The descriptor of an allocated IMS interrupt, with its lock held.
+///
+/// The IRQ core changes an interrupt's state (started, disabled, masked)
+/// and calls its chip's callbacks under the descriptor's lock
+/// (`desc->lock`; an IMS chip has no bus lock), so what is read and
+/// written under a `LockedDesc` is consistent with every such change.
+///
+/// # Invariants
+///
+/// `desc` is the descriptor of an interrupt that stays allocated while
+/// `'a` lasts (the [`Vector`] it was locked through is borrowed for
+/// `'a`). Its lock is held, taken with `raw_spin_lock_irqsave()`, which
+/// saved `flags`.
+struct LockedDesc<'a> {
+    desc: NonNull<bindings::irq_desc>,
+    flags: crate::ffi::c_ulong,
+    _vector: PhantomData<&'a Vector>,
+}
+
+impl<'a> LockedDesc<'a> {
+    /// Locks the descriptor of `vec`'s interrupt; spins, with interrupts
+    /// off until the guard is dropped.
+    fn lock(vec: &'a Vector) -> Result<Self> {
+        // SAFETY: `vec.virq` is allocated (type invariant of `Vector`).
+        let desc = NonNull::new(unsafe { bindings::irq_to_desc(vec.virq) }).ok_or(ENOENT)?;
+        // SAFETY: The descriptor lives while its interrupt is allocated,
+        // for `'a`; its lock is a raw spinlock initialised with it.
+        let flags = unsafe { bindings::raw_spin_lock_irqsave(&raw mut (*desc.as_ptr()).lock) };
+        // INVARIANT: locked just above; `vec` is borrowed for `'a`.
+        Ok(Self {
+            desc,
+            flags,
+            _vector: PhantomData,
+        })
+    }
+
+    fn irq_data(&self) -> *mut bindings::irq_data {
+        // SAFETY: `desc` is live (type invariant); this only takes the
+        // address of a field.
+        unsafe { &raw mut (*self.desc.as_ptr()).irq_data }
+    }
+
+    /// Whether the interrupt is disabled: `disable_irq()` without its
+    /// `enable_irq()` yet, or shut down. The core sets and clears this
+    /// under the lock only (`irq_disable()`, `irq_enable()`,
+    /// `irq_startup()`, `irq_shutdown()`), and no flow handler unmasks a
+    /// disabled interrupt.
+    fn disabled(&self) -> bool {
+        // SAFETY: The interrupt's top-level data, live (type invariant).
+        unsafe { bindings::irqd_irq_disabled(self.irq_data()) }
+    }
+
+    /// Whether the interrupt is masked at its chip: by its driver
+    /// (through `disable_irq()` with `IRQ_DISABLE_UNLAZY`) or, for a
+    /// moment, by a flow handler.
+    fn masked(&self) -> bool {
+        // SAFETY: As in `disabled`.
+        unsafe { bindings::irqd_irq_masked(self.irq_data()) }
+    }
+
+    /// Sets the instance cookie of the interrupt's MSI descriptor, which
+    /// the chip's startup reads under this lock.
+    fn set_icookie(&mut self, value: u64) {
+        // SAFETY: The interrupt is allocated in an MSI domain, so it has an
+        // MSI descriptor, freed only with the interrupt (type invariant);
+        // its data is written under the descriptor lock, which we hold.
+        unsafe {
+            let desc = (*(*self.irq_data()).common).msi_desc;
+            (*desc).__bindgen_anon_1.data.icookie.value = value;
+        }
+    }
+}
+
+impl Drop for LockedDesc<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Locked with these flags and live (type invariant).
+        unsafe {
+            bindings::raw_spin_unlock_irqrestore(&raw mut (*self.desc.as_ptr()).lock, self.flags)
+        };
+    }
 }
 
 /// The IMS domain of a bound PCI device and the interrupts allocated in it.
@@ -544,30 +639,34 @@ impl<T: ImsChip> ImsDomain<T> {
         Ok(())
     }
 
-    /// Changes the PASID of `slot`'s interrupt, which must be masked
-    /// (`disable_irq`): `EBUSY` otherwise, `ENOENT` if there is none.
+    /// Changes the PASID of `slot`'s interrupt, which must be masked by
+    /// [`ImsDomain::mask`] (disabled): `EBUSY` otherwise, `ENOENT` if there
+    /// is none.
+    ///
+    /// The rule (no message leaves the slot with its PASID half changed)
+    /// holds by this invariant: the PASID is written only while the
+    /// interrupt is *disabled and masked*, both read under its descriptor
+    /// lock, with the descriptor's cookie and the slot written under that
+    /// same lock. A disabled interrupt stays masked until `enable_irq()`,
+    /// which takes the lock: `handle_edge_irq()` unmasks a pending
+    /// interrupt only if it is not disabled, `handle_fasteoi_irq()` the
+    /// same (`cond_unmask_eoi_irq()`), and a disabled interrupt that
+    /// arrives is left masked (`kernel/irq/chip.c`). Masked alone is not
+    /// enough: when an interrupt arrives on one CPU while it is in
+    /// progress on another, `handle_edge_irq()` masks it and marks it
+    /// pending, and the other CPU unmasks it and runs its handler again.
+    /// It is live all along, and its PASID must not change.
     pub fn change_pasid(&self, slot: u32, pasid: u32) -> Result {
         if pasid > PASID_MAX {
             return Err(EINVAL);
         }
         let mut v = self.inner.vectors.lock();
-        let virq = slot_entry(&mut v, slot)?.as_ref().ok_or(ENOENT)?.virq;
-        // SAFETY: `virq` is allocated (we hold the lock that frees it).
-        let d = unsafe { bindings::irq_get_irq_data(virq) };
-        if d.is_null() {
-            return Err(ENOENT);
+        let vec = slot_entry(&mut v, slot)?.as_ref().ok_or(ENOENT)?;
+        let mut desc = LockedDesc::lock(vec)?;
+        if !(desc.disabled() && desc.masked()) {
+            return Err(EBUSY);
         }
-        // SAFETY: `d` is the interrupt's top-level data, with an MSI
-        // descriptor (allocated in an MSI domain); the descriptor is only
-        // freed with the interrupt. Only the chip's startup reads the
-        // cookie, from `request_irq()` in `alloc`, under the lock held here.
-        unsafe {
-            if !bindings::irqd_irq_masked(d) {
-                return Err(EBUSY);
-            }
-            let desc = (*(*d).common).msi_desc;
-            (*desc).__bindgen_anon_1.data.icookie.value = u64::from(pasid);
-        }
+        desc.set_icookie(u64::from(pasid));
         self.inner.chip.set_pasid(slot, pasid);
         Ok(())
     }
@@ -636,13 +735,25 @@ impl<T: ImsChip> ImsDomain<T> {
         let (chip, slot, _) = unsafe { Self::parts(d) };
         // SAFETY: As in `mask_callback`.
         unsafe { bindings::irq_chip_unmask_parent(d) };
-        chip.unmask(slot);
+        if chip.unmask(slot) {
+            // The device sends what it held back: the interrupt arrives
+            // where the slot's message points, as a retrigger makes it.
+            // The IRQ core masks an interrupt on its own (the edge flow
+            // while a handler is in progress, moves off a dying CPU), so
+            // such a message would otherwise wait for the next one.
+            // SAFETY: `d` is ours, with an MSI parent, under the
+            // descriptor lock as `check_irq_resend()` calls it.
+            unsafe { bindings::irq_chip_retrigger_hierarchy(d) };
+        }
     }
 
     extern "C" fn startup_callback(d: *mut bindings::irq_data) -> u32 {
         // SAFETY: As in `write_msg_callback`.
         let (chip, slot, desc) = unsafe { Self::parts(d) };
-        // SAFETY: The cookie was set at allocation from the device's PASID.
+        // SAFETY: The descriptor exists (as above). Its cookie was set at
+        // allocation from the device's PASID, and is changed only by
+        // `change_pasid` under the descriptor lock, which the core holds
+        // around startup.
         // CAST: PASIDs are 20 bits (checked when set).
         let pasid = unsafe { (*desc).__bindgen_anon_1.data.icookie.value } as u32;
         chip.startup(slot, pasid);
