@@ -335,12 +335,43 @@ pub trait Remap: Send + Sync + 'static {
     }
 }
 
-/// The name of the remapping domains' chips; its address tells them apart
-/// from every other chip. A static of its own, not a literal, so that every
-/// crate's chips point at this one copy (public so that it is exported to
-/// the modules whose chips name it).
+/// The name of the remapping domains' chip of interrupts stacked on the
+/// parent. Its address tells the chip apart from every other chip, the
+/// chip's own address cannot: the chips are associated `const`s of a
+/// generic impl (which cannot have a `static`), and Rust does not promise a
+/// `const` one address (each use may make a copy of its own). A static has
+/// one, which every crate's chips point at (public so that it is exported
+/// to the modules whose chips name it).
 #[doc(hidden)]
 pub static REMAP_CHIP_NAME: [u8; 9] = *b"IOMMU-IR\0";
+
+/// The name of the remapping domains' chip of interrupts that end at the
+/// domain ([`Remap::owns_vectors`]): the same text, its own address, which
+/// tells the two chips apart (see [`REMAP_CHIP_NAME`]).
+#[doc(hidden)]
+pub static REMAP_OWNED_CHIP_NAME: [u8; 9] = *b"IOMMU-IR\0";
+
+/// Whether `chip` is a remapping domain's chip, and which: `Some(true)` for
+/// the chip of interrupts that end at the domain, `Some(false)` for the
+/// chip of interrupts stacked on the parent, `None` for any other chip.
+///
+/// # Safety
+///
+/// `chip` is NULL or points to a valid `irq_chip`.
+unsafe fn remap_chip_kind(chip: *const bindings::irq_chip) -> Option<bool> {
+    if chip.is_null() {
+        return None;
+    }
+    // SAFETY: `chip` is valid (the caller's promise).
+    let name = unsafe { (*chip).name };
+    if ptr::eq(name, REMAP_OWNED_CHIP_NAME.as_ptr().cast()) {
+        Some(true)
+    } else if ptr::eq(name, REMAP_CHIP_NAME.as_ptr().cast()) {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Whether `irq_set_vcpu_affinity(irq, ..)` reaches a remapping domain's
 /// chip: the first chip from the top of `irq`'s hierarchy that implements
@@ -363,7 +394,7 @@ unsafe fn vcpu_affinity_is_remapped(irq: u32) -> bool {
             if !chip.is_null() {
                 match (*chip).irq_set_vcpu_affinity {
                     Some(f) if f as usize == forward as usize => {}
-                    Some(_) => return ptr::eq((*chip).name, REMAP_CHIP_NAME.as_ptr().cast()),
+                    Some(_) => return remap_chip_kind(chip).is_some(),
                     None => {}
                 }
             }
@@ -622,7 +653,7 @@ impl<T: Remap> RemapDomain<T> {
 
     /// The chip of interrupts that end at the domain.
     const OWN_CHIP: bindings::irq_chip = bindings::irq_chip {
-        name: REMAP_CHIP_NAME.as_ptr().cast(),
+        name: REMAP_OWNED_CHIP_NAME.as_ptr().cast(),
         irq_ack: Some(Self::ack_owned_callback),
         irq_mask: Some(Self::mask_callback),
         irq_unmask: Some(Self::unmask_callback),
@@ -851,9 +882,9 @@ impl<T: Remap> RemapDomain<T> {
         for i in 0..nr {
             // SAFETY: `virq + i` is an interrupt of ours.
             let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
-            // SAFETY: `data` is valid for the call.
-            let (cd, chip) = unsafe { ((*data).chip_data, (*data).chip) };
-            owned |= ptr::eq(chip, &Self::OWN_CHIP);
+            // SAFETY: `data` is valid for the call; its chip is NULL or valid.
+            let (cd, kind) = unsafe { ((*data).chip_data, remap_chip_kind((*data).chip)) };
+            owned |= kind == Some(true);
             if !cd.is_null() {
                 // SAFETY: By the type invariant a non-NULL chip data is our box.
                 let irq = unsafe { KBox::from_raw(cd.cast::<T::Irq>()) };
