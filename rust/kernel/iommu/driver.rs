@@ -102,7 +102,9 @@ use crate::{
     types::Opaque,
 };
 use core::{
+    any::TypeId,
     marker::{PhantomData, PhantomPinned},
+    mem::offset_of,
     ptr,
 };
 
@@ -362,17 +364,38 @@ struct Domain<D> {
     inner: D,
 }
 
+/// The sysfs attribute groups of every IOMMU a [`Registration`] registers:
+/// none (the list holds only its terminating NULL). What matters is its
+/// address, the one thing the core stores for us besides the operations:
+/// a `static` has one address (a `const` may have one per use, and a
+/// generic `Registration<T>` cannot have a `static`), so an `iommu_device`
+/// whose class device carries it was registered by this abstraction.
+struct Groups([*const bindings::attribute_group; 1]);
+
+// SAFETY: The list is never written, by us or by the driver core.
+unsafe impl Sync for Groups {}
+
+static REGISTRATION_GROUPS: Groups = Groups([ptr::null()]);
+
 /// A registered IOMMU, living at most as long as the binding of its
 /// hardware device (`'a`), as [`crate::irq::Registration`] does.
+///
+/// The layout is C's and starts, for every `T`, with the same two fields:
+/// `raw` at offset 0, then `type_id`; so once an `iommu_device` is known to
+/// be the `raw` of some registration ([`REGISTRATION_GROUPS`]), its
+/// `type_id` can be read to tell whether it is one of `T`.
 ///
 /// # Invariants
 ///
 /// While the registration lives, `raw` is registered with the IOMMU core
-/// (and in sysfs) with the operations of `T`.
+/// (and in sysfs, with [`REGISTRATION_GROUPS`]) with the operations of
+/// `T`, and `type_id` is `TypeId::of::<T>()`.
 #[pin_data(PinnedDrop)]
+#[repr(C)]
 pub struct Registration<'a, T: Driver> {
     #[pin]
     raw: Opaque<bindings::iommu_device>,
+    type_id: TypeId,
     #[pin]
     data: T,
     #[pin]
@@ -400,16 +423,20 @@ impl<'a, T: Driver> Registration<'a, T> {
     {
         try_pin_init!(&this in Self {
             raw: Opaque::zeroed(),
+            type_id: TypeId::of::<T>(),
             data <- data,
             _pin: PhantomPinned,
             _dev: PhantomData,
             _: {
                 // SAFETY: `this` is pinned and `raw` initialized (zeroed).
                 let raw = unsafe { Opaque::cast_into(ptr::addr_of!((*this.as_ptr()).raw)) };
-                // SAFETY: `raw` is a zeroed `iommu_device`, `parent` a bound device, and the
-                // format string takes exactly one string argument.
+                // The class device keeps the list's address: the core only reads through it.
+                let groups = REGISTRATION_GROUPS.0.as_ptr().cast_mut();
+                // SAFETY: `raw` is a zeroed `iommu_device`, `parent` a bound device, `groups` a
+                // NULL-terminated static list, and the format string takes exactly one string
+                // argument.
                 to_result(unsafe {
-                    bindings::iommu_device_sysfs_add(raw, parent.as_raw(), ptr::null_mut(), c"%s".as_char_ptr(), name.as_char_ptr())
+                    bindings::iommu_device_sysfs_add(raw, parent.as_raw(), groups, c"%s".as_char_ptr(), name.as_char_ptr())
                 })?;
                 // SAFETY: `raw` was set up for sysfs above; the ops table is static; `data`
                 // is initialized, so callbacks made during registration can use it.
@@ -475,6 +502,38 @@ impl<'a, T: Driver> Registration<'a, T> {
         ..unsafe { core::mem::zeroed() }
     };
 
+    /// Whether `iommu` is the `raw` of a `Registration<T>`: its class
+    /// device carries [`REGISTRATION_GROUPS`], so it is the `raw` of a
+    /// registration of some type, and that registration's `type_id` is
+    /// `T`'s. Not the address of [`Self::OPS`]: Rust does not promise a
+    /// `const` one address, and two uses may compare unequal.
+    ///
+    /// # Safety
+    ///
+    /// `iommu` is a registered `iommu_device`.
+    unsafe fn is_registration(iommu: *mut bindings::iommu_device) -> bool {
+        // SAFETY: `iommu` is registered (the caller's promise), so valid; its class device,
+        // when it has one, lives until it is unregistered.
+        let groups = unsafe {
+            let dev = (*iommu).dev;
+            if dev.is_null() {
+                return false;
+            }
+            (*dev).groups
+        };
+        if !ptr::eq(groups, REGISTRATION_GROUPS.0.as_ptr()) {
+            return false;
+        }
+        // `raw` is at offset 0 and `type_id` at the same offset in every `Registration<U>`
+        // (`#[repr(C)]`, the same two first fields).
+        let at = offset_of!(Self, type_id) - offset_of!(Self, raw);
+        // SAFETY: Only `Registration::new` hands `REGISTRATION_GROUPS` (private to this
+        // module) to the core, so `iommu` is the `raw` of a live `Registration<U>` for some
+        // `U`, whose `type_id` is at `at` and initialized before `raw` was registered.
+        let type_id = unsafe { iommu.cast::<u8>().add(at).cast::<TypeId>().read() };
+        type_id == TypeId::of::<T>()
+    }
+
     /// The master data the abstraction stored for `dev` at probe.
     ///
     /// # Safety
@@ -495,11 +554,12 @@ impl<'a, T: Driver> Registration<'a, T> {
         let (fwnode, num) = unsafe { ((*fwspec).iommu_fwnode, (*fwspec).num_ids) };
         // SAFETY: `fwnode` is a valid firmware node (or NULL, which finds nothing).
         let iommu = unsafe { bindings::iommu_device_from_fwnode(fwnode) };
-        // SAFETY: A registered `iommu_device` is valid while its driver is bound.
-        if iommu.is_null() || !ptr::eq(unsafe { (*iommu).ops }, &Self::OPS) {
+        // SAFETY: `iommu` is NULL or a registered `iommu_device`, valid while its driver is
+        // bound (the core probes devices under that driver's binding).
+        if iommu.is_null() || !unsafe { Self::is_registration(iommu) } {
             return ERR_PTR_ENODEV();
         }
-        // SAFETY: `iommu` has our ops, so it is the `raw` field of a `Registration<T>`.
+        // SAFETY: `iommu` is the `raw` field of a `Registration<T>` (checked just above).
         let reg: &Self = unsafe { &*crate::container_of!(Opaque::cast_from(iommu), Self, raw) };
         // SAFETY: `ids` has `num_ids` entries.
         let ids = unsafe { core::slice::from_raw_parts((*fwspec).ids.as_ptr(), num as usize) };

@@ -335,12 +335,43 @@ pub trait Remap: Send + Sync + 'static {
     }
 }
 
-/// The name of the remapping domains' chips; its address tells them apart
-/// from every other chip. A static of its own, not a literal, so that every
-/// crate's chips point at this one copy (public so that it is exported to
-/// the modules whose chips name it).
+/// The name of the remapping domains' chip of interrupts stacked on the
+/// parent. Its address tells the chip apart from every other chip, the
+/// chip's own address cannot: the chips are associated `const`s of a
+/// generic impl (which cannot have a `static`), and Rust does not promise a
+/// `const` one address (each use may make a copy of its own). A static has
+/// one, which every crate's chips point at (public so that it is exported
+/// to the modules whose chips name it).
 #[doc(hidden)]
 pub static REMAP_CHIP_NAME: [u8; 9] = *b"IOMMU-IR\0";
+
+/// The name of the remapping domains' chip of interrupts that end at the
+/// domain ([`Remap::owns_vectors`]): the same text, its own address, which
+/// tells the two chips apart (see [`REMAP_CHIP_NAME`]).
+#[doc(hidden)]
+pub static REMAP_OWNED_CHIP_NAME: [u8; 9] = *b"IOMMU-IR\0";
+
+/// Whether `chip` is a remapping domain's chip, and which: `Some(true)` for
+/// the chip of interrupts that end at the domain, `Some(false)` for the
+/// chip of interrupts stacked on the parent, `None` for any other chip.
+///
+/// # Safety
+///
+/// `chip` is NULL or points to a valid `irq_chip`.
+unsafe fn remap_chip_kind(chip: *const bindings::irq_chip) -> Option<bool> {
+    if chip.is_null() {
+        return None;
+    }
+    // SAFETY: `chip` is valid (the caller's promise).
+    let name = unsafe { (*chip).name };
+    if ptr::eq(name, REMAP_OWNED_CHIP_NAME.as_ptr().cast()) {
+        Some(true)
+    } else if ptr::eq(name, REMAP_CHIP_NAME.as_ptr().cast()) {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Whether `irq_set_vcpu_affinity(irq, ..)` reaches a remapping domain's
 /// chip: the first chip from the top of `irq`'s hierarchy that implements
@@ -363,7 +394,7 @@ unsafe fn vcpu_affinity_is_remapped(irq: u32) -> bool {
             if !chip.is_null() {
                 match (*chip).irq_set_vcpu_affinity {
                     Some(f) if f as usize == forward as usize => {}
-                    Some(_) => return ptr::eq((*chip).name, REMAP_CHIP_NAME.as_ptr().cast()),
+                    Some(_) => return remap_chip_kind(chip).is_some(),
                     None => {}
                 }
             }
@@ -622,7 +653,7 @@ impl<T: Remap> RemapDomain<T> {
 
     /// The chip of interrupts that end at the domain.
     const OWN_CHIP: bindings::irq_chip = bindings::irq_chip {
-        name: REMAP_CHIP_NAME.as_ptr().cast(),
+        name: REMAP_OWNED_CHIP_NAME.as_ptr().cast(),
         irq_ack: Some(Self::ack_owned_callback),
         irq_mask: Some(Self::mask_callback),
         irq_unmask: Some(Self::unmask_callback),
@@ -849,6 +880,10 @@ impl<T: Remap> RemapDomain<T> {
         }
     }
 
+    /// Frees `virq..virq + nr`: each interrupt's level is detached (chip
+    /// data taken away, level reset) under the descriptor's lock, and only
+    /// then is the driver's data freed; then the parent's levels, for
+    /// interrupts stacked on it.
     extern "C" fn free_callback(d: *mut bindings::irq_domain, virq: u32, nr: u32) {
         // SAFETY: `d` is ours.
         let this = unsafe { Self::remap(d) };
@@ -856,34 +891,38 @@ impl<T: Remap> RemapDomain<T> {
         for i in 0..nr {
             // SAFETY: `virq + i` is an interrupt of ours.
             let data = unsafe { bindings::irq_domain_get_irq_data(d, virq + i) };
-            // SAFETY: `data` is valid for the call.
-            let (cd, chip) = unsafe { ((*data).chip_data, (*data).chip) };
-            owned |= ptr::eq(chip, &Self::OWN_CHIP);
+            // SAFETY: `data` is valid for the call; its chip is NULL or valid.
+            owned |= unsafe { remap_chip_kind((*data).chip) } == Some(true);
+            // SAFETY: `data` is our level of an interrupt being freed, whose
+            // descriptor exists until the IRQ core frees it after this.
+            let cd = unsafe { detach_level(data) };
             if !cd.is_null() {
-                // SAFETY: By the type invariant a non-NULL chip data is our box.
+                // SAFETY: By the type invariant a non-NULL chip data is our
+                // box; detached, no chip callback can reach it any more.
                 let irq = unsafe { KBox::from_raw(cd.cast::<T::Irq>()) };
                 this.free(KBox::into_inner(irq));
             }
-            if owned {
-                // SAFETY: Our level of an interrupt of ours.
-                unsafe { bindings::irq_domain_reset_irq_data(data) };
-            }
         }
         if !owned {
-            // SAFETY: Resets our level and frees the parent's.
+            // SAFETY: Resets our level (again) and frees the parent's.
             unsafe { bindings::irq_domain_free_irqs_common(d, virq, nr) };
         }
     }
 
     /// The driver data and the per-interrupt data of `d`; `None` until
-    /// `alloc_callback` set the latter.
+    /// `alloc_callback` set the latter, and once `free_callback` took it
+    /// away.
     ///
     /// # Safety
     ///
-    /// `d` is the `irq_data` of an interrupt of this domain.
+    /// `d` is the `irq_data` of an interrupt of this domain, and the lock of
+    /// its descriptor is held, as the IRQ core holds it around chip
+    /// callbacks (but for the activation at allocation, which the MSI core
+    /// serialises with freeing); the result is used under that lock only.
     unsafe fn irq_of<'a>(d: *mut bindings::irq_data) -> Option<(&'a T, &'a T::Irq)> {
         // SAFETY: `d` is valid; by the type invariant its chip data is NULL
-        // or our box, which lives until `free_callback`.
+        // or our box, which `free_callback` takes away under the
+        // descriptor's lock (held by the caller) before freeing it.
         unsafe {
             let cd = (*d).chip_data.cast::<T::Irq>();
             (!cd.is_null()).then(|| (Self::remap((*d).domain), &*cd))
@@ -899,6 +938,7 @@ impl<T: Remap> RemapDomain<T> {
         let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else {
             return ENOENT.to_errno();
         };
+        widen_for_tests();
         // SAFETY: The IRQ core passes a valid mask for the call.
         let cpus = unsafe { Cpumask::from_raw(mask) };
         let mut ret = 0;
@@ -966,6 +1006,7 @@ impl<T: Remap> RemapDomain<T> {
         let Some((this, irq)) = (unsafe { Self::irq_of(d) }) else {
             return ENOENT.to_errno();
         };
+        widen_for_tests();
         // SAFETY: The IRQ core passes a valid mask for the call.
         let cpus = unsafe { Cpumask::from_raw(mask) };
         match this.move_owned(irq, cpus) {
@@ -1045,6 +1086,62 @@ impl<T: Remap> Drop for RemapDomain<T> {
             bindings::irq_domain_remove(self.domain.as_ptr());
             bindings::irq_domain_free_fwnode(self.fwnode.as_ptr());
             drop(KBox::from_raw(self.pops.as_ptr()));
+        }
+    }
+}
+
+/// Detaches `data`, our level of an interrupt being freed: under the lock
+/// of the interrupt's descriptor, takes its chip data away and resets it
+/// (`irq_domain_reset_irq_data()`: no chip, no chip data); returns the chip
+/// data it had. The IRQ core calls every chip callback that reads the chip
+/// data under that lock (`/proc/irq/N/smp_affinity` writes, deferred moves,
+/// CPU hotplug, vCPU affinity, the flow handler's ack and masks), so once
+/// this returns none runs with the old chip data and none that starts
+/// later finds it: the caller may free it. `x86_vector_free_irqs()` resets
+/// its level under `vector_lock` before freeing its chip data in the same
+/// way. Out of line, so that modules reach the descriptor through the
+/// `kernel` crate.
+///
+/// # Safety
+///
+/// `data` is the `irq_data` of our level of an interrupt being freed, whose
+/// descriptor exists for the call.
+#[inline(never)]
+unsafe fn detach_level(data: *mut bindings::irq_data) -> *mut c_void {
+    // SAFETY: `data` is valid and its descriptor exists (the caller's
+    // promise); its lock is a raw spinlock taken with interrupts off, as
+    // the IRQ core takes it. Nothing above us holds it: freeing runs under
+    // the domain's mutex only.
+    unsafe {
+        let desc = bindings::irq_to_desc((*data).irq);
+        let lock = ptr::addr_of_mut!((*desc).lock);
+        let flags = bindings::raw_spin_lock_irqsave(lock);
+        let cd = (*data).chip_data;
+        bindings::irq_domain_reset_irq_data(data);
+        bindings::raw_spin_unlock_irqrestore(lock, flags);
+        cd
+    }
+}
+
+/// The task name that [`widen_for_tests`] waits for.
+#[cfg(CONFIG_FAULT_INJECTION)]
+const SLOW_TASK: &[u8] = b"irq-remap-slow\0";
+
+/// On kernels with fault injection (the debug kernels), an affinity change
+/// made by a task named `irq-remap-slow` holds the interrupt's data for
+/// 2 ms before using it: the window in which a concurrent free must wait
+/// for it (`tests/remap/remap_race.c`). Nothing otherwise: no other task
+/// has that name.
+#[inline(never)]
+fn widen_for_tests() {
+    #[cfg(CONFIG_FAULT_INJECTION)]
+    {
+        // SAFETY: `current` is valid; its `comm` is a NUL-terminated array
+        // the task only renames as a whole, read here as the C side reads
+        // it (`strncmp(current->comm, ..)`), racing a rename at worst.
+        let comm = unsafe { ptr::read_volatile(ptr::addr_of!((*bindings::get_current()).comm)) };
+        if comm.starts_with(SLOW_TASK) {
+            crate::time::delay::udelay(crate::time::Delta::from_millis(2));
         }
     }
 }
