@@ -579,6 +579,63 @@ TEST_F_TIMEOUT(kvm_edu, relay_delivers_every_msi_through_the_host, 120)
 	log_latency(_metadata, "relay", &self->r.v, host);
 }
 
+/* The number of the /proc/interrupts line naming `what`, or -1. */
+static int host_irq_number(const char *what)
+{
+	static char buf[1 << 20];
+	char *line;
+
+	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
+		return -1;
+	line = strstr(buf, what);
+	if (!line)
+		return -1;
+	while (line > buf && line[-1] != '\n')
+		line--;
+	return atoi(line);
+}
+
+#define RELAY_RAISES	2000
+
+/*
+ * Relay with the host taking edu's interrupt on the other CPU (1): each
+ * MSI is written into the vCPU's interrupt file from CPU 1 while the vCPU,
+ * on CPU 0, goes to sleep in its WFI or has just done so, and must wake
+ * it every time. A lost wakeup leaves the MSI pending in the file and the
+ * guest asleep: the watchdog ends the run, and the guest, run again, takes
+ * the MSI at once.
+ */
+TEST_F_TIMEOUT(kvm_edu, relay_from_another_cpu_wakes_the_vcpu_for_every_msi, 300)
+{
+	long before, host;
+	char path[64];
+	int irq, ret;
+
+	if (arch_bypass(0))
+		SKIP(return, "MSIs are posted on this boot: arm64-kvm-relay runs this");
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	irq = host_irq_number(self->r.vfio_irq);
+	ASSERT_LT(0, irq);
+	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", irq);
+	ASSERT_EQ(0, msr_write(path, "1"));
+	before = host_irqs(self->r.vfio_irq);
+	self->r.v.params->n = RELAY_RAISES;
+	ret = vm_run(_metadata, &self->r.v, 20);
+	host = host_irqs(self->r.vfio_irq) - before;
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(RELAY_RAISES, self->r.v.params->count);
+	EXPECT_EQ(RELAY_RAISES, host);
+	if (ret) {
+		unsigned long taken = self->r.v.params->count;
+
+		TH_LOG("asleep after %lu of %d MSIs, %ld host interrupts%s", taken, RELAY_RAISES,
+		       host, arch_pending(&self->r.v) ? ", the next one pending in its file" : "");
+		ret = vm_run(_metadata, &self->r.v, 20);
+		TH_LOG("run again: %d, %lu more MSIs", ret,
+		       (unsigned long)self->r.v.params->count - taken);
+	}
+}
+
 /* At the guest's midpoint, the vCPU's thread moves to CPU 1. */
 static int move_to_cpu1(struct vm *v)
 {
