@@ -345,6 +345,12 @@ static double arch_ticks_per_us(struct vm *v)
 	return v->params->freq ? v->params->freq / 1e6 : 62.5;
 }
 
+/* Whether the LPI is pending: the vGIC's pending table is the guest's, not read here. */
+static int arch_pending(struct vm *v)
+{
+	return 0;
+}
+
 /*
  * Whether MSIs are posted is decided at boot (kvm-arm.vgic_v4_enable):
  * 0 when the kernel already does what `on` asks, else -EOPNOTSUPP.

@@ -253,6 +253,22 @@ static double arch_ticks_per_us(struct vm *v)
 	return ((be[0] << 24) | (be[1] << 16) | (be[2] << 8) | be[3]) / 1e6;
 }
 
+/*
+ * Whether the identity the guest expects is pending in vCPU 0's interrupt
+ * file (EIP0 of its VS-file, or of its SW-file), as KVM reads it.
+ */
+static int arch_pending(struct vm *v)
+{
+	uint64_t eip = 0;
+	struct kvm_device_attr a = {
+		.group = KVM_DEV_RISCV_AIA_GRP_IMSIC,
+		.attr = KVM_DEV_RISCV_AIA_IMSIC_MKATTR(0, 0x80),	/* eip0 */
+		.addr = (uintptr_t)&eip,
+	};
+
+	return !_ioctl(v->irqchip, KVM_GET_DEVICE_ATTR, &a) && (eip >> GUEST_EXPECT_ID & 1);
+}
+
 /* Posting on (1) or off (0) for the irqfds made from now on; 0 or -errno. */
 static int arch_bypass(int on)
 {

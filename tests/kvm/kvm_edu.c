@@ -27,6 +27,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <linux/kvm.h>
 
 #include "kselftest_harness.h"
@@ -145,6 +147,36 @@ static int pin_to(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
+/* A CPU kept busy by a real-time spinner (cpu_hold()), and what to restore. */
+struct cpu_hold {
+	pid_t spinner;
+	char rt_runtime[32], fair_runtime[32], fair_path[96];
+};
+
+/* What a test holds, released by the fixture's teardown if it fails first. */
+static struct cpu_hold cpu_held;
+
+static void cpu_release(struct cpu_hold *h)
+{
+	if (h->spinner > 0) {
+		kill(h->spinner, SIGKILL);
+		waitpid(h->spinner, NULL, 0);
+		h->spinner = 0;
+	}
+	if (h->fair_runtime[0])
+		msr_write(h->fair_path, msr_chomp(h->fair_runtime));
+	if (h->rt_runtime[0])
+		msr_write("/proc/sys/kernel/sched_rt_runtime_us", msr_chomp(h->rt_runtime));
+}
+
+/* The calling thread real-time at `prio`, or back to SCHED_OTHER at 0. */
+static int set_rt(int prio)
+{
+	struct sched_param p = { .sched_priority = prio };
+
+	return sched_setscheduler(0, prio ? SCHED_FIFO : SCHED_OTHER, &p) ? -errno : 0;
 }
 
 #define NO_FD	{ .vm = -1, .vcpu = -1, .irqchip = -1, .its = -1 }
@@ -418,6 +450,8 @@ FIXTURE_SETUP(kvm_edu)
 
 FIXTURE_TEARDOWN(kvm_edu)
 {
+	set_rt(0);
+	cpu_release(&cpu_held);
 	rig_close(&self->r);
 }
 
@@ -543,6 +577,63 @@ TEST_F_TIMEOUT(kvm_edu, relay_delivers_every_msi_through_the_host, 120)
 	EXPECT_EQ(RAISES, host);
 	EXPECT_HOST_DELIVERY();
 	log_latency(_metadata, "relay", &self->r.v, host);
+}
+
+/* The number of the /proc/interrupts line naming `what`, or -1. */
+static int host_irq_number(const char *what)
+{
+	static char buf[1 << 20];
+	char *line;
+
+	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
+		return -1;
+	line = strstr(buf, what);
+	if (!line)
+		return -1;
+	while (line > buf && line[-1] != '\n')
+		line--;
+	return atoi(line);
+}
+
+#define RELAY_RAISES	2000
+
+/*
+ * Relay with the host taking edu's interrupt on the other CPU (1): each
+ * MSI is written into the vCPU's interrupt file from CPU 1 while the vCPU,
+ * on CPU 0, goes to sleep in its WFI or has just done so, and must wake
+ * it every time. A lost wakeup leaves the MSI pending in the file and the
+ * guest asleep: the watchdog ends the run, and the guest, run again, takes
+ * the MSI at once.
+ */
+TEST_F_TIMEOUT(kvm_edu, relay_from_another_cpu_wakes_the_vcpu_for_every_msi, 300)
+{
+	long before, host;
+	char path[64];
+	int irq, ret;
+
+	if (arch_bypass(0))
+		SKIP(return, "MSIs are posted on this boot: arm64-kvm-relay runs this");
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	irq = host_irq_number(self->r.vfio_irq);
+	ASSERT_LT(0, irq);
+	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", irq);
+	ASSERT_EQ(0, msr_write(path, "1"));
+	before = host_irqs(self->r.vfio_irq);
+	self->r.v.params->n = RELAY_RAISES;
+	ret = vm_run(_metadata, &self->r.v, 20);
+	host = host_irqs(self->r.vfio_irq) - before;
+	EXPECT_EQ(0, ret);
+	EXPECT_EQ(RELAY_RAISES, self->r.v.params->count);
+	EXPECT_EQ(RELAY_RAISES, host);
+	if (ret) {
+		unsigned long taken = self->r.v.params->count;
+
+		TH_LOG("asleep after %lu of %d MSIs, %ld host interrupts%s", taken, RELAY_RAISES,
+		       host, arch_pending(&self->r.v) ? ", the next one pending in its file" : "");
+		ret = vm_run(_metadata, &self->r.v, 20);
+		TH_LOG("run again: %d, %lu more MSIs", ret,
+		       (unsigned long)self->r.v.params->count - taken);
+	}
 }
 
 /* At the guest's midpoint, the vCPU's thread moves to CPU 1. */
@@ -700,6 +791,106 @@ TEST_F_TIMEOUT(kvm_edu, no_free_vsfile_in_auto_mode_is_relayed, 120)
 	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
 	EXPECT_EQ(RAISES, guest_takes(_metadata, &self->r, RAISES));
 	EXPECT_EQ(0, hog.params->count);
+	EXPECT_HOST_DELIVERY();
+	vm_destroy(&hog);
+}
+
+/*
+ * Keeps CPU `cpu` from running anything but real-time tasks of a higher
+ * priority than 1, workqueue items queued there among them, until
+ * cpu_release(); 0 or -errno. RT throttling and the fair server, which
+ * would let them run after 950 ms, are off meanwhile.
+ */
+static int cpu_hold(struct cpu_hold *h, int cpu)
+{
+	struct sched_param rt = { .sched_priority = 1 };
+
+	h->rt_runtime[0] = h->fair_runtime[0] = 0;
+	snprintf(h->fair_path, sizeof(h->fair_path), "/sys/kernel/debug/sched/fair_server/cpu%d/runtime",
+		 cpu);
+	if (msr_read("/proc/sys/kernel/sched_rt_runtime_us", h->rt_runtime, sizeof(h->rt_runtime)) < 0 ||
+	    msr_write("/proc/sys/kernel/sched_rt_runtime_us", "-1"))
+		return -EPERM;
+	if (msr_read(h->fair_path, h->fair_runtime, sizeof(h->fair_runtime)) >= 0)
+		msr_write(h->fair_path, "0");
+	h->spinner = fork();
+	if (h->spinner < 0)
+		return -errno;
+	if (!h->spinner) {
+		/* None of the test's files: closing one must release it. */
+		syscall(SYS_close_range, 3, ~0U, 0);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || pin_to(cpu) ||
+		    sched_setscheduler(0, SCHED_FIFO, &rt))
+			_exit(1);
+		for (;;)
+			;
+	}
+	/* The spinner runs once it is real-time on `cpu`: wait for both. */
+	for (int i = 0; i < 1000; i++) {
+		cpu_set_t set;
+
+		if (sched_getscheduler(h->spinner) == SCHED_FIFO &&
+		    !sched_getaffinity(h->spinner, sizeof(set), &set) && CPU_COUNT(&set) == 1)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+/*
+ * An irqfd being deassigned leaves kvm->irqfds.items at once
+ * (irqfd_deactivate()) but keeps its producer until irqfd_shutdown() runs
+ * from a workqueue. A vCPU that moves meanwhile must take the posted MSI
+ * with it: the VS-file it leaves is freed and goes to the next vCPU that
+ * runs on that hart, here another VM's. The shutdown is held back by
+ * keeping the CPU it was queued on busy (its eventfd closed there), while
+ * the vCPU moves from CPU 0 to CPU 1 and another VM takes CPU 0's only
+ * VS-file; then edu raises its MSI from the host.
+ */
+TEST_F_TIMEOUT(kvm_edu, a_deassigned_irqfd_follows_the_vcpu_until_its_producer_goes, 120)
+{
+	unsigned long long addr, target;
+	struct cpu_hold *hold = &cpu_held;
+	unsigned int data;
+	struct vm hog;
+	int vcpu;
+
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	self->r.v.params->n = 2;
+	ASSERT_EQ(0, vm_run(_metadata, &self->r.v, 60));
+	EXPECT_POSTED_TO(vsfile(0));
+	/* All of the other VM but its first run, which takes the VS-file. */
+	ASSERT_EQ(0, vm_create(&hog, self->r.kvm, KVM_DEV_RISCV_AIA_MODE_HWACCEL));
+
+	ASSERT_EQ(0, cpu_hold(hold, 1));
+	ASSERT_EQ(0, set_rt(2));
+	ASSERT_EQ(0, pin_to(1));
+	/* The eventfd's last file goes: irqfd_deactivate(), shutdown queued on CPU 1. */
+	close(self->r.efd);
+	self->r.efd = -1;
+	/* The vCPU moves to CPU 1 (the guest reports done again at once). */
+	EXPECT_EQ(0, vm_run(_metadata, &self->r.v, 10));
+	ASSERT_EQ(0, edu_msi_target(self->r.bdf, &addr, &data, &target, &vcpu));
+	/* The producer is still there (else the shutdown ran: nothing to judge). */
+	ASSERT_EQ(1, vcpu);
+	EXPECT_EQ(vsfile(1), target);
+
+	/* Another VM takes CPU 0's VS-file, the one the vCPU left. */
+	ASSERT_EQ(0, pin_to(0));
+	EXPECT_EQ(0, vm_run(_metadata, &hog, 10));
+	self->r.bar[EDU_REG_INTR_RAISE] = 1;
+	usleep(10000);
+	TH_LOG("edu's MSI pending: in this VM's file %d, in the other VM's %d",
+	       arch_pending(&self->r.v), arch_pending(&hog));
+	EXPECT_EQ(0, arch_pending(&hog));
+	EXPECT_EQ(1, arch_pending(&self->r.v));
+
+	set_rt(0);
+	cpu_release(hold);
+	/* The shutdown runs: edu's MSI goes back to the host. */
+	for (int i = 0; i < 200 && !edu_msi_target(self->r.bdf, &addr, &data, &target, &vcpu) &&
+			vcpu; i++)
+		usleep(10000);
 	EXPECT_HOST_DELIVERY();
 	vm_destroy(&hog);
 }
