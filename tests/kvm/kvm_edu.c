@@ -450,6 +450,9 @@ FIXTURE_SETUP(kvm_edu)
 
 FIXTURE_TEARDOWN(kvm_edu)
 {
+	/* A failed hotplug test leaves every CPU online. */
+	if (!access("/sys/devices/system/cpu/cpu1/online", W_OK))
+		msr_write("/sys/devices/system/cpu/cpu1/online", "1");
 	set_rt(0);
 	cpu_release(&cpu_held);
 	rig_close(&self->r);
@@ -640,6 +643,53 @@ TEST_F_TIMEOUT(kvm_edu, relay_from_another_cpu_wakes_the_vcpu_for_every_msi, 300
 static int move_to_cpu1(struct vm *v)
 {
 	return pin_to(1);
+}
+
+/* The child that takes CPU 1 offline under the running vCPU. */
+static pid_t offliner;
+
+#define CPU1_ONLINE	"/sys/devices/system/cpu/cpu1/online"
+
+/* At the guest's midpoint, CPU 1 goes offline under the vCPU's thread. */
+static int offline_cpu1(struct vm *v)
+{
+	offliner = fork();
+	if (offliner < 0)
+		return -errno;
+	if (offliner == 0) {
+		/* From CPU 0, once the vCPU runs again. */
+		_exit(pin_to(0) || usleep(2000) || msr_write(CPU1_ONLINE, "0"));
+	}
+	return 0;
+}
+
+/*
+ * CPU hotplug: the vCPU runs on CPU 1, posted to its VS-file, when CPU 1
+ * goes offline mid-stream. The scheduler moves the vCPU's thread to CPU 0
+ * (its affinity broken), KVM gives it CPU 0's VS-file and the entry
+ * follows (arm64: the vPE moves): every MSI reaches the guest, none with
+ * another identity.
+ */
+TEST_F_TIMEOUT(kvm_edu, bypass_follows_the_vcpu_off_a_cpu_going_offline, 120)
+{
+	int status = -1;
+
+	if (arch_bypass(1))
+		SKIP(return, "MSIs are not posted on this boot");
+	if (access(CPU1_ONLINE, W_OK))
+		SKIP(return, "CPU 1 cannot go offline here");
+	ASSERT_EQ(0, rig_route(&self->r, ROUTE_ADDR, ROUTE_DEVID));
+	ASSERT_EQ(0, pin_to(1));
+	self->r.v.params->mid = RAISES / 2;
+	self->r.v.mid = offline_cpu1;
+	EXPECT_LE(0, guest_takes(_metadata, &self->r, RAISES));
+	ASSERT_LT(0, offliner);
+	waitpid(offliner, &status, 0);
+	EXPECT_EQ(0, status) TH_LOG("taking CPU 1 offline failed");
+	EXPECT_EQ(0, msr_write(CPU1_ONLINE, "1"));
+#ifdef __riscv
+	EXPECT_POSTED_TO(vsfile(0));
+#endif
 }
 
 /*
