@@ -76,31 +76,6 @@ static int irq_to_cpu(int irq, int cpu)
 	return msr_write(path, val);
 }
 
-/*
- * Waits up to two seconds for interrupt `irq` to have no affinity change in
- * flight (the core's IRQD_SETAFFINITY_PENDING, the IMSIC's move_pending);
- * 1 when settled, 0 when not.
- */
-static int irq_settled(int irq)
-{
-	static char buf[16384];
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
-	for (int t = 0; t < 200; t++) {
-		const char *p;
-
-		if (msr_read(path, buf, sizeof(buf)) < 0)
-			return 0;
-		p = strstr(buf, "is_move_pending :");
-		if (!strstr(buf, "IRQD_SETAFFINITY_PENDING") &&
-		    (!p || !atoi(p + strlen("is_move_pending :"))))
-			return 1;
-		usleep(10000);
-	}
-	return 0;
-}
-
 /* Total count of interrupt `irq` over the online CPUs (/proc/interrupts). */
 static long irq_total(int irq)
 {
@@ -306,11 +281,11 @@ TEST_F_TIMEOUT(hotplug, edu_msi_while_cpu_goes_offline, 240)
 	 * And it arrives on CPU 1 once that is back: edu cannot mask its MSI,
 	 * so the core moves it at its next interrupt, after the raise.
 	 */
-	ASSERT_EQ(1, irq_settled(irqs[0]));
+	ASSERT_EQ(1, msr_irq_move_settled(irqs[0]));
 	ASSERT_EQ(0, irq_to_cpu(irqs[0], CPU));
 	l.done = 0;
 	EXPECT_EQ(0, edu_raise(&l)) TH_LOG("%s", l.where);
-	ASSERT_EQ(1, irq_settled(irqs[0]));
+	ASSERT_EQ(1, msr_irq_move_settled(irqs[0]));
 	EXPECT_EQ(CPU, irq_effective_cpu(irqs[0]));
 	EXPECT_EQ(0, edu_raise(&l)) TH_LOG("%s", l.where);
 }
@@ -560,10 +535,10 @@ TEST_F(hotplug, notices_stay_with_their_cpu)
 		int irqs[4];
 
 		ASSERT_EQ(1, msr_pci_msi_irqs(edu_bdf, irqs, 4));
-		ASSERT_EQ(1, irq_settled(irqs[0]));
+		ASSERT_EQ(1, msr_irq_move_settled(irqs[0]));
 		ASSERT_EQ(0, irq_to_cpu(irqs[0], CPU));
 		EXPECT_EQ(0, msr_write(path, "20"));
-		ASSERT_EQ(1, irq_settled(irqs[0]));
+		ASSERT_EQ(1, msr_irq_move_settled(irqs[0]));
 		EXPECT_EQ(CPU, irq_effective_cpu(irqs[0]));
 	}
 	EXPECT_EQ(0, msr_write(path, "20"));

@@ -347,39 +347,10 @@ static int irq_counts(int irq, long *c, int cpus)
 }
 
 /*
- * Waits up to two seconds until interrupt `irq` has no affinity change in
- * flight: neither the core's deferred one (IRQD_SETAFFINITY_PENDING) nor the
- * IMSIC's (its old vector is released only when the old CPU syncs, from a
- * timer). While the IMSIC's is in flight, a new affinity write gets -EBUSY
- * from imsic_irq_set_affinity(), which irq_try_set_affinity() turns into a
- * pending move done at the next interrupt, on the old CPU; the write itself
- * succeeds. 1 when settled, 0 when not, -errno.
- */
-static int irq_move_settled(int irq)
-{
-	static char buf[16384];
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
-	for (int t = 0; t < 200; t++) {
-		const char *p;
-
-		if (msr_read(path, buf, sizeof(buf)) < 0)
-			return -errno;
-		p = strstr(buf, "is_move_pending :");
-		if (!strstr(buf, "IRQD_SETAFFINITY_PENDING") &&
-		    (!p || !atoi(p + strlen("is_move_pending :"))))
-			return 1;
-		usleep(10000);
-	}
-	return 0;
-}
-
-/*
  * Affinity: moving an IMS interrupt to each CPU in turn rewrites its slot
  * (on riscv64 the IMSIC file is per hart, so the address changes; the ITS
  * doorbell stays) and the submission is handled on that CPU. Each move is
- * requested once the previous one has settled (see irq_move_settled()).
+ * requested once the previous one has settled (see msr_irq_move_settled()).
  */
 TEST_F(ims, affinity_change)
 {
@@ -395,7 +366,7 @@ TEST_F(ims, affinity_change)
 	for (int i = 0; i < tries; i++) {
 		int target = (i * 5) % cpus;
 
-		ASSERT_EQ(1, irq_move_settled(x.irq)) TH_LOG("before moving to CPU %d", target);
+		ASSERT_EQ(1, msr_irq_move_settled(x.irq)) TH_LOG("before moving to CPU %d", target);
 		snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", x.irq);
 		snprintf(cpu, sizeof(cpu), "%d", target);
 		ASSERT_EQ(0, msr_write(path, cpu));
@@ -465,7 +436,7 @@ static int move_irq(int irq, int cpu)
 	unsigned long effective;
 	int ret;
 
-	if (irq_move_settled(irq) != 1)
+	if (msr_irq_move_settled(irq) != 1)
 		return -EBUSY;
 	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", irq);
 	snprintf(target, sizeof(target), "%d", cpu);

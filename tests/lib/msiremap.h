@@ -710,4 +710,34 @@ static inline int msr_fault_logged(const char *bdf, unsigned long long iova, cha
 	return 0;
 }
 
+/*
+ * Waits up to two seconds until interrupt `irq` has no affinity change in
+ * flight: neither the core's deferred one (IRQD_SETAFFINITY_PENDING, done at
+ * the interrupt's next occurrence where the device cannot mask it) nor the
+ * IMSIC's (its old vector is released only when the old CPU syncs, from a
+ * timer). While the IMSIC's is in flight, a new affinity write gets -EBUSY
+ * from imsic_irq_set_affinity(), which irq_try_set_affinity() turns into a
+ * pending move done at the next interrupt, on the old CPU; the write itself
+ * succeeds. 1 when settled, 0 when not, -errno.
+ */
+static inline int msr_irq_move_settled(int irq)
+{
+	static char buf[16384];
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/irq/irqs/%d", irq);
+	for (int t = 0; t < 200; t++) {
+		const char *p;
+
+		if (msr_read(path, buf, sizeof(buf)) < 0)
+			return -errno;
+		p = strstr(buf, "is_move_pending :");
+		if (!strstr(buf, "IRQD_SETAFFINITY_PENDING") &&
+		    (!p || !atoi(p + strlen("is_move_pending :"))))
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
 #endif /* MSIREMAP_TEST_H */
