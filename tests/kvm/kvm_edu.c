@@ -109,20 +109,30 @@ struct vm {
 #include "guest_arm64.h"
 #endif
 
+/* The /proc/interrupts line naming `what` (in a static buffer), or NULL. */
+static char *host_irq_line(const char *what)
+{
+	static char buf[1 << 20];
+	char *line;
+
+	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
+		return NULL;
+	line = strstr(buf, what);
+	if (!line)
+		return NULL;
+	while (line > buf && line[-1] != '\n')
+		line--;
+	return line;
+}
+
 /* The sum over CPUs of the /proc/interrupts line naming `what`, or -1. */
 static long host_irqs(const char *what)
 {
-	static char buf[1 << 20];
+	char *line = host_irq_line(what), *p;
 	long sum = -1;
-	char *line, *p;
 
-	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
-		return -1;
-	line = strstr(buf, what);
 	if (!line)
 		return -1;
-	while (line > buf && line[-1] != '\n')
-		line--;
 	p = strchr(line, ':');
 	if (!p)
 		return -1;
@@ -585,17 +595,9 @@ TEST_F_TIMEOUT(kvm_edu, relay_delivers_every_msi_through_the_host, 120)
 /* The number of the /proc/interrupts line naming `what`, or -1. */
 static int host_irq_number(const char *what)
 {
-	static char buf[1 << 20];
-	char *line;
+	char *line = host_irq_line(what);
 
-	if (msr_read("/proc/interrupts", buf, sizeof(buf)) < 0)
-		return -1;
-	line = strstr(buf, what);
-	if (!line)
-		return -1;
-	while (line > buf && line[-1] != '\n')
-		line--;
-	return atoi(line);
+	return line ? atoi(line) : -1;
 }
 
 #define RELAY_RAISES	2000
