@@ -754,9 +754,8 @@ impl Mrifs {
             // CAST: CPU numbers fit.
             .map(|c| c as u32)
             .find(|&c| {
-                s.notice(c).is_some()
-                    && irq.set.words(c).is_some()
-                    && CpuId::from_u32(c).is_some_and(|c| mask.test(c))
+                // An MRIF entry exists only for a CPU with a notice.
+                irq.set.words(c).is_some() && CpuId::from_u32(c).is_some_and(|c| mask.test(c))
             })
             .ok_or(EINVAL)?;
         let bit = mrif::bit(irq.id);

@@ -126,11 +126,6 @@ impl<T: Callbacks> Registration<T> {
             })
         }
     }
-
-    /// The instance's data.
-    pub fn data(&self) -> &T {
-        &self.data
-    }
 }
 
 #[pinned_drop]
