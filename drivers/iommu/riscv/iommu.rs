@@ -7,7 +7,6 @@
 
 use kernel::{
     device::{self, Bound},
-    io::poll::read_poll_timeout_atomic,
     io::Io,
     irq::{imsic, IrqReturn, ThreadedHandler},
     new_mutex,
@@ -18,24 +17,18 @@ use kernel::{
         Arc,
         Mutex, //
     },
-    time::Delta,
 };
 
 use crate::{
     command_queue::CommandQueue,
     context_ids::ContextIds,
     directory::Directory,
+    domain_table::DomainTable,
     fault_queue::{FaultQueue, PageRequestQueue},
     hw::{cmd::Command, ddt::DdtMode, pte::Mode},
-    msi_page_table::MsiLayout,
-    paging::DomainTable,
+    msi_layout::MsiLayout,
     regs::{self, Regs, RegsIo},
 };
-
-/// Polling step while waiting for the IOMMU (never sleeps).
-pub(crate) const POLL_STEP: Delta = Delta::from_micros(1);
-/// Polls before a command (or a register change) is declared stuck: a second.
-pub(crate) const POLL_TRIES: usize = 1_000_000;
 
 /// The fault-queue interrupt's handler.
 #[pin_data]
@@ -309,11 +302,6 @@ fn stop(bar: &RegsIo<'_>) {
     let _ = bar.try_write_reg(regs::CQCSR::zeroed());
     let _ = bar.try_write_reg(regs::FQCSR::zeroed());
     let _ = bar.try_write_reg(regs::PQCSR::zeroed());
-}
-
-/// Polls a register condition for up to a second without sleeping.
-pub(crate) fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
-    read_poll_timeout_atomic(cond, |ok: &bool| *ok, POLL_STEP, POLL_TRIES).map(|_| ())
 }
 
 #[pinned_drop]

@@ -16,12 +16,12 @@ use kernel::{
 };
 
 use crate::{
+    domain_table::DomainTable,
     hw::{
         cmd::Command,
         ddt::DeviceContext,
         pgtable::PageTable,
         pte::{self, Mode},
-        tree::Unwalked,
         PAGE_SIZE,
     },
     iommu::Iommu,
@@ -55,30 +55,6 @@ pub(crate) struct Paging {
     table: Arc<DomainTable>,
     /// Where the table's pages are in the linear map: walks call no helper.
     linear: pages::LinearMap,
-}
-
-/// A paging domain's table, shared by the domain and the IOMMU's list of
-/// live domains (which debugfs reads under the list's lock).
-///
-/// # Invariants
-///
-/// Dropped only once the IOMMU no longer walks the table: its owners are
-/// its [`Paging`], which takes it off the list and then drops its own
-/// reference only after no device context points at the table and its
-/// IOTLB entries are invalidated, and the list, whose readers only borrow
-/// it under the list's lock.
-pub(crate) struct DomainTable {
-    pub(crate) id: u32,
-    pub(crate) pt: PageTable,
-}
-
-impl Drop for DomainTable {
-    fn drop(&mut self) {
-        // SAFETY: the IOMMU no longer walks the table (type invariant), and
-        // nothing uses it after this.
-        let unwalked = unsafe { Unwalked::new() };
-        self.pt.destroy(&KernelMem::new(false), unwalked);
-    }
 }
 
 impl Paging {
