@@ -10,6 +10,9 @@ CONFIG_EDU=y
 CONFIG_VIRTIO_PCI=y
 CONFIG_VIRTIO_BLK=y
 CONFIG_IGB_PCI_EXPRESS=y
+# igb's build needs e1000x_common.c, which QEMU 10.0's hw/net/meson.build
+# compiles only for e1000 and e1000e.
+CONFIG_E1000E_PCI_EXPRESS=y
 CONFIG_PCI_BRIDGE=y
 CONFIG_PCIE_PORT=y
 CONFIG_PCIE_PCI_BRIDGE=y
