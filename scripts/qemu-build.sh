@@ -16,6 +16,11 @@
 # The build is keyed by the Debian version and the content of this script,
 # the series, its patches and the devices file: when the key matches,
 # nothing runs. Prints the path of qemu-system-riscv64 on stdout.
+#
+# Usage: scripts/qemu-build.sh [--checkpatch]
+#   --checkpatch  print the path of the tarball's scripts/checkpatch.pl
+#                 instead (fetching the tarball if needed, building nothing),
+#                 for scripts/gates.sh
 set -euo pipefail
 SELF=qemu
 . "$(dirname "$0")/lib.sh"
@@ -42,21 +47,18 @@ if [ -f "$pdir/series" ]; then
 	done <"$pdir/series"
 fi
 
-cache_lock qemu
-mkdir -p "$dir"
-key=$(printf '%s %s\n' "$debver" \
-	"$(hash_files "$0" "$pdir/devices.mak" "$pdir/series" "${patches[@]}")" | sha256sum | cut -c1-16)
-if [ "$(cat "$dir/.msiremap-key" 2>/dev/null)" = "$key" ] && [ -x "$bin" ]; then
-	echo "$bin"
-	exit 0
-fi
-rm -f "$dir/.msiremap-key"
-
-# --- Debian's orig tarball -----------------------------------------------------
-# Only the orig tarball is needed (and, for backports, the only file apt can
-# still fetch: the .dsc and debian.tar.xz of a rebuilt backport may 404).
 orig=$dir/qemu_$upver.orig.tar.xz
-if [ ! -f "$orig" ]; then
+
+# fetch_orig: Debian's orig tarball into $orig, once. Only the orig tarball is
+# needed (and, for backports, the only file apt can still fetch: the .dsc and
+# debian.tar.xz of a rebuilt backport may 404). Under a lock of its own
+# (fd 7: cache_lock's fd 9 holds the build's), so that --checkpatch does not
+# wait for a build.
+fetch_orig() {
+	exec 7>"$MSIREMAP_CACHE/.lock-qemu-orig"
+	flock 7
+	[ ! -f "$orig" ] || { flock -u 7; return 0; }
+	local suite apt aptopts
 	case "$debver" in
 	*~bpo12*) suite=bookworm-backports ;;
 	*~bpo13*) suite=trixie-backports ;;
@@ -87,7 +89,36 @@ if [ ! -f "$orig" ]; then
 		{ grep -E '^(E|W):' "$apt/source.log" >&2; die "cannot fetch qemu_$upver.orig.tar.xz (log: $apt/source.log)"; }
 	mv "$apt/dl/qemu_$upver.orig.tar.xz" "$orig"
 	rm -rf "$apt"
+	flock -u 7
+}
+
+mkdir -p "$dir"
+if [ "${1:-}" = --checkpatch ]; then
+	fetch_orig
+	cp=$dir/checkpatch-$upver/checkpatch.pl
+	if [ ! -f "$cp" ]; then
+		rm -rf "$cp.d"
+		mkdir -p "$cp.d"
+		tar -xJf "$orig" -C "$cp.d" --wildcards --no-wildcards-match-slash \
+			'*/scripts/checkpatch.pl' --strip-components=2 &&
+			[ -f "$cp.d/checkpatch.pl" ] || die "no scripts/checkpatch.pl in $(basename "$orig")"
+		mv "$cp.d/checkpatch.pl" "$cp"
+		rm -rf "$cp.d"
+	fi
+	echo "$cp"
+	exit 0
 fi
+
+cache_lock qemu
+key=$(printf '%s %s\n' "$debver" \
+	"$(hash_files "$0" "$pdir/devices.mak" "$pdir/series" "${patches[@]}")" | sha256sum | cut -c1-16)
+if [ "$(cat "$dir/.msiremap-key" 2>/dev/null)" = "$key" ] && [ -x "$bin" ]; then
+	echo "$bin"
+	exit 0
+fi
+rm -f "$dir/.msiremap-key"
+
+fetch_orig
 
 # --- Source: unpacked, patched, synchronised by content -------------------------
 stage=$dir/src.stage

@@ -29,6 +29,7 @@ qemu_strict() {
 		QEMU_STRICT=$("$TOP/scripts/qemu-build.sh") || exit 1
 	fi
 	[ -x "$QEMU_STRICT" ] || die "no strict QEMU at '$QEMU_STRICT'"
+	QEMU_STRICT_DESC="the strict QEMU (Debian's source of $(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null || true) with patches/qemu/series; build $(cat "$MSIREMAP_CACHE/qemu/.msiremap-key" 2>/dev/null || true))"
 }
 
 # qemu_cmd PROFILE KOBJ INITRD APPEND [EXTRA-QEMU-ARGS]: fills the array
@@ -45,17 +46,17 @@ qemu_cmd() {
 		image=$kobj/arch/riscv/boot/Image console=ttyS0
 		if [[ " $pargs " == *" qemu:debian "* ]]; then
 			qemu=qemu-system-riscv64
-			QEMU_USED="Debian's QEMU ($(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null))"
+			QEMU_USED="Debian's QEMU ($(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null || true))"
 		else
 			qemu_strict
 			# Its firmware (OpenSBI) is Debian's: the +ds source has none.
 			qemu="$QEMU_STRICT -L /usr/share/qemu"
-			QEMU_USED="the strict QEMU (Debian's source of $(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null) with patches/qemu/series; build $(cat "$MSIREMAP_CACHE/qemu/.msiremap-key"))"
+			QEMU_USED=$QEMU_STRICT_DESC
 		fi
 		;;
 	arm64)
 		qemu=qemu-system-aarch64 image=$kobj/arch/arm64/boot/Image console=ttyAMA0
-		QEMU_USED="Debian's QEMU ($(dpkg-query -W -f='${Version}' qemu-system-arm 2>/dev/null))"
+		QEMU_USED="Debian's QEMU ($(dpkg-query -W -f='${Version}' qemu-system-arm 2>/dev/null || true))"
 		;;
 	esac
 	if [[ " $pargs " =~ \ -dtb\ @([A-Za-z0-9_-]+)\  ]]; then
