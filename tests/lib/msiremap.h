@@ -108,6 +108,18 @@ static inline const char *msr_profile(void)
 	return profile;
 }
 
+/*
+ * Whether the guest runs on the strict QEMU (scripts/qemu-build.sh), which
+ * does what the RISC-V IOMMU and AIA specifications say where QEMU 10.0.2
+ * does not (Documentation/rig.md), rather than on Debian's QEMU.
+ */
+static inline int msr_strict_qemu(void)
+{
+	char qemu[16];
+
+	return msr_cmdline("msiremap.qemu", qemu, sizeof(qemu)) && !strcmp(qemu, "strict");
+}
+
 /* Read a sysfs attribute holding a number (any base strtoul accepts). */
 static inline int msr_read_ulong(const char *path, unsigned long *val)
 {
