@@ -211,7 +211,7 @@ fn show_domains(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
         let pt = &d.pt;
         f.write_fmt(fmt!(
             "domain {} {:?} root {:#x}\n",
-            d.id,
+            d.serial,
             pt.mode(),
             pt.root()
         ))?;
