@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! MSI page tables (spec 2.3.3): one per device behind the IOMMU. In flat
+//! MSI page tables (spec 2.3.3): one per requester behind the IOMMU (a
+//! device, or the devices that share a requester id through a bridge
+//! alias), and only beside a second stage. In flat
 //! mode each entry redirects the device's writes to one interrupt file (or
 //! to a vCPU's guest file), valid exactly while vectors of the device
 //! target that file. In MRIF mode the table's window is the device's space
@@ -248,10 +250,14 @@ impl MsiPageTable {
         self.update(&e, i);
     }
 
-    /// Lists the valid entries (debugfs).
-    pub(crate) fn show(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+    /// Lists the valid entries, as `dev`'s (debugfs).
+    pub(crate) fn show(
+        &self,
+        dev: &Device,
+        f: &mut kernel::fmt::Formatter<'_>,
+    ) -> kernel::fmt::Result {
         let e = self.entries.lock();
-        f.write_fmt(fmt!("device {} table {:#x}\n", self.dev.name(), self.pa()))?;
+        f.write_fmt(fmt!("device {} table {:#x}\n", dev.name(), self.pa()))?;
         for i in 0..e.refs.len() {
             // CAST: entries are at most 2^12.
             let addr = self.geometry.address(i as u64);

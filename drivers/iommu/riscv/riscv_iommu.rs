@@ -15,6 +15,7 @@ mod directory;
 mod domain_table;
 mod fault_queue;
 mod hw;
+mod identity;
 mod iommu;
 mod mem;
 mod mrif;
@@ -27,6 +28,7 @@ mod platform;
 mod registered;
 mod regs;
 mod remap;
+mod requester;
 
 use kernel::{
     driver,
