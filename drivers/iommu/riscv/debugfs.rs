@@ -16,6 +16,9 @@ use kernel::{
 
 use crate::{iommu::Iommu, mem::KernelMem, remap::Remapper};
 
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+use crate::hw::{cmd::Command, ddt::DeviceContext, field::Field};
+
 /// What the files read.
 pub(crate) struct DebugData {
     iommu: Arc<Iommu>,
@@ -44,7 +47,7 @@ pub(crate) fn create(
                 None => writeln!(f, "no remapping"),
             });
             #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
-            dir.write_only_callback_file(c"debug", d, &|_: &DebugData, r| debug_write(r));
+            dir.write_only_callback_file(c"debug", d, &|d: &DebugData, r| debug_write(d, r));
         }),
         GFP_KERNEL,
     )
@@ -54,10 +57,27 @@ pub(crate) fn create(
 /// every MRIF notice's handler wait N µs between reading its data and
 /// counting itself running (`kernel::irq::imsic::NOTICE_ENTRY_DELAY_US`);
 /// `notice_drop_race CPU` frees a notice of its own under its running
-/// handler.
+/// handler. The others write what the driver never would, so that a test
+/// sees the IOMMU act on it as the specification says (the strict
+/// emulator's checks, tests/strict); the test puts back what it read from
+/// `contexts`:
+///
+/// - `context ID TC IOHGATP TA FSC MSIPTP MASK PATTERN`: device `ID`'s
+///   context becomes these words (`contexts` prints them), written and
+///   invalidated (`IODIR.INVAL_DDT`) as the driver writes any context;
+/// - `msi_pte ID GPA valid|invalid`: sets or clears `V` of the entry for
+///   the MSI address `GPA` in the MSI page table `ID`'s context names,
+///   without the `IOTINVAL.GVMA` the specification asks for ("Changing MSI
+///   page table entry"), and outside the table's lock (the test changes an
+///   entry the driver leaves alone: one its vector holds);
+/// - `gvma ID GPA`: that invalidation, `IOTINVAL.GVMA` with `GV=AV=1`, the
+///   `GSCID` of `ID`'s context and `GPA`.
+///
+/// Numbers are decimal, or hexadecimal with `0x`.
 #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
-fn debug_write(reader: &mut kernel::uaccess::UserSliceReader) -> Result {
-    let mut buf = [0u8; 48];
+fn debug_write(d: &DebugData, reader: &mut kernel::uaccess::UserSliceReader) -> Result {
+    let iommu = &*d.iommu;
+    let mut buf = [0u8; 256];
     let n = reader.len();
     if n >= buf.len() {
         return Err(EINVAL);
@@ -66,19 +86,134 @@ fn debug_write(reader: &mut kernel::uaccess::UserSliceReader) -> Result {
     let mut words = core::str::from_utf8(&buf[..n])
         .map_err(|_| EINVAL)?
         .split_whitespace();
-    let (what, arg) = (words.next().ok_or(EINVAL)?, words.next().ok_or(EINVAL)?);
-    let arg: u32 = arg.parse().map_err(|_| EINVAL)?;
-    if words.next().is_some() {
-        return Err(EINVAL);
+    let what = words.next().ok_or(EINVAL)?;
+    let mut nums = [0u64; 8];
+    let mut count = 0;
+    let mut last = None;
+    for w in words {
+        if count == nums.len() {
+            return Err(EINVAL);
+        }
+        match parse_num(w) {
+            Ok(v) => nums[count] = v,
+            // Only the last word may be a name.
+            Err(_) if last.is_none() => {
+                last = Some(w);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        if last.is_some() {
+            return Err(EINVAL);
+        }
+        count += 1;
     }
-    match what {
-        "notice_delay_us" if arg <= 1_000_000 => {
-            kernel::irq::imsic::NOTICE_ENTRY_DELAY_US.store(arg, Relaxed);
+    let small = |v: u64| u32::try_from(v).map_err(|_| EINVAL);
+    match (what, &nums[..count], last) {
+        ("notice_delay_us", &[us], None) if us <= 1_000_000 => {
+            kernel::irq::imsic::NOTICE_ENTRY_DELAY_US.store(small(us)?, Relaxed);
             Ok(())
         }
-        "notice_drop_race" => notice_drop_race(arg),
+        ("notice_drop_race", &[cpu], None) => notice_drop_race(small(cpu)?),
+        ("context", &[id, tc, iohgatp, ta, fsc, msiptp, mask, pattern], None) => {
+            let dc = DeviceContext {
+                tc,
+                iohgatp,
+                ta,
+                fsc,
+                msiptp,
+                msi_addr_mask: mask,
+                msi_addr_pattern: pattern,
+            };
+            let t = iommu.ddt.lock();
+            let id = small(id)?;
+            if !iommu.ddt.fits(&t, id) {
+                return Err(EINVAL);
+            }
+            iommu
+                .ddt
+                .set_context(&t, id, &dc, |cmds| iommu.submit_sync(cmds))
+        }
+        ("msi_pte", &[id, gpa], Some(v @ ("valid" | "invalid"))) => {
+            let remap = d.remap.as_deref().ok_or(ENODEV)?;
+            msi_pte_set_valid(iommu, remap, small(id)?, gpa, v == "valid")
+        }
+        ("gvma", &[id, gpa], None) => {
+            let dc = context_of(iommu, &iommu.ddt.lock(), small(id)?)?;
+            // CAST: 16 bits.
+            let gscid = IOHGATP_GSCID.get(dc.iohgatp) as u16;
+            iommu.submit_sync(&[Command::iotinval_gvma(Some(gscid), Some(gpa))])
+        }
         _ => Err(EINVAL),
     }
+}
+
+/// A decimal number, or a hexadecimal one with `0x`.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+fn parse_num(w: &str) -> Result<u64> {
+    match w.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => w.parse(),
+    }
+    .map_err(|_| EINVAL)
+}
+
+/// `iohgatp.GSCID` (spec 3.1.3.3, the device context's `iohgatp`).
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+const IOHGATP_GSCID: Field = Field::new(59, 44);
+/// `msiptp.PPN` (spec 3.1.3.7).
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+const MSIPTP_PPN: Field = Field::new(43, 0);
+/// `msiptp.MODE`, Off is 0.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+const MSIPTP_MODE: Field = Field::new(63, 60);
+/// The MSI PTE's `V` bit (spec 3.1.3.7, MSI page-table entries).
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+const MSI_PTE_V: u64 = 1;
+
+/// Device `id`'s valid context; `ENOENT` if it has none.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+fn context_of(iommu: &Iommu, t: &crate::directory::Tables, id: u32) -> Result<DeviceContext> {
+    let mut found = None;
+    iommu.ddt.for_each_context(t, &mut |i, dc| {
+        if i == id {
+            found = Some(dc);
+        }
+    });
+    found.ok_or(ENOENT)
+}
+
+/// `msi_pte ID GPA valid|invalid`: sets or clears `V` of the MSI PTE of
+/// `gpa` in the table device `id`'s context names, and invalidates
+/// nothing. `EINVAL` if that is not one of the driver's tables (a
+/// `context` write may have named anything) or `gpa` is not in its window.
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+fn msi_pte_set_valid(iommu: &Iommu, remap: &Remapper, id: u32, gpa: u64, valid: bool) -> Result {
+    use crate::hw::{mem::PhysMem, msi, PAGE_SHIFT};
+
+    let dc = context_of(iommu, &iommu.ddt.lock(), id)?;
+    if MSIPTP_MODE.get(dc.msiptp) == 0 {
+        return Err(EINVAL);
+    }
+    let table = remap
+        .table_at(MSIPTP_PPN.get(dc.msiptp) << PAGE_SHIFT)
+        .ok_or(EINVAL)?;
+    // CAST: an entry index, below 2^12.
+    let pte = table.pa() + table.entry(gpa)? as u64 * msi::MSI_PTE_SIZE;
+    let mem = KernelMem::new(false);
+    // SAFETY: `pte` is the first of the two words of entry `entry(gpa)` of
+    // `table`, whose pages (from `pages::alloc`) live as long as it does.
+    let w = unsafe { mem.words(pte, 2) };
+    let w0 = w.read(0);
+    w.write(
+        0,
+        if valid {
+            w0 | MSI_PTE_V
+        } else {
+            w0 & !MSI_PTE_V
+        },
+    );
+    Ok(())
 }
 
 /// A notice of a test's own, counting its arrivals.

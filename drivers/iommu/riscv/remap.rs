@@ -163,6 +163,16 @@ impl Remapper {
         Ok(self.tables.lock().push((dev.into(), table), GFP_KERNEL)?)
     }
 
+    /// The device table at `pa`, if there is one (debugfs `debug`).
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    pub(crate) fn table_at(&self, pa: u64) -> Option<Arc<MsiPageTable>> {
+        self.tables
+            .lock()
+            .iter()
+            .find(|(_, t)| t.pa() == pa)
+            .map(|(_, t)| t.clone())
+    }
+
     /// `dev` left the IOMMU.
     pub(crate) fn remove(&self, dev: &Device) {
         self.tables
