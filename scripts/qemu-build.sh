@@ -14,8 +14,12 @@
 # (OpenSBI) is Debian's installed one (scripts/qemu.sh passes -L).
 #
 # The build is keyed by the Debian version and the content of this script,
-# the series, its patches and the devices file: when the key matches,
-# nothing runs. Prints the path of qemu-system-riscv64 on stdout.
+# the series, its patches and the devices file. Each key's binary is kept
+# apart, in $MSIREMAP_CACHE/qemu/bin/<key>/ (the last few keys), so a clone
+# whose patches differ never replaces the binary another clone's guests are
+# running; when the key's binary exists, nothing runs. The build directory
+# is shared, so switching keys rebuilds only what differs. Prints the path
+# of the key's qemu-system-riscv64 on stdout.
 #
 # Usage: scripts/qemu-build.sh [--checkpatch]
 #   --checkpatch  print the path of the tarball's scripts/checkpatch.pl
@@ -112,8 +116,9 @@ fi
 cache_lock qemu
 key=$(printf '%s %s\n' "$debver" \
 	"$(hash_files "$0" "$pdir/devices.mak" "$pdir/series" "${patches[@]}")" | sha256sum | cut -c1-16)
-if [ "$(cat "$dir/.msiremap-key" 2>/dev/null)" = "$key" ] && [ -x "$bin" ]; then
-	echo "$bin"
+keyed=$dir/bin/$key/qemu-system-riscv64
+if [ -x "$keyed" ]; then
+	echo "$keyed"
 	exit 0
 fi
 rm -f "$dir/.msiremap-key"
@@ -174,5 +179,12 @@ wait "$pid" || { grep -E 'error' "$log" | head -n 20 >&2; tail -n 15 "$log" >&2
 "$bin" -device help 2>/dev/null | grep -q '"riscv-iommu-pci"' ||
 	die "the build has no riscv-iommu-pci device ($bin -device help)"
 printf '%s\n' "$key" >"$dir/.msiremap-key"
-say "built QEMU $debver with ${#patches[@]} patches in $((SECONDS - start)) s: $bin"
-echo "$bin"
+mkdir -p "$dir/bin/$key.tmp"
+cp "$bin" "$dir/bin/$key.tmp/"
+rm -rf "$dir/bin/$key"
+mv "$dir/bin/$key.tmp" "$dir/bin/$key"
+# Keep the binaries of the four newest keys.
+find "$dir/bin" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn |
+	tail -n +5 | cut -d' ' -f2- | xargs -r rm -rf
+say "built QEMU $debver with ${#patches[@]} patches in $((SECONDS - start)) s: $keyed"
+echo "$keyed"

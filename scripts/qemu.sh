@@ -29,7 +29,7 @@ qemu_strict() {
 		QEMU_STRICT=$("$TOP/scripts/qemu-build.sh") || exit 1
 	fi
 	[ -x "$QEMU_STRICT" ] || die "no strict QEMU at '$QEMU_STRICT'"
-	QEMU_STRICT_DESC="the strict QEMU (Debian's source of $(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null || true) with patches/qemu/series; build $(cat "$MSIREMAP_CACHE/qemu/.msiremap-key" 2>/dev/null || true))"
+	QEMU_STRICT_DESC="the strict QEMU (Debian's source of $(dpkg-query -W -f='${Version}' qemu-system-riscv 2>/dev/null || true) with patches/qemu/series; build $(basename "$(dirname "$QEMU_STRICT")"))"
 }
 
 # qemu_cmd PROFILE KOBJ INITRD APPEND [EXTRA-QEMU-ARGS]: fills the array
