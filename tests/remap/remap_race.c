@@ -147,11 +147,19 @@ TEST_F_TIMEOUT(race, free_while_smp_affinity_is_written, 600)
 			ASSERT_LT(0, w.writes) TH_LOG("irq %d: no affinity change went through: %s",
 						      w.irq, strerror(w.err));
 		}
-		if (round == 0 && w.longest_ns < WIDENED_NS) {
+		if (round == 0 && access("/proc/self/make-it-fail", F_OK)) {
+			/*
+			 * No CONFIG_FAULT_INJECTION: no widened window. Told by
+			 * the kernel's configuration, not by how long a change
+			 * took, which a loaded machine stretches anyway.
+			 */
 			w.stop = 1;
 			pthread_join(t, NULL);
-			SKIP(return, "affinity changes take %lld ns: no widened window (debug kernels only)",
-			     w.longest_ns);
+			SKIP(return, "no widened window (debug kernels only)");
+		}
+		if (round == 0) {
+			ASSERT_LE(WIDENED_NS, w.longest_ns)
+			TH_LOG("a debug kernel, yet no change was held in the window");
 		}
 		usleep(round % 20 * 100);
 		snprintf(cmd, sizeof(cmd), "free %d", slot);
