@@ -245,7 +245,7 @@ int main(int argc, char **argv)
 	/* Round 0 warms up (page tables, pinning paths) and is not counted. */
 	for (int round = 0; round <= rounds; round++) {
 		for (int j = 0; j < ncounts; j++) {
-			int n = counts[(j + round - 1) % ncounts];
+			int n = counts[(j + round) % ncounts];
 			__u32 hwpt;
 
 			/* One paging domain, allocated for the first device. */
