@@ -6,6 +6,10 @@
 # Narrowing, for development: CHECK_GROUPS="rig edu" and/or
 # CHECK_PROFILES="arm64" run only those (the closing line says so).
 # CHECK_APPEND adds to every guest's kernel command line (`make soak`).
+#
+# riscv64 profiles run on the strict QEMU (scripts/qemu.sh); when one is
+# selected, its build (cached, a no-op when nothing changed) starts in the
+# background first and overlaps the host tests and the kernel builds.
 set -euo pipefail
 SELF=check
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +23,27 @@ totals=$out/totals
 : >"$totals"
 export CARGO_TARGET_DIR=$BUILD/target
 start=$SECONDS
+
+# The guest runs, group and profile: "group profile" lines.
+mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/group.conf}"; done)
+[ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf "%s\n" $CHECK_GROUPS | grep -vx gates)
+runs=()
+for group in "${groups[@]}"; do
+	[ -f "$TOP/tests/$group/group.conf" ] || die "no test group '$group' (tests/$group/group.conf)"
+	# SOAK_PROFILES: soak-length runs, only in `make soak` (CHECK_SOAK=1).
+	for profile in $(group_var "$group" PROFILES) ${CHECK_SOAK:+$(group_var "$group" SOAK_PROFILES)}; do
+		if [ -n "${CHECK_PROFILES:-}" ] && [[ " $CHECK_PROFILES " != *" $profile "* ]]; then
+			continue
+		fi
+		arch=$(profile_field "$profile" arch) ||
+			die "tests/$group/group.conf names unknown profile '$profile'"
+		runs+=("$group $profile")
+		if [ "$arch" = riscv64 ] && [ -z "${QEMU_STRICT_PID:-}" ] &&
+			[[ " $(profile_field "$profile" args) " != *" qemu:debian "* ]]; then
+			qemu_strict_start "$out/qemu-path"
+		fi
+	done
+done
 
 # --- Host tests ----------------------------------------------------------------
 echo "# host: cargo test"
@@ -49,43 +74,34 @@ if [ -z "${CHECK_GROUPS:-}" ] || [[ " $CHECK_GROUPS " == *" gates "* ]]; then
 fi
 
 # --- Guest test groups ----------------------------------------------------------
-mapfile -t groups < <(cd "$TOP/tests" && for g in */group.conf; do echo "${g%/group.conf}"; done)
-[ -z "${CHECK_GROUPS:-}" ] || mapfile -t groups < <(printf "%s\n" $CHECK_GROUPS | grep -vx gates)
 declare -A built=()
-for group in "${groups[@]}"; do
-	[ -f "$TOP/tests/$group/group.conf" ] || die "no test group '$group' (tests/$group/group.conf)"
-	# SOAK_PROFILES: soak-length runs, only in `make soak` (CHECK_SOAK=1).
-	for profile in $(group_var "$group" PROFILES) ${CHECK_SOAK:+$(group_var "$group" SOAK_PROFILES)}; do
-		if [ -n "${CHECK_PROFILES:-}" ] && [[ " $CHECK_PROFILES " != *" $profile "* ]]; then
-			continue
-		fi
-		arch=$(profile_field "$profile" arch) ||
-			die "tests/$group/group.conf names unknown profile '$profile'"
-		variant=$(profile_field "$profile" variant)
-		kname=$arch${variant:+-$variant}
-		if [ -z "${built[$kname]:-}" ]; then
-			kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
-			"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
-			KVARIANT=$variant "$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$kname/initramfs-check.cpio"
-			built[$kname]=$kobj
-		fi
-		label=$profile/$group
-		log=$out/logs/$profile-$group.log
-		timeout=$(group_var "$group" TIMEOUT)
-		timeout=${timeout:-300}
-		# The guest kills a test still running a minute before QEMU's
-		# timeout, printing where it is stuck (tests/guest/init).
-		append="msiremap.mode=check msiremap.group=$group msiremap.deadline=$((timeout - 60))"
-		append+=" $(group_var "$group" "APPEND_$arch")"
-		append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
-		qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
-			"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile" "$profile")"
-		t0=$SECONDS
-		status=0
-		qemu_batch "$log" "$timeout" || status=$?
-		echo "# $label: guest ran $((SECONDS - t0)) s"
-		"$ktap" report "$label" "$log" "$status" "$totals" || true
-	done
+for run in "${runs[@]}"; do
+	read -r group profile <<<"$run"
+	arch=$(profile_field "$profile" arch)
+	variant=$(profile_field "$profile" variant)
+	kname=$arch${variant:+-$variant}
+	if [ -z "${built[$kname]:-}" ]; then
+		kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
+		"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
+		KVARIANT=$variant "$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$kname/initramfs-check.cpio"
+		built[$kname]=$kobj
+	fi
+	label=$profile/$group
+	log=$out/logs/$profile-$group.log
+	timeout=$(group_var "$group" TIMEOUT)
+	timeout=${timeout:-300}
+	# The guest kills a test still running a minute before QEMU's
+	# timeout, printing where it is stuck (tests/guest/init).
+	append="msiremap.mode=check msiremap.group=$group msiremap.deadline=$((timeout - 60))"
+	append+=" $(group_var "$group" "APPEND_$arch")"
+	append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
+	qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
+		"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile" "$profile")"
+	t0=$SECONDS
+	status=0
+	qemu_batch "$log" "$timeout" || status=$?
+	echo "# $label: guest ran $((SECONDS - t0)) s on $QEMU_USED"
+	"$ktap" report "$label" "$log" "$status" "$totals" || true
 done
 
 echo "# make check: $((SECONDS - start)) s${CHECK_GROUPS:+, groups: $CHECK_GROUPS}${CHECK_PROFILES:+, profiles: $CHECK_PROFILES}"

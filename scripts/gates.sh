@@ -8,6 +8,10 @@
 #                     posts the series adds theirs, Documentation/patches.md)
 #   gate/series-am    `make series` applied with `git am` to the pristine tree
 #                     gives the tree the layer builds from
+#   gate/qemu-checkpatch/P
+#                     QEMU's scripts/checkpatch.pl (from Debian's tarball)
+#                     over each patch of patches/qemu/series: no error, no
+#                     warning, a Signed-off-by
 #   gate/clippy       our modules built with CLIPPY=1 and our kernel-crate
 #                     additions through clippy-driver (riscv64, where all
 #                     of it builds), no warning
@@ -79,6 +83,23 @@ verdict gate/series "$(wc -l <"$out/series-shape")" "$out/series-shape"
 rc=0
 "$TOP/scripts/series.sh" --check "$out/series-patches" >"$out/series-am" 2>&1 || rc=1
 verdict gate/series-am "$rc" "$out/series-am"
+
+# --- QEMU's checkpatch over the strict emulator's patches ----------------------
+mapfile -t qpatches < <(grep -vE '^[[:space:]]*(#|$)' "$TOP/patches/qemu/series" 2>/dev/null | awk '{ print $1 }')
+if [ ${#qpatches[@]} -gt 0 ]; then
+	qcp=$("$TOP/scripts/qemu-build.sh" --checkpatch) || die "cannot get QEMU's checkpatch.pl"
+	for name in "${qpatches[@]}"; do
+		label=gate/qemu-checkpatch/${name%.patch}
+		# QEMU's checkpatch requires a Signed-off-by (unlike our kernel
+		# series, these are posted as they are).
+		(cd "$(dirname "$qcp")" && ./checkpatch.pl --no-tree "$TOP/patches/qemu/$name") \
+			>"$out/qemu-checkpatch-$name" 2>&1 || true
+		read -r e w < <(sed -n 's/^total: \([0-9]*\) errors, \([0-9]*\) warnings.*/\1 \2/p' \
+			"$out/qemu-checkpatch-$name")
+		[ -n "${e:-}" ] || e=1
+		verdict "$label" "$((e + ${w:-0}))" "$out/qemu-checkpatch-$name"
+	done
+fi
 
 # --- clippy ----------------------------------------------------------------
 kobj=$("$TOP/scripts/kernel.sh" riscv64)

@@ -60,6 +60,11 @@ case "$mode" in shell | show | cmd | check) ;; *) die "unknown mode '$mode'" ;; 
 [ -z "$group" ] || group_var "$group" PROFILES >/dev/null
 [ -z "$extra" ] || [ -d "$extra" ] || die "GUEST_FILES: '$extra' is not a directory"
 
+# The strict QEMU of riscv64 profiles (scripts/qemu.sh) builds beside the
+# kernel, when either is not cached.
+if [ "$arch" = riscv64 ] && [[ " $(profile_field "$profile" args) " != *" qemu:debian "* ]]; then
+	qemu_strict_start "$BUILD/$arch/qemu-path"
+fi
 # The profile's kernel variant, unless --variant names one.
 variant=${variant:-$(profile_field "$profile" variant)}
 kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
@@ -81,6 +86,7 @@ if [ -n "$group" ]; then
 fi
 append="$(trace_cmdline "$trace") $append"
 qemu_cmd "$profile" "$kobj" "$initrd" "msiremap.mode=$mode $append" "$qargs"
+say "profile $profile on $QEMU_USED"
 
 if [ "$mode" = shell ]; then
 	exec "${QCMD[@]}" -nographic

@@ -4,8 +4,9 @@
 # Silent when already satisfied; otherwise says what it installs. Any failure
 # ends with a one-line message naming what could not be had.
 #
-# bindgen goes to $MSIREMAP_CACHE/tools and the pristine linux-source-7.3
-# tree to $MSIREMAP_CACHE/linux-pristine (see scripts/lib.sh).
+# bindgen and the Python environment that builds the strict QEMU (meson,
+# ninja, pycotap from PyPI) go to $MSIREMAP_CACHE/tools, and the pristine
+# linux-source-7.3 tree to $MSIREMAP_CACHE/linux-pristine (see scripts/lib.sh).
 set -euo pipefail
 SELF=setup
 . "$(dirname "$0")/lib.sh"
@@ -28,7 +29,8 @@ PKGS_MAIN=(make flex bison bc libelf-dev libssl-dev cpio xz-utils
 	clang-$LLVM_VER lld-$LLVM_VER llvm-$LLVM_VER libclang-$LLVM_VER-dev
 	gcc-riscv64-linux-gnu gcc-aarch64-linux-gnu
 	libc6-dev-riscv64-cross libc6-dev-arm64-cross
-	python3 rsync device-tree-compiler)
+	python3 rsync device-tree-compiler
+	gcc pkgconf patch python3-venv libglib2.0-dev zlib1g-dev libfdt-dev)
 PKGS_BPO=(qemu-system-riscv qemu-system-arm)
 
 missing=()
@@ -106,6 +108,20 @@ if ! "$tools/bin/bindgen" --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$";
 	LIBCLANG_PATH=/usr/lib/llvm-$LLVM_VER/lib \
 		cargo install --quiet --locked "bindgen-cli@$BINDGEN_VERSION" --root "$tools" ||
 		die "cargo install bindgen-cli@$BINDGEN_VERSION failed"
+fi
+
+# --- The strict QEMU's build tools (scripts/qemu-build.sh) -------------------
+# The versions QEMU 10.0's pythondeps.toml installs from its python/wheels,
+# which Debian's +ds tarball leaves out; configure finds ninja on PATH.
+QEMU_PYDEPS=(meson==1.5.0 pycotap==1.3.1 ninja==1.13.0)
+venv=$tools/qemu-venv
+if [ "$(cat "$venv/.msiremap-deps" 2>/dev/null)" != "${QEMU_PYDEPS[*]}" ]; then
+	say "installing ${QEMU_PYDEPS[*]} from PyPI into $venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+	"$venv/bin/pip" install -q --disable-pip-version-check "${QEMU_PYDEPS[@]}" ||
+		die "pip install ${QEMU_PYDEPS[*]} failed"
+	printf '%s\n' "${QEMU_PYDEPS[*]}" >"$venv/.msiremap-deps"
 fi
 
 # --- Kernel source: Debian's linux-source-7.3 ------------------------------

@@ -108,6 +108,18 @@ static inline const char *msr_profile(void)
 	return profile;
 }
 
+/*
+ * Whether the guest runs on the strict QEMU (scripts/qemu-build.sh), which
+ * does what the RISC-V IOMMU and AIA specifications say where QEMU 10.0.2
+ * does not (Documentation/rig.md), rather than on Debian's QEMU.
+ */
+static inline int msr_strict_qemu(void)
+{
+	char qemu[16];
+
+	return msr_cmdline("msiremap.qemu", qemu, sizeof(qemu)) && !strcmp(qemu, "strict");
+}
+
 /* Read a sysfs attribute holding a number (any base strtoul accepts). */
 static inline int msr_read_ulong(const char *path, unsigned long *val)
 {
@@ -120,22 +132,30 @@ static inline int msr_read_ulong(const char *path, unsigned long *val)
 	return 0;
 }
 
+static inline int msr_strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /*
- * Find the n-th PCI device (0-based) with the given vendor and device ids;
- * its address (e.g. 0000:00:02.0) goes to bdf. 0, or -ENOENT.
+ * Find the n-th PCI device (0-based, in address order) with the given
+ * vendor and device ids; its address (e.g. 0000:00:02.0) goes to bdf. 0,
+ * or -ENOENT.
  */
 static inline int msr_find_pci(unsigned int vendor, unsigned int device, int n,
 			       char *bdf, size_t len)
 {
+	static char names[64][32];
+	char *sorted[64];
 	DIR *dir = opendir("/sys/bus/pci/devices");
 	struct dirent *de;
 	char path[512];
 	unsigned long v, d;
-	int ret = -ENOENT;
+	int found = 0;
 
 	if (!dir)
 		return -errno;
-	while ((de = readdir(dir))) {
+	while ((de = readdir(dir)) && found < 64) {
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vendor", de->d_name);
@@ -144,14 +164,18 @@ static inline int msr_find_pci(unsigned int vendor, unsigned int device, int n,
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", de->d_name);
 		if (msr_read_ulong(path, &d))
 			continue;
-		if (v == vendor && d == device && n-- == 0) {
-			snprintf(bdf, len, "%s", de->d_name);
-			ret = 0;
-			break;
+		if (v == vendor && d == device) {
+			snprintf(names[found], sizeof(names[found]), "%s", de->d_name);
+			sorted[found] = names[found];
+			found++;
 		}
 	}
 	closedir(dir);
-	return ret;
+	if (n >= found)
+		return -ENOENT;
+	qsort(sorted, found, sizeof(sorted[0]), msr_strcmp_p);
+	snprintf(bdf, len, "%s", sorted[n]);
+	return 0;
 }
 
 /* The kernel log, NUL-terminated, in a static buffer. */
@@ -403,6 +427,93 @@ static inline int msr_riscv_iommu_file(const char *name, char *buf, size_t len)
 		}
 	closedir(d);
 	return ret;
+}
+
+/* A valid device context, as debugfs `contexts` lists it. */
+struct msr_context {
+	unsigned int rid, gscid, pscid;
+	unsigned long long iohgatp, fsc, msiptp, msi_table;
+};
+
+/*
+ * The valid device contexts of our RISC-V IOMMU (debugfs contexts), up to
+ * `max`; their number, or -errno.
+ */
+static inline int msr_riscv_contexts(struct msr_context *c, int max)
+{
+	static char buf[1 << 16];
+	int n = 0, ret = msr_riscv_iommu_file("contexts", buf, sizeof(buf));
+
+	if (ret < 0)
+		return ret;
+	for (char *p = buf; *p && n < max; p = strchr(p, '\n') + 1) {
+		if (sscanf(p, "device %x tc %*x iohgatp %llx ta %*x fsc %llx msiptp %llx msi_mask %*x "
+			      "msi_pattern %*x gscid %u pscid %u msi_table %llx",
+			   &c[n].rid, &c[n].iohgatp, &c[n].fsc, &c[n].msiptp, &c[n].gscid, &c[n].pscid,
+			   &c[n].msi_table) == 7)
+			n++;
+		if (!strchr(p, '\n'))
+			break;
+	}
+	return n;
+}
+
+/* The context of requester id `rid` among `n` contexts, NULL if none. */
+static inline const struct msr_context *msr_context_of(const struct msr_context *c, int n,
+							unsigned int rid)
+{
+	for (int i = 0; i < n; i++)
+		if (c[i].rid == rid)
+			return &c[i];
+	return NULL;
+}
+
+/* The requester id of PCI device `bdf` (bus, device, function). */
+static inline unsigned int msr_pci_rid(const char *bdf)
+{
+	unsigned int bus = 0, dev = 0, fn = 0;
+
+	sscanf(bdf, "%*x:%x:%x.%x", &bus, &dev, &fn);
+	return bus << 8 | dev << 3 | fn;
+}
+
+/*
+ * Checks every device context our RISC-V IOMMU driver wrote against two
+ * rules of the RISC-V IOMMU specification: no MSI page table beside a
+ * Bare second stage ("When DC.iohgatp.MODE is Bare, DC.msiptp.MODE must be
+ * set to Off by software", device-context configuration checks), and
+ * contexts with one GSCID have one second-stage table and one MSI table
+ * (the IOATC tags MSI PTEs by GSCID and address). Returns the number of
+ * valid contexts, or -1 with the first violation in `why`.
+ */
+static inline int msr_riscv_contexts_check(char *why, size_t len)
+{
+	static struct msr_context c[256];
+	int n = msr_riscv_contexts(c, 256);
+
+	snprintf(why, len, "no contexts (%d)", n);
+	if (n <= 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (c[i].msiptp >> 60 && !(c[i].iohgatp >> 60)) {
+			snprintf(why, len, "device %#x: msiptp %#llx beside a Bare iohgatp", c[i].rid,
+				 c[i].msiptp);
+			return -1;
+		}
+		for (int j = 0; j < i; j++) {
+			if (!(c[i].iohgatp >> 60) || c[j].gscid != c[i].gscid || !(c[j].iohgatp >> 60))
+				continue;
+			if (c[j].msi_table != c[i].msi_table || c[j].iohgatp != c[i].iohgatp) {
+				snprintf(why, len,
+					 "GSCID %u: device %#x iohgatp %#llx msi_table %#llx, "
+					 "device %#x iohgatp %#llx msi_table %#llx",
+					 c[i].gscid, c[j].rid, c[j].iohgatp, c[j].msi_table, c[i].rid,
+					 c[i].iohgatp, c[i].msi_table);
+				return -1;
+			}
+		}
+	}
+	return n;
 }
 
 /*

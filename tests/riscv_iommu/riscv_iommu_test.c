@@ -149,8 +149,11 @@ TEST(msi_region_is_reserved_where_the_msi_table_handles_it)
 		EXPECT_NE(NULL, strstr(regions, "0x0000000008000000 0x0000000008001fff msi\n")) {
 			TH_LOG("reserved regions:\n%s", regions);
 		}
-		/* Without MSI page tables there is no table at all. */
-		if (!strcmp(p, "riscv64-nointremap")) {
+		/*
+		 * Without MSI page tables, or without a second stage (the spec
+		 * reserves a table beside a Bare iohgatp), there is no table.
+		 */
+		if (!strcmp(p, "riscv64-nointremap") || !strcmp(p, "riscv64-s-stage")) {
 			EXPECT_NE(NULL, strstr(stats, "msi_tables none\n"));
 		}
 	}
@@ -177,12 +180,14 @@ TEST(page_request_queue_where_offered)
 /*
  * On every profile (an IMSIC is there) edu's MSI goes through the IOMMU's
  * remapping domain, created at probe; edu has an MSI page table exactly
- * where the IOMMU has MSI page tables (not with intremap=off).
+ * where the IOMMU has MSI page tables (not with intremap=off) and a second
+ * stage (not with g-stage=off).
  */
 TEST(msis_go_through_the_remapping_domain)
 {
 	char bdf[32], buf[4096], msi[4096], want[64];
-	int table = !!strcmp(msr_profile(), "riscv64-nointremap");
+	/* No tables without MSI page tables, nor beside a first stage. */
+	int table = strcmp(msr_profile(), "riscv64-nointremap") && strcmp(msr_profile(), "riscv64-s-stage");
 
 	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, bdf, sizeof(bdf)));
 	ASSERT_LT(0, msr_pci_msi_irq_debug(bdf, buf, sizeof(buf)));
@@ -524,6 +529,78 @@ TEST_F_TIMEOUT(racing_maps, leave_the_domain_consistent, 120)
 	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", self->bdf);
 	EXPECT_EQ(0, msr_write(path, "4096"));
 	EXPECT_EQ(0, edu_stat(self->bdf, "mismatches"));
+}
+
+/*
+ * Every context the driver wrote is one the spec allows (no MSI table
+ * beside a Bare second stage) and no GSCID covers two MSI tables; edu has
+ * a table exactly where the IOMMU has MSI page tables and a second stage.
+ * (Several devices per domain and per requester id: the vfio group.)
+ */
+TEST(contexts_follow_the_spec)
+{
+	static struct msr_context c[256];
+	const struct msr_context *x;
+	char edu[32], why[256];
+	int n;
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, edu, sizeof(edu)));
+	EXPECT_LT(0, msr_riscv_contexts_check(why, sizeof(why))) TH_LOG("%s", why);
+	n = msr_riscv_contexts(c, 256);
+	x = msr_context_of(c, n, msr_pci_rid(edu));
+	ASSERT_NE(NULL, x) TH_LOG("no context for %s", edu);
+	EXPECT_EQ(x->iohgatp >> 60 && strcmp(msr_profile(), "riscv64-nointremap"), !!x->msi_table);
+}
+
+/*
+ * edu's group in the identity domain (sysfs type, qemu_edu unbound: its
+ * 28-bit DMA mask reaches no RAM without an IOMMU domain): an identity
+ * second stage under edu's GSCID, with its MSI table where the IOMMU has
+ * them; bare with no table where the IOMMU has no second stage. The
+ * contexts still follow the spec. Then back to DMA, where DMA works.
+ */
+TEST(identity_contexts_follow_the_spec)
+{
+	static struct msr_context c[256];
+	static char domains[1 << 20];
+	char edu[32], path[256], why[256], want[64], *p;
+	const struct msr_context *x;
+	int n, second = strcmp(msr_profile(), "riscv64-s-stage");
+
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, edu, sizeof(edu)));
+	ASSERT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/unbind", edu));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", edu);
+	EXPECT_EQ(0, msr_write(path, "identity"));
+	EXPECT_LT(0, msr_riscv_contexts_check(why, sizeof(why))) TH_LOG("%s", why);
+	n = msr_riscv_contexts(c, 256);
+	x = msr_context_of(c, n, msr_pci_rid(edu));
+	EXPECT_NE(NULL, x);
+	if (x && !second) {
+		EXPECT_EQ(0, x->iohgatp);
+		EXPECT_EQ(0, x->fsc);
+		EXPECT_EQ(0, x->msi_table);
+	} else if (x) {
+		EXPECT_NE(0, x->iohgatp >> 60);
+		EXPECT_EQ(0, x->fsc);
+		EXPECT_NE(0, x->gscid);
+		EXPECT_EQ(!!strcmp(msr_profile(), "riscv64-nointremap"), !!x->msi_table);
+		/* The identity table: root-level leaves from 0, read-write. */
+		EXPECT_LT(0, msr_riscv_iommu_file("domains", domains, sizeof(domains)));
+		snprintf(want, sizeof(want), " root %#llx\n", (x->iohgatp & ((1ULL << 44) - 1)) << 12);
+		p = strstr(domains, want);
+		EXPECT_NE(NULL, p) TH_LOG("no domain with%s", want);
+		if (p) {
+			p += strlen(want);
+			EXPECT_EQ(0, strncmp(p, "  iova 0x0 pa 0x0 size 0x", 25)) TH_LOG("%.200s", p);
+			p = strchr(p, '\n');
+			EXPECT_TRUE(p && !strncmp(p - 3, " rw\n", 4));
+		}
+	}
+	EXPECT_EQ(0, msr_write(path, "DMA"));
+	EXPECT_EQ(0, msr_write("/sys/bus/pci/drivers/qemu_edu/bind", edu));
+	EXPECT_LT(0, msr_riscv_contexts_check(why, sizeof(why))) TH_LOG("%s", why);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/qemu_edu/%s/dma", edu);
+	EXPECT_EQ(0, msr_write(path, "4096"));
 }
 
 TEST_HARNESS_MAIN

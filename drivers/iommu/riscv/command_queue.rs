@@ -18,8 +18,7 @@ use kernel::{
 
 use crate::{
     hw::{cmd::Command, queue::Ring},
-    iommu::{wait_reg, POLL_STEP, POLL_TRIES},
-    regs::{self, Regs, RegsIo},
+    regs::{self, wait_reg, Regs, RegsIo, POLL_STEP, POLL_TRIES},
 };
 
 /// Command-queue entries (4096 commands, 64 KiB).

@@ -176,16 +176,27 @@ fn show_stats(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     writeln!(f, "faults {}", faults)
 }
 
-/// Writes every valid device context, one line each.
+/// Writes every valid device context, one line each: its words, then the
+/// context ids and the MSI table they name (`iohgatp.GSCID`, `ta.PSCID`,
+/// the table at `msiptp.PPN` when `msiptp.MODE` is not Off, else 0), so a
+/// reader can check that no GSCID covers two MSI tables and no table sits
+/// beside a `Bare` second stage.
 fn show_contexts(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     let t = iommu.ddt.lock();
     let mut res = Ok(());
     iommu.ddt.for_each_context(&t, &mut |id, dc| {
         if res.is_ok() {
+            let gscid = (dc.iohgatp >> 44) & 0xffff;
+            let pscid = (dc.ta >> 12) & 0xf_ffff;
+            let msi_table = match dc.msiptp >> 60 {
+                0 => 0,
+                _ => (dc.msiptp & ((1 << 44) - 1)) << 12,
+            };
             res = writeln!(
                 f,
-                "device {:#06x} tc {:#x} iohgatp {:#x} ta {:#x} fsc {:#x} msiptp {:#x} msi_mask {:#x} msi_pattern {:#x}",
-                id, dc.tc, dc.iohgatp, dc.ta, dc.fsc, dc.msiptp, dc.msi_addr_mask, dc.msi_addr_pattern
+                "device {:#06x} tc {:#x} iohgatp {:#x} ta {:#x} fsc {:#x} msiptp {:#x} msi_mask {:#x} msi_pattern {:#x} gscid {} pscid {} msi_table {:#x}",
+                id, dc.tc, dc.iohgatp, dc.ta, dc.fsc, dc.msiptp, dc.msi_addr_mask, dc.msi_addr_pattern,
+                gscid, pscid, msi_table
             );
         }
     });
@@ -200,7 +211,7 @@ fn show_domains(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
         let pt = &d.pt;
         f.write_fmt(fmt!(
             "domain {} {:?} root {:#x}\n",
-            d.id,
+            d.serial,
             pt.mode(),
             pt.root()
         ))?;

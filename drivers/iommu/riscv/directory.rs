@@ -17,9 +17,8 @@ use crate::{
         ddt::{Ddt, DdtMode, DeviceContext},
         tree::Unwalked,
     },
-    iommu::wait_reg,
     mem::{errno, KernelMem},
-    regs::{self, RegsIo},
+    regs::{self, wait_reg, RegsIo},
 };
 
 /// The directory's tables as the IOMMU uses them.

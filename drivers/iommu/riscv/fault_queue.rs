@@ -24,8 +24,7 @@ use crate::{
         queue::Ring,
         ratelimit::RateLimit,
     },
-    iommu::wait_reg,
-    regs::{self, Regs, RegsIo},
+    regs::{self, wait_reg, Regs, RegsIo},
 };
 
 /// Fault lines logged every `FAULT_LOG_INTERVAL_MS`, the kernel's default

@@ -7,7 +7,6 @@
 
 use kernel::{
     device::{self, Bound},
-    io::poll::read_poll_timeout_atomic,
     io::Io,
     irq::{imsic, IrqReturn, ThreadedHandler},
     new_mutex,
@@ -18,24 +17,18 @@ use kernel::{
         Arc,
         Mutex, //
     },
-    time::Delta,
 };
 
 use crate::{
     command_queue::CommandQueue,
     context_ids::ContextIds,
     directory::Directory,
+    domain_table::DomainTable,
     fault_queue::{FaultQueue, PageRequestQueue},
     hw::{cmd::Command, ddt::DdtMode, pte::Mode},
-    msi_page_table::MsiLayout,
-    paging::DomainTable,
+    msi_layout::MsiLayout,
     regs::{self, Regs, RegsIo},
 };
-
-/// Polling step while waiting for the IOMMU (never sleeps).
-pub(crate) const POLL_STEP: Delta = Delta::from_micros(1);
-/// Polls before a command (or a register change) is declared stuck: a second.
-pub(crate) const POLL_TRIES: usize = 1_000_000;
 
 /// The fault-queue interrupt's handler.
 #[pin_data]
@@ -81,9 +74,12 @@ pub(crate) struct Iommu {
     pq: Option<Pin<KBox<PageRequestQueue>>>,
     #[pin]
     pub(crate) ddt: Directory,
-    /// The live paging domains' tables, for debugfs, read under the lock.
+    /// The live paging domains' tables and the identity table, for
+    /// debugfs, read under the lock.
     #[pin]
     pub(crate) domains: Mutex<KVec<Arc<DomainTable>>>,
+    /// The last number [`Iommu::next_serial`] gave a table.
+    serial: Atomic<u32>,
     #[pin]
     pub(crate) ids: ContextIds,
     pub(crate) stats: Stats,
@@ -129,7 +125,12 @@ impl Iommu {
         let mrif = caps.msi_mrif()
             && paging_mode.is_second_stage()
             && !crate::module_parameters::msi_flat.value();
-        let msi = match (extended, imsic::layout()) {
+        // MSI page tables only beside a second stage: the spec reserves
+        // `msiptp` with a `Bare` `iohgatp` (device-context configuration
+        // checks). Without one, devices' MSIs are translated
+        // by their first-stage domain like any DMA (sw_msi), and isolated
+        // MSIs are not claimed.
+        let msi = match (extended && paging_mode.is_second_stage(), imsic::layout()) {
             (true, Some(layout)) => Some(MsiLayout::new(&layout, mrif)?),
             _ => None,
         };
@@ -159,6 +160,7 @@ impl Iommu {
             ddt <- ddt,
             domains <- new_mutex!(KVec::new(), "Iommu::domains"),
             ids <- ids,
+            serial: Atomic::new(0),
             stats: Stats {
                 unmap_syncs: Atomic::new(0),
                 interrupts: Atomic::new(0),
@@ -200,9 +202,14 @@ impl Iommu {
             levels,
             if extended { "extended" } else { "base" },
             self.paging_mode,
-            if extended { "flat" } else { "none" }
+            if self.msi.is_some() { "flat" } else { "none" }
         );
         Ok(())
+    }
+
+    /// A number for a new table, to tell tables apart in debugfs.
+    pub(crate) fn next_serial(&self) -> u32 {
+        self.serial.fetch_add(1, Relaxed) + 1
     }
 
     /// Queues `cmds` followed by an `IOFENCE.C` and waits for the fence, so
@@ -309,11 +316,6 @@ fn stop(bar: &RegsIo<'_>) {
     let _ = bar.try_write_reg(regs::CQCSR::zeroed());
     let _ = bar.try_write_reg(regs::FQCSR::zeroed());
     let _ = bar.try_write_reg(regs::PQCSR::zeroed());
-}
-
-/// Polls a register condition for up to a second without sleeping.
-pub(crate) fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
-    read_poll_timeout_atomic(cond, |ok: &bool| *ok, POLL_STEP, POLL_TRIES).map(|_| ())
 }
 
 #[pinned_drop]

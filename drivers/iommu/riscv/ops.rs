@@ -18,76 +18,136 @@ use kernel::{
         trace, //
     },
     irq::{imsic, remap::RemapDomain},
+    new_mutex,
     prelude::*,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use crate::{
     hw::{ddt::DeviceContext, PAGE_SIZE},
+    identity::Identity,
     iommu::Iommu,
     msi_page_table::MsiPageTable,
     paging::Paging,
     remap::Remapper,
+    requester::Requester,
 };
 
 /// The IOMMU's operations, as the core calls them.
 ///
 /// `remap` is the MSI remapping IRQ domain, created with the registration
 /// when the system has an IMSIC; it outlives every device behind the IOMMU
-/// (the registration releases them first).
+/// (the registration releases them first), and never changes with the
+/// domains devices are attached to.
 #[pin_data]
 pub(crate) struct IommuOps {
     pub(crate) iommu: Arc<Iommu>,
     pub(crate) remap: Option<RemapDomain<Remapper>>,
+    /// The identity second stage, where the IOMMU has a second stage.
+    identity: Option<Identity>,
+    /// Every requester behind the IOMMU: changed at device probe and
+    /// release, which look for the requester a new device's ids belong to.
+    #[pin]
+    requesters: Mutex<KVec<Arc<Requester>>>,
 }
 
-/// A device behind the IOMMU: its requester ids, and its MSI page table
-/// when its MSIs are remapped.
+/// A device behind the IOMMU: its requester ids, and the requester (the
+/// set of ids with one context id and one MSI table) they belong to.
 pub(crate) struct Master {
     ids: KVec<u32>,
-    msi: Option<Arc<MsiPageTable>>,
+    requester: Arc<Requester>,
+}
+
+impl Master {
+    /// The requester the device's ids belong to.
+    pub(crate) fn requester(&self) -> &Requester {
+        &self.requester
+    }
 }
 
 impl IommuOps {
-    /// Points every context of `master` at `dc`, with the master's MSI page
-    /// table beside whatever translates its DMA.
-    pub(crate) fn set_contexts(&self, master: &Master, dc: &DeviceContext) -> Result {
-        let dc = match &master.msi {
-            Some(t) if dc.tc != 0 => dc.with_msi(t.pa(), t.geometry.mask(), t.geometry.pattern()),
-            _ => *dc,
+    /// The operations of `iommu`, with its MSI remapping domain if any.
+    pub(crate) fn new(
+        iommu: Arc<Iommu>,
+        remap: Option<RemapDomain<Remapper>>,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let mode = iommu.paging_mode;
+        let identity = match mode.is_second_stage() {
+            true => Some(Identity::new(&iommu, mode)?),
+            false => None,
         };
-        let ddt = &self.iommu.ddt;
-        let t = ddt.lock();
-        for &id in master.ids.iter() {
-            ddt.set_context(&t, id, &dc, |cmds| self.iommu.submit_sync(cmds))?;
-        }
-        Ok(())
+        Ok(try_pin_init!(Self {
+            iommu,
+            remap,
+            identity,
+            requesters <- new_mutex!(KVec::new(), "IommuOps::requesters"),
+        }))
     }
 
-    /// Moves `dev`'s MSIs under the remapping domain, with a table of their
-    /// own where the IOMMU has MSI page tables, if they were to go to the
-    /// IMSIC.
-    fn remap_msis(&self, dev: &ProbedDevice<'_>) -> Result<Option<Arc<MsiPageTable>>> {
+    /// Moves `dev`'s MSIs under the remapping domain, through `table`
+    /// (its requester's, where the IOMMU has MSI page tables), if they were
+    /// to go to the IMSIC. Returns whether they were moved.
+    fn remap_msis(
+        &self,
+        dev: &ProbedDevice<'_>,
+        table: Option<&Arc<MsiPageTable>>,
+    ) -> Result<bool> {
         let Some(r) = &self.remap else {
-            return Ok(None);
+            return Ok(false);
         };
-        let table = match self.iommu.msi {
-            Some(_) => {
-                let t = MsiPageTable::new(&self.iommu, dev)?;
-                r.data().add(dev, t.clone())?;
-                Some(t)
-            }
-            None => None,
-        };
+        if let Some(t) = table {
+            r.data().add(dev, t.clone())?;
+        }
         if !r.adopt(dev) {
             r.data().remove(dev);
-            return Ok(None);
+            return Ok(false);
         }
-        match &table {
+        match table {
             Some(t) => dev_dbg!(dev, "MSIs remapped through table {:#x}\n", t.pa()),
             None => dev_dbg!(dev, "MSIs through the remapping domain, no table\n"),
         }
-        Ok(table)
+        Ok(true)
+    }
+
+    /// The requester `dev`, with requester ids `ids`, belongs to: the one
+    /// that has any of them (a bridge alias several devices share), else a
+    /// new one, with an MSI table of its own where the IOMMU has them.
+    fn requester_of(&self, dev: &ProbedDevice<'_>, ids: &[u32]) -> Result<Arc<Requester>> {
+        let mut reqs = self.requesters.lock();
+        if let Some(req) = reqs.iter().find(|r| r.shares(ids)).cloned() {
+            req.join(ids)?;
+            return match self.remap_msis(dev, req.msi.as_ref()) {
+                Ok(adopted) => {
+                    if !adopted && req.msi.is_some() {
+                        dev_warn!(dev, "shares an MSI table but its MSIs are not remapped\n");
+                    }
+                    Ok(req)
+                }
+                Err(e) => {
+                    // Others have the requester: it never empties here.
+                    let _ = req.leave(ids);
+                    Err(e)
+                }
+            };
+        }
+        let table = match (&self.remap, &self.iommu.msi) {
+            (Some(_), Some(_)) => Some(MsiPageTable::new(&self.iommu, dev)?),
+            _ => None,
+        };
+        let adopted = self.remap_msis(dev, table.as_ref())?;
+        let req = Requester::new(&self.iommu, table.filter(|_| adopted))
+            .and_then(|req| {
+                req.join(ids)?;
+                reqs.push(req.clone(), GFP_KERNEL)?;
+                Ok(req)
+            })
+            .inspect_err(|_| {
+                if let Some(r) = self.remap.as_ref().filter(|_| adopted) {
+                    r.release(dev);
+                    r.data().remove(dev);
+                }
+            })?;
+        Ok(req)
     }
 }
 
@@ -113,17 +173,34 @@ impl Driver for IommuOps {
             v.push(id, GFP_KERNEL)?;
         }
         drop(t);
-        let msi = self.remap_msis(dev)?;
-        dev_dbg!(dev, "probed behind the IOMMU, ids {:?}\n", ids);
-        Ok(Master { ids: v, msi })
+        let requester = self.requester_of(dev, ids)?;
+        dev_dbg!(
+            dev,
+            "probed behind the IOMMU, ids {:?}, context id {}\n",
+            ids,
+            requester.id
+        );
+        Ok(Master { ids: v, requester })
     }
 
     fn release_device(&self, dev: &ProbedDevice<'_>, master: &Master) {
-        // Back to blocked: an invalid context makes the IOMMU refuse the
-        // device's DMA.
-        match self.set_contexts(master, &DeviceContext::default()) {
-            Ok(()) => trace::detach(dev),
-            Err(e) => dev_err!(dev, "release: {:?}\n", e),
+        // Back to blocked: the device's ids no other device has become
+        // invalid, and the IOMMU refuses their DMA.
+        let req = &master.requester;
+        let empty = match req.leave(&master.ids) {
+            Ok(empty) => {
+                trace::detach(dev);
+                empty
+            }
+            Err(e) => {
+                dev_err!(dev, "release: {:?}\n", e);
+                true
+            }
+        };
+        if empty {
+            self.requesters
+                .lock()
+                .retain(|r| !core::ptr::eq::<Requester>(&**r, &**req));
         }
         if let Some(r) = self.remap.as_ref().filter(|r| r.owns(dev)) {
             // With MSIs still allocated (a driver bound while the IOMMU
@@ -144,8 +221,24 @@ impl Driver for IommuOps {
     }
 
     fn attach_identity(&self, dev: &Device, master: &Master) -> Result {
-        dev_dbg!(dev, "attach identity\n");
-        self.set_contexts(master, &DeviceContext::bare())
+        let req = &master.requester;
+        match &self.identity {
+            // The identity second stage, under the requester's GSCID, with
+            // its MSI table.
+            Some(idm) => {
+                dev_dbg!(dev, "attach identity, second stage, GSCID {}\n", req.id);
+                req.set(&idm.context(req.id), Some(idm.table.clone()))
+            }
+            // No second stage: nothing translates, and no MSI table. `ta`
+            // keeps the requester's PSCID (unused while `fsc` is Bare), so
+            // that a change to or from a paging domain rewrites `fsc` alone.
+            None => {
+                dev_dbg!(dev, "attach identity, bare\n");
+                let mut dc = DeviceContext::first_stage(self.iommu.paging_mode, 0, req.id);
+                dc.fsc = 0;
+                req.set(&dc, None)
+            }
+        }
     }
 
     fn get_resv_regions(&self, dev: &Device, master: &Master, regions: &mut ResvRegions<'_>) {
@@ -153,14 +246,11 @@ impl Driver for IommuOps {
         if !self.remap.as_ref().is_some_and(|r| r.owns(dev)) {
             return;
         }
-        let res = match (
-            &self.iommu.msi,
-            &master.msi,
-            self.iommu.paging_mode.is_second_stage(),
-        ) {
-            // The device's MSI page table handles the IMSIC's addresses in
-            // second-stage domains: no IOVA there may be handed out.
-            (Some(t), Some(_), true) => {
+        let res = match (&self.iommu.msi, &master.requester.msi) {
+            // The device's MSI page table handles the IMSIC's addresses
+            // (tables exist only beside a second stage): no IOVA there may
+            // be handed out.
+            (Some(t), Some(_)) => {
                 let (_, (lo, hi)) = t.table_geometry();
                 regions.add(lo, hi - lo, PROT_MSI, ResvType::Msi)
             }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Paging domains: an IO page table of the IOMMU's paging mode, with its
-//! context id, as the core maps and unmaps through it
-//! (`struct iommu_domain_ops`).
+//! Paging domains: an IO page table of the IOMMU's paging mode, as the
+//! core maps and unmaps through it (`struct iommu_domain_ops`), walked
+//! under the context ids of the requesters attached to it.
 
 use kernel::{
     device::Device,
@@ -16,21 +16,22 @@ use kernel::{
 };
 
 use crate::{
+    domain_table::{DomainTable, ATTACHED_MAX},
     hw::{
         cmd::Command,
         ddt::DeviceContext,
         pgtable::PageTable,
         pte::{self, Mode},
-        tree::Unwalked,
         PAGE_SIZE,
     },
     iommu::Iommu,
     mem::{errno, KernelMem},
     ops::{IommuOps, Master},
+    requester::Requester,
 };
 
-/// Above this many pages an unmap invalidates the whole context rather
-/// than page by page.
+/// Above this many invalidations (pages times attached ids) an unmap
+/// invalidates each attached id whole rather than page by page.
 const INVAL_PAGES_MAX: u64 = 32;
 
 /// `make bench`'s floor: a build with `--cfg bench_floor` (never loaded
@@ -43,9 +44,10 @@ const BENCH_FLOOR: bool = cfg!(bench_floor);
 ///
 /// # Invariants
 ///
-/// `table.id` is a context id allocated from `iommu` for this domain alone
-/// (GSCID for a second-stage table, PSCID for a first-stage one); `table` is
-/// on `iommu`'s list of domains until drop.
+/// `table` is on `iommu`'s list of tables until drop. The domain has no
+/// context id of its own: each requester attached to it walks it under its
+/// own (GSCID for a second-stage table, PSCID for a first-stage one), and
+/// `table` lists them, so unmaps invalidate each (`crate::requester`).
 pub(crate) struct Paging {
     iommu: Arc<Iommu>,
     /// Map, unmap and lookups run concurrently, in any context (drivers
@@ -57,88 +59,88 @@ pub(crate) struct Paging {
     linear: pages::LinearMap,
 }
 
-/// A paging domain's table, shared by the domain and the IOMMU's list of
-/// live domains (which debugfs reads under the list's lock).
-///
-/// # Invariants
-///
-/// Dropped only once the IOMMU no longer walks the table: its owners are
-/// its [`Paging`], which takes it off the list and then drops its own
-/// reference only after no device context points at the table and its
-/// IOTLB entries are invalidated, and the list, whose readers only borrow
-/// it under the list's lock.
-pub(crate) struct DomainTable {
-    pub(crate) id: u32,
-    pub(crate) pt: PageTable,
-}
-
-impl Drop for DomainTable {
-    fn drop(&mut self) {
-        // SAFETY: the IOMMU no longer walks the table (type invariant), and
-        // nothing uses it after this.
-        let unwalked = unsafe { Unwalked::new() };
-        self.pt.destroy(&KernelMem::new(false), unwalked);
-    }
-}
-
 impl Paging {
     pub(crate) fn new(iommu: Arc<Iommu>) -> Result<Self> {
         let mode = iommu.paging_mode;
-        let id = iommu.ids.alloc()?;
-        let listed = || -> Result<Arc<DomainTable>> {
-            let pt = PageTable::new(&KernelMem::new(false), mode).map_err(errno)?;
-            // INVARIANT: no device context points at the new table yet.
-            let table = Arc::new(DomainTable { id, pt }, GFP_KERNEL)?;
-            iommu.domains.lock().push(table.clone(), GFP_KERNEL)?;
-            Ok(table)
-        };
-        let table = listed().inspect_err(|_| iommu.ids.free(id))?;
-        // INVARIANT: `id` was just allocated, `table` is listed. From here on,
-        // dropping `this` undoes everything.
-        let this = Self {
+        let pt = PageTable::new(&KernelMem::new(false), mode).map_err(errno)?;
+        // INVARIANT: no device context points at the new table yet.
+        let table = DomainTable::new(iommu.next_serial(), pt)?;
+        iommu.domains.lock().push(table.clone(), GFP_KERNEL)?;
+        Ok(Self {
             iommu,
             linear: pages::LinearMap::of(table.pt.root()),
             table,
-        };
-        // The id may have served a freed domain: drop what the IOTLB holds.
-        this.iommu.submit_sync(&[Self::inval_all(mode, id)])?;
-        Ok(this)
+        })
     }
 
-    fn inval_all(mode: Mode, id: u32) -> Command {
-        if mode.is_second_stage() {
-            // CAST: GSCIDs are 16 bits; `alloc_id` hands out fewer than 65536.
-            Command::iotinval_gvma(Some(id as u16), None)
-        } else {
-            Command::iotinval_vma(None, Some(id), None)
-        }
+    fn second_stage(&self) -> bool {
+        self.table.pt.mode().is_second_stage()
     }
 
-    fn inval_page(&self, iova: u64) -> Command {
-        let id = self.table.id;
+    fn inval_page(&self, id: u32, iova: u64) -> Command {
         trace::iotlb_inv(&self.iommu.dev, id, iova, PAGE_SIZE);
-        if self.table.pt.mode().is_second_stage() {
-            // CAST: as in `inval_all`.
+        if self.second_stage() {
+            // CAST: GSCIDs are 16 bits; `ContextIds` hands out fewer than 65536.
             Command::iotinval_gvma(Some(id as u16), Some(iova))
         } else {
             Command::iotinval_vma(None, Some(id), Some(iova))
         }
     }
 
-    /// Invalidates every cached translation of the domain and waits.
-    fn flush_all(&self) -> Result {
-        trace::iotlb_inv(&self.iommu.dev, self.table.id, 0, 0);
-        self.iommu
-            .submit_sync(&[Self::inval_all(self.table.pt.mode(), self.table.id)])
+    /// Invalidates what the IOMMU caches of `pages` pages from `start`
+    /// under every context id attached to the domain (all of it if
+    /// `pages` is `None`), and waits: one fence, however many ids.
+    fn invalidate(&self, start: u64, pages: Option<u64>) -> Result {
+        let mut ids = [0u32; ATTACHED_MAX];
+        let n = self.table.attached(&mut ids);
+        if n == 0 {
+            // No context walks the table, and none has since its id was
+            // last invalidated: nothing is cached.
+            return Ok(());
+        }
+        let second = self.second_stage();
+        let mut cmds = [Command::iofence(None); INVAL_PAGES_MAX as usize];
+        let cmds: &[Command] = match pages {
+            _ if n > ATTACHED_MAX => {
+                // Every id at once: one command.
+                trace::iotlb_inv(&self.iommu.dev, 0, 0, 0);
+                cmds[0] = if second {
+                    Command::iotinval_gvma(None, None)
+                } else {
+                    Command::iotinval_vma(None, None, None)
+                };
+                &cmds[..1]
+            }
+            // CAST: `n` is at most `ATTACHED_MAX`.
+            Some(p) if p * n as u64 <= INVAL_PAGES_MAX => {
+                let mut k = 0;
+                for &id in &ids[..n] {
+                    for i in 0..p {
+                        cmds[k] = self.inval_page(id, start + i * PAGE_SIZE);
+                        k += 1;
+                    }
+                }
+                &cmds[..k]
+            }
+            _ => {
+                for (c, &id) in cmds.iter_mut().zip(&ids[..n]) {
+                    trace::iotlb_inv(&self.iommu.dev, id, 0, 0);
+                    *c = Requester::inval_all(second, id);
+                }
+                &cmds[..n]
+            }
+        };
+        self.iommu.submit_sync(cmds)
     }
 
-    fn context(&self) -> DeviceContext {
-        let DomainTable { id, pt } = &*self.table;
+    /// The context of a requester with context id `id` attached here.
+    fn context(&self, id: u32) -> DeviceContext {
+        let pt = &self.table.pt;
         if pt.mode().is_second_stage() {
-            // CAST: as in `inval_all`.
-            DeviceContext::second_stage(pt.mode(), pt.root(), *id as u16)
+            // CAST: as in `inval_page`.
+            DeviceContext::second_stage(pt.mode(), pt.root(), id as u16)
         } else {
-            DeviceContext::first_stage(pt.mode(), pt.root(), *id)
+            DeviceContext::first_stage(pt.mode(), pt.root(), id)
         }
     }
 }
@@ -154,15 +156,17 @@ impl PagingDomain for Paging {
         self.table.pt.mode().aperture_end() - 1
     }
 
-    fn attach(&self, iommu: &IommuOps, dev: &Device, master: &Master) -> Result {
+    fn attach(&self, _iommu: &IommuOps, dev: &Device, master: &Master) -> Result {
+        let req = master.requester();
         dev_dbg!(
             dev,
-            "attach paging domain {:?} id {} root {:#x}\n",
+            "attach paging domain {} {:?} id {} root {:#x}\n",
+            self.table.serial,
             self.table.pt.mode(),
-            self.table.id,
+            req.id,
             self.table.pt.root()
         );
-        iommu.set_contexts(master, &self.context())
+        req.set(&self.context(req.id), Some(self.table.clone()))
     }
 
     fn map_pages(
@@ -209,22 +213,14 @@ impl PagingDomain for Paging {
         };
         self.iommu.stats.unmap_syncs.fetch_add(1, Relaxed);
         let pages = (end - start).div_ceil(PAGE_SIZE);
-        let res = if pages <= INVAL_PAGES_MAX {
-            let mut cmds = [Command::iofence(None); INVAL_PAGES_MAX as usize];
-            for (i, cmd) in cmds.iter_mut().take(pages as usize).enumerate() {
-                *cmd = self.inval_page(start + i as u64 * PAGE_SIZE);
-            }
-            self.iommu.submit_sync(&cmds[..pages as usize])
-        } else {
-            self.flush_all()
-        };
-        if let Err(e) = res {
+        let pages = (pages <= INVAL_PAGES_MAX).then_some(pages);
+        if let Err(e) = self.invalidate(start, pages) {
             dev_err!(self.iommu.dev, "IOTLB invalidation failed: {:?}\n", e);
         }
     }
 
     fn flush_iotlb_all(&self) {
-        if let Err(e) = self.flush_all() {
+        if let Err(e) = self.invalidate(0, None) {
             dev_err!(self.iommu.dev, "IOTLB flush failed: {:?}\n", e);
         }
     }
@@ -243,14 +239,11 @@ impl PagingDomain for Paging {
 
 impl Drop for Paging {
     fn drop(&mut self) {
-        // No device uses the domain any more; drop its cached translations
-        // before its id or its tables are reused.
-        let _ = self.flush_all();
-        // Off the list, so that `self.table`, dropped after this, is the
-        // last reference and frees the tables: no device context points at
-        // them any more (the domain is unused) and the IOTLB holds none of
-        // them (flushed above).
-        self.iommu.domains.lock().retain(|t| t.id != self.table.id);
-        self.iommu.ids.free(self.table.id);
+        // No device uses the domain any more, and each requester that did
+        // invalidated its id when it left. Off the list, so that
+        // `self.table`, dropped after this, is the last reference and frees
+        // the tables.
+        let serial = self.table.serial;
+        self.iommu.domains.lock().retain(|t| t.serial != serial);
     }
 }

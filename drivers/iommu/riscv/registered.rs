@@ -71,10 +71,7 @@ impl<'bound> Registered<'bound> {
         )?;
         let sysfs_name = CString::try_from_fmt(fmt!("riscv-iommu-{}", dev.name()))?;
         let ops_iommu = iommu.clone();
-        let ops = try_pin_init!(IommuOps {
-            iommu: ops_iommu,
-            remap
-        });
+        let ops = IommuOps::new(ops_iommu, remap)?;
         let reg = KBox::pin_init(Registration::new(dev, &sysfs_name, ops), GFP_KERNEL)?;
         Ok((
             iommu,

@@ -11,6 +11,7 @@ use kernel::{
     devres::DevresGuard,
     io::{
         mem::{DevresExclusiveIoMem, ExclusiveIoMem},
+        poll::read_poll_timeout_atomic,
         register,
         IoBase,
         Mmio,
@@ -18,7 +19,8 @@ use kernel::{
     },
     num::Bounded,
     pci,
-    prelude::*, //
+    prelude::*,
+    time::Delta, //
 };
 
 use crate::hw::{ddt::DdtMode, PAGE_SHIFT};
@@ -332,4 +334,14 @@ impl RegsGuard<'_> {
             Self::Platform(mem) => (&**mem).as_view(),
         }
     }
+}
+
+/// Polling step while waiting for the IOMMU (never sleeps).
+pub(crate) const POLL_STEP: Delta = Delta::from_micros(1);
+/// Polls before a command (or a register change) is declared stuck: a second.
+pub(crate) const POLL_TRIES: usize = 1_000_000;
+
+/// Polls a register condition for up to a second without sleeping.
+pub(crate) fn wait_reg(cond: impl Fn() -> Result<bool>) -> Result {
+    read_poll_timeout_atomic(cond, |ok: &bool| *ok, POLL_STEP, POLL_TRIES).map(|_| ())
 }

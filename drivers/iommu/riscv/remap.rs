@@ -2,16 +2,17 @@
 
 //! MSI remapping: every device behind the IOMMU whose MSIs go to the IMSIC
 //! has them go through the IOMMU's remapping IRQ domain
-//! (`kernel::irq::remap`). Where the IOMMU has MSI page tables, each such
-//! device gets its own flat table, and the domain keeps an entry valid
-//! exactly for the interrupt files the device's vectors target, counted per
-//! file; without tables messages reach the IMSIC as composed, or at IOVAs
-//! (below).
+//! (`kernel::irq::remap`). Where the IOMMU has MSI page tables (only with a
+//! second stage), each requester (a device, or the devices that share a
+//! requester id through a bridge alias) gets its own flat table, and the
+//! domain keeps an entry valid exactly for the interrupt files the
+//! vectors target, counted per file; without tables messages reach the
+//! IMSIC as composed, or at IOVAs (below).
 //!
-//! The table belongs to the device, not to the IOMMU domain it is attached
-//! to: every valid device context of the device carries it (identity,
-//! second-stage paging, blocking), so changing domains never touches the
-//! interrupt path.
+//! The table belongs to the requester, not to the IOMMU domain it is
+//! attached to: every valid device context of the requester carries it
+//! (identity, second-stage paging, blocking: all second-stage contexts), so
+//! changing domains never touches the interrupt path.
 //!
 //! Where the device's IOMMU domain translates MSIs like any DMA (no MSI
 //! table, or first-stage domains, whose IOVAs never reach the table
@@ -38,6 +39,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{Atomic, Relaxed},
         Arc,
         Mutex, //
@@ -100,10 +102,11 @@ const NONE: u64 = u64::MAX;
 /// adopted, and the MRIFs and notices where tables are in MRIF mode.
 #[pin_data]
 pub(crate) struct Remapper {
-    /// Device (by address) and its table; changed at device probe and
-    /// release, read at vector allocation and by debugfs.
+    /// Each device and its requester's table (devices that share a
+    /// requester id share it); changed at device probe and release, read
+    /// at vector allocation and by debugfs.
     #[pin]
-    tables: Mutex<KVec<(usize, Arc<MsiPageTable>)>>,
+    tables: Mutex<KVec<(ARef<Device>, Arc<MsiPageTable>)>>,
     /// Vectors whose messages carry IOVAs (debugfs `stats`).
     pub(crate) translated: Atomic<u64>,
     mrifs: Option<Mrifs>,
@@ -135,7 +138,7 @@ impl Remapper {
         self.tables
             .lock()
             .iter()
-            .find(|(k, _)| *k == Self::key(dev))
+            .find(|(d, _)| Self::key(d) == Self::key(dev))
             .map(|(_, t)| t.clone())
     }
 
@@ -157,15 +160,14 @@ impl Remapper {
 
     /// `dev`'s MSIs will be remapped through `table`.
     pub(crate) fn add(&self, dev: &Device, table: Arc<MsiPageTable>) -> Result {
-        Ok(self
-            .tables
-            .lock()
-            .push((Self::key(dev), table), GFP_KERNEL)?)
+        Ok(self.tables.lock().push((dev.into(), table), GFP_KERNEL)?)
     }
 
     /// `dev` left the IOMMU.
     pub(crate) fn remove(&self, dev: &Device) {
-        self.tables.lock().retain(|(k, _)| *k != Self::key(dev));
+        self.tables
+            .lock()
+            .retain(|(d, _)| Self::key(d) != Self::key(dev));
     }
 
     /// Counts the vectors whose messages carry IOVAs, then lists every
@@ -176,8 +178,8 @@ impl Remapper {
         if let Some(m) = self.mrifs.as_ref() {
             m.show(f)?;
         }
-        for (_, t) in self.tables.lock().iter() {
-            t.show(f)?;
+        for (d, t) in self.tables.lock().iter() {
+            t.show(d, f)?;
         }
         Ok(())
     }

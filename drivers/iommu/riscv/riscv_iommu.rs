@@ -12,11 +12,14 @@ mod command_queue;
 mod context_ids;
 mod debugfs;
 mod directory;
+mod domain_table;
 mod fault_queue;
 mod hw;
+mod identity;
 mod iommu;
 mod mem;
 mod mrif;
+mod msi_layout;
 mod msi_page_table;
 mod ops;
 mod paging;
@@ -25,6 +28,7 @@ mod platform;
 mod registered;
 mod regs;
 mod remap;
+mod requester;
 
 use kernel::{
     driver,

@@ -1293,3 +1293,48 @@ fn bench_pgtable() {
         }
     }
 }
+
+#[test]
+fn root_level_leaves_map_the_whole_second_stage_in_one_table() {
+    // The identity second stage (crate::identity): root entries as leaves,
+    // no table below the root, up to the 56 bits a PTE's PPN can name;
+    // the spec's walker agrees.
+    for (mode, leaf, n) in [
+        (Mode::Sv39x4, 1u64 << 30, 2048),
+        (Mode::Sv48x4, 1 << 39, 2048),
+        (Mode::Sv57x4, 1 << 48, 256),
+    ] {
+        let mem = FakeMem::new();
+        let t = PageTable::new(&mem, mode).unwrap();
+        assert_eq!(mode.aperture_end().min(1 << 56), n * leaf);
+        assert_eq!(
+            t.map_pages(&mem, 0, 0, leaf, n, Prot::RW),
+            (n * leaf, Ok(()))
+        );
+        // The root alone: 16 KiB.
+        assert_eq!(mem.live().len(), 1);
+        let ddtp = device_for(&mem, &t, None);
+        for iova in [
+            0,
+            0x8000_0000 + 0x123,
+            leaf - 8,
+            leaf,
+            (n - 1) * leaf + 0x40,
+        ] {
+            assert_eq!(t.lookup(&mem, iova).map(|l| l.1), Some(leaf));
+            assert_eq!(
+                walk::translate(&mem, ddtp, true, 0, iova, Access::Write { len: 8 }),
+                Ok(iova),
+                "{mode:?} {iova:#x}"
+            );
+        }
+        // A leaf larger than the root's is refused.
+        let t2 = PageTable::new(&mem, mode).unwrap();
+        assert_eq!(
+            t2.map_pages(&mem, 0, 0, leaf << 9, 1, Prot::RW),
+            (0, Err(HwError::Invalid))
+        );
+        destroy(&mem, t2);
+        destroy(&mem, t);
+    }
+}

@@ -129,14 +129,13 @@ const fn level_size(level: u32) -> u64 {
     1 << Mode::shift(level)
 }
 
-/// The level whose leaves are `pgsize` bytes.
-fn level_of(pgsize: u64) -> Result<u32, HwError> {
-    match pgsize {
-        s if s == level_size(0) => Ok(0),
-        s if s == level_size(1) => Ok(1),
-        s if s == level_size(2) => Ok(2),
-        _ => Err(HwError::Invalid),
-    }
+/// The level whose leaves are `pgsize` bytes: any level up to the root,
+/// whose leaves (512 GiB in Sv48x4, 256 TiB in Sv57x4) map the identity
+/// second stage in one table (`crate::identity`).
+fn level_of(pgsize: u64, top: u32) -> Result<u32, HwError> {
+    (0..=top)
+        .find(|&l| level_size(l) == pgsize)
+        .ok_or(HwError::Invalid)
 }
 
 impl PageTable {
@@ -203,7 +202,8 @@ impl PageTable {
         Ok(table)
     }
 
-    /// Maps `count` pages of `pgsize` bytes (4 KiB, 2 MiB or 1 GiB) from `iova`
+    /// Maps `count` pages of `pgsize` bytes (4 KiB, 2 MiB, 1 GiB, or a leaf
+    /// of a higher level up to the root's) from `iova`
     /// to `pa`. Returns the bytes mapped and, if it stopped early, why; what
     /// was mapped stays mapped (the IOMMU core unmaps it).
     ///
@@ -218,7 +218,7 @@ impl PageTable {
         prot: Prot,
     ) -> (u64, Result<(), HwError>) {
         let check = || -> Result<(u32, Leaf<LEAF_BITS>), HwError> {
-            let level = level_of(pgsize)?;
+            let level = level_of(pgsize, self.geometry.top)?;
             if !is_aligned(iova, pgsize) || !is_aligned(pa, pgsize) {
                 return Err(HwError::Invalid);
             }
