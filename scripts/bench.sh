@@ -209,9 +209,10 @@ for run in $idruns; do
 		-v u1="${unmap[rust-id,$run]}" -v u2="${unmap[c-id,$run]}" -v md="${map[rust,$run]:--}" \
 		-v ud="${unmap[rust,$run]:--}" -v s="$(spread rust-id "$run") $(spread c-id "$run")" '
 		function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+		function us(a) { return a == "-" ? a : sprintf("%.2f", a) }
 		BEGIN {
 		printf "%-5s %-7s | %9.2f %8.2f %6s %8s | %9.2f %8.2f %6s %8s | %s\n", g, t,
-			m1, m2, ratio(m1, m2), md, u1, u2, ratio(u1, u2), ud, s }'
+			m1, m2, ratio(m1, m2), us(md), u1, u2, ratio(u1, u2), us(ud), s }'
 done
 echo "Rust driver, identity domain, IOMMU commands per run (round 1; dma-direct calls no IOMMU op):"
 for run in $idruns; do
@@ -227,7 +228,8 @@ done
 # the identity domain (the MSI page table still remaps), in a DMA domain
 # without MSI tables (intremap=off: the doorbell translated by the page
 # table at an IOVA, sw_msi), and with no remapping at all (intremap=off,
-# identity domain).
+# identity domain); MRIF and flat entries also on Debian's QEMU, against
+# the strict QEMU the riscv64 profiles run on (scripts/qemu-build.sh).
 #
 # Each mode boots once per round, BENCH_ROUNDS rounds, the modes in turn
 # and each round starting one mode later than the one before, so that a
@@ -260,8 +262,13 @@ for place in same:0 cross:1; do
 done
 SH
 "$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-msi.cpio" "$out/msi-cmd" "$out/extra"
+# The riscv64 profiles run on the strict QEMU; riscv64-debian on Debian's,
+# for MRIF and flat entries there too (flat: the module parameter
+# riscv64-flat sets, and iommufd's, as flat entries do not isolate).
 local modes=(mrif-dma:riscv64: flat-dma:riscv64-flat: mrif-identity:riscv64:iommu.passthrough=1
-	sw_msi-dma:riscv64-nointremap: none-identity:riscv64-nointremap:iommu.passthrough=1)
+	sw_msi-dma:riscv64-nointremap: none-identity:riscv64-nointremap:iommu.passthrough=1
+	mrif-debian:riscv64-debian:
+	"flat-debian:riscv64-debian:riscv_iommu.msi_flat=1 iommufd.allow_unsafe_interrupts=1")
 local nmodes=${#modes[@]} names=() run name prof append place round i
 for run in "${modes[@]}"; do names+=("${run%%:*}"); done
 # rate[NAME-PLACE]: the rounds' figures (ns per MSI), space-separated, in
@@ -274,6 +281,7 @@ for round in $(seq "$rounds"); do
 		qemu_cmd "$prof" "$ours" "$out/initramfs-msi.cpio" \
 			"msiremap.mode=cmd qemu_edu.dma_bits=32 $append" "-device edu,dma_mask=0xffffffff"
 		say "round $round of $rounds: $msis MSIs x3 x2 placements: $name ($prof${append:+, $append})"
+		[ "$round" -gt 1 ] || say "$name: ${QEMU_USED:-}"
 		log=$out/msi-$name-$round.log
 		qemu_batch "$log" 300 || die "the $name run failed (log: $log)"
 		[ "$round" -gt 1 ] || say "$name: $(grep -E '^domain ' "$log")"
@@ -318,7 +326,10 @@ for place in same cross; do
 		"mrif-dma none-identity MRIF (DMA domain) / not remapped (identity)" \
 		"mrif-identity none-identity MRIF (identity domain) / not remapped (identity)" \
 		"flat-dma none-identity flat (DMA domain) / not remapped (identity)" \
-		"sw_msi-dma none-identity sw_msi (DMA domain, no MSI table) / not remapped (identity)"; do
+		"sw_msi-dma none-identity sw_msi (DMA domain, no MSI table) / not remapped (identity)" \
+		"mrif-debian flat-debian MRIF / flat entries (DMA domain), Debian's QEMU" \
+		"mrif-dma mrif-debian MRIF (DMA domain), strict QEMU / Debian's QEMU" \
+		"flat-dma flat-debian flat entries (DMA domain), strict QEMU / Debian's QEMU"; do
 		read -r a b what <<<"$pair"
 		read -r m lo hi < <(ratio "$a" "$b" "$place")
 		# And the ratio of the two modes' best rounds (the least disturbed).
