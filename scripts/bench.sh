@@ -345,7 +345,7 @@ done
 }
 
 # Unmap in a paging domain shared by 1, 2 and 8 devices: 8 edus, bound to
-# vfio-pci and one iommufd context; tests/bench/iommufd_unmap.c attaches
+# vfio-pci and one iommufd context; tests/bench/src/iommufd_unmap.c attaches
 # the first N to one HWPT, maps BENCH_UNMAP_AREAS areas of 1 and of 16
 # pages and unmaps them one by one, timing each ioctl and counting the
 # invalidations and fences our driver queued. One boot, BENCH_UNMAP_ROUNDS
@@ -356,7 +356,12 @@ unmap_bench() {
 local areas=${BENCH_UNMAP_AREAS:-4000} urounds=${BENCH_UNMAP_ROUNDS:-12} counts="1 2 8" n p
 [[ $areas =~ ^[1-9][0-9]*$ ]] || die "BENCH_UNMAP_AREAS: '$areas' is not a positive number"
 [[ $urounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_UNMAP_ROUNDS: '$urounds' is not a positive number"
-echo "/tests/bench/iommufd_unmap --rounds $urounds --areas $areas --devices ${counts// /,}" >"$out/unmap-cmd"
+# Built here, not by guest.sh: it is no test, and make check's guests do
+# without it.
+riscv64-linux-gnu-gcc -static -O2 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-format-truncation -D_GNU_SOURCE -I"$TOP/tests/lib" -I"$ours/usr/include" -o "$out/extra/iommufd_unmap" \
+	"$TOP/tests/bench/src/iommufd_unmap.c" || die "cannot build tests/bench/src/iommufd_unmap.c"
+echo "/extra/iommufd_unmap --rounds $urounds --areas $areas --devices ${counts// /,}" >"$out/unmap-cmd"
 "$TOP/scripts/guest.sh" riscv64 "$ours" "$out/initramfs-unmap.cpio" "$out/unmap-cmd" "$out/extra"
 local edus=""
 for _ in $(seq "${counts##* }"); do edus+=" -device edu"; done
