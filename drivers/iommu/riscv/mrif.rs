@@ -143,64 +143,74 @@ struct NoticeCpu {
     list: Arc<SetList>,
 }
 
-/// Sets a notice handler takes off the list at a time, to run their
-/// vectors' handlers without the list's lock.
-const BATCH: usize = 8;
+/// Vectors a notice handler takes off the list at a time, to run their
+/// handlers without the list's lock.
+const BATCH: usize = 16;
 
 impl NoticeHandler for NoticeCpu {
     fn notice(&self, ctx: &HardIrq) {
         let list = &self.list;
         list.notices.fetch_add(1, Relaxed);
         let mut found = false;
-        // Resumes after the last set seen by its number, not its index: a
+        // Resumes after the last set done by its number, not its index: a
         // set freed meanwhile shifts the indices of those after it.
         let mut last = 0;
         loop {
             // Under the raw spinlock only: take the bits pending and
             // enabled (only those seen: one the IOMMU sets meanwhile stays
-            // pending, and its own notice follows) and a reference to their
-            // sets. Vectors' handlers take spinlocks, which must not nest in
-            // a raw one; a set is only freed once every notice handler that
-            // may hold it has finished (`Mrifs::free`).
-            let mut batch: [Option<(Arc<MrifSet>, u64)>; BATCH] = Default::default();
+            // pending, and its own notice follows) and their vectors'
+            // numbers. Vectors' handlers take spinlocks, which must not
+            // nest in a raw one. A number read here stays valid until this
+            // handler returns: `Mrifs::free` clears it, then waits for
+            // every notice handler running (`Shared::synchronize`) before
+            // the number can be reused.
+            let mut batch = [0u32; BATCH];
             let mut n = 0;
             let more = {
                 let sets = list.sets.lock();
                 let mut next = SetList::first_after(&sets, last);
                 while next < sets.len() && n < BATCH {
                     let set = &sets[next];
-                    next += 1;
-                    last = set.seq;
-                    let Some(w) = set.words(self.cpu) else {
-                        continue;
+                    let rest = match set.words(self.cpu) {
+                        Some(w) => {
+                            let mut fire = w.read(PENDING) & w.read(ENABLE) & !1;
+                            // As many as the batch holds; the rest stays
+                            // pending for the next pass over this set.
+                            let mut take = 0;
+                            while fire != 0 && n < BATCH {
+                                let id = fire.trailing_zeros();
+                                fire &= fire - 1;
+                                take |= mrif::bit(id);
+                                // CAST: below 64.
+                                batch[n] = set.vectors[id as usize].load(Acquire);
+                                n += 1;
+                            }
+                            if take != 0 {
+                                update(w, PENDING, |p| p & !take);
+                            }
+                            fire
+                        }
+                        None => 0,
                     };
-                    let fire = w.read(PENDING) & w.read(ENABLE) & !1;
-                    if fire != 0 {
-                        update(w, PENDING, |p| p & !fire);
-                        batch[n] = Some((set.clone(), fire));
-                        n += 1;
+                    if rest == 0 {
+                        next += 1;
+                        last = set.seq;
                     }
                 }
                 next < sets.len()
             };
-            for (set, fire) in batch.iter().flatten() {
+            for &v in &batch[..n] {
                 found = true;
-                let mut bits = *fire;
-                while bits != 0 {
-                    let id = bits.trailing_zeros();
-                    bits &= bits - 1;
-                    // CAST: below 64.
-                    match set.vectors[id as usize].load(Acquire) {
-                        0 => list.strays.fetch_add(1, Relaxed),
-                        v => {
-                            if Vector::from_irq(v).handle(ctx) {
-                                list.delivered.fetch_add(1, Relaxed)
-                            } else {
-                                list.strays.fetch_add(1, Relaxed)
-                            }
+                match v {
+                    0 => list.strays.fetch_add(1, Relaxed),
+                    v => {
+                        if Vector::from_irq(v).handle(ctx) {
+                            list.delivered.fetch_add(1, Relaxed)
+                        } else {
+                            list.strays.fetch_add(1, Relaxed)
                         }
-                    };
-                }
+                    }
+                };
             }
             if !more {
                 break;
