@@ -335,8 +335,12 @@ impl<W: Words> Context<'_, W> {
     }
 
     /// Writes `dc`, `tc` last, so the IOMMU never sees a valid context with
-    /// stale fields. The caller then invalidates the IOMMU's copy
-    /// (`IODIR.INVAL_DDT`).
+    /// stale fields, if the context was invalid. The driver changes
+    /// contexts in the steps of a [`update::Plan`] ([`Context::write_step`]).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the host tests write contexts whole")
+    )]
     pub(crate) fn write(&self, dc: &DeviceContext) {
         let words = [
             dc.iohgatp,

@@ -65,21 +65,6 @@ impl DeviceContext {
         ]
     }
 
-    /// The context of doublewords `w`; the reserved eighth must be 0 (the
-    /// driver never writes another value, [`DeviceContext::used`] counts it
-    /// as used).
-    pub(crate) const fn from_words(w: &[u64; DC_WORDS]) -> Self {
-        Self {
-            tc: w[0],
-            iohgatp: w[1],
-            ta: w[2],
-            fsc: w[3],
-            msiptp: w[4],
-            msi_addr_mask: w[5],
-            msi_addr_pattern: w[6],
-        }
-    }
-
     /// The bits of each doubleword the IOMMU's behaviour depends on, in the
     /// extended format when `extended` (else the last four are not read).
     ///
