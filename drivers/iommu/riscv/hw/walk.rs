@@ -9,10 +9,23 @@
 //! Modelled: directory modes Off, Bare and 1-3 levels, base and extended
 //! device contexts, first stage Sv39/48/57, second stage Sv39x4/48x4/57x4,
 //! two-stage walks (first-stage table reads translated by the second stage),
-//! MSI page tables in flat and MRIF mode ([`msi_write`]). Not modelled:
-//! process directories, ATS, Svnapot, Svpbmt, hardware A/D updates (A or D clear faults). The MSI check
-//! is made when the first stage is Bare, i.e. on guest-physical addresses
-//! (QEMU's riscv-iommu does the same).
+//! MSI page tables in flat and MRIF mode ([`msi_write`]), consulted for the
+//! guest-physical address the first stage gives (2.3, step 18), and the
+//! device-context configuration checks (2.1.4) for an IOMMU with every
+//! paging mode, no ATS, no process directories, no hardware A/D updates,
+//! no QoS IDs, little-endian, `fctl.GXL` 0 fixed: a context using what the
+//! spec reserves, or what such an IOMMU lacks, is misconfigured (cause
+//! 259), as in the specification's reference model (iommu_ref_model,
+//! iommu_device_context.c). Not modelled: process directories (`PDTV` is
+//! accepted with `pdtp.MODE` Bare only), ATS, Svnapot, Svpbmt, hardware
+//! A/D updates (A or D clear faults), the IOATC (but [`tags`] tells what
+//! would tag its entries).
+//!
+//! A deviation from the spec, kept from QEMU 10.0's riscv-iommu: only
+//! aligned 4-byte writes to a virtual interrupt file's page are taken
+//! through the MSI page table; the spec's process (2.3.3) takes every
+//! access to the page there, with the permissions of a second-stage PTE
+//! with R, W and U set.
 
 /// Memory as the IOMMU reads it: any physical address, a word at a time.
 pub(crate) trait Bus {
