@@ -298,6 +298,9 @@ fn show_stats(iommu: &Iommu, f: &mut Formatter<'_>) -> FmtResult {
     writeln!(f, "syncs {}", syncs)?;
     writeln!(f, "unmap_syncs {}", iommu.stats.unmap_syncs.load(Relaxed))?;
     writeln!(f, "interrupts {}", iommu.stats.interrupts.load(Relaxed))?;
+    let (updates, breaking) = iommu.ddt.update_counts();
+    writeln!(f, "context_updates {}", updates)?;
+    writeln!(f, "breaking_updates {}", breaking)?;
     writeln!(
         f,
         "page_request_queue {}",

@@ -8,13 +8,16 @@ use kernel::{
     io::Io,
     new_mutex,
     prelude::*,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Mutex, MutexGuard,
+    },
 };
 
 use crate::{
     hw::{
         cmd::Command,
-        ddt::{Ddt, DdtMode, DeviceContext},
+        ddt::{update::Plan, Ddt, DdtMode, DeviceContext},
         tree::Unwalked,
     },
     mem::{errno, KernelMem},
@@ -51,6 +54,10 @@ pub(crate) struct Directory {
     /// Serialises directory updates; only in process context.
     #[pin]
     tables: Mutex<Tables>,
+    /// Context changes made by [`Directory::set_context`].
+    updates: Atomic<u64>,
+    /// Those of them that made the context invalid on the way.
+    breaking: Atomic<u64>,
 }
 
 impl Directory {
@@ -65,6 +72,8 @@ impl Directory {
                 },
                 "Directory::tables"
             ),
+            updates: Atomic::new(0),
+            breaking: Atomic::new(0),
         })
     }
 
@@ -109,9 +118,15 @@ impl Directory {
         t.ddt.prepare(&KernelMem::new(false), id).map_err(errno)
     }
 
-    /// Writes device `id`'s context: first invalidating a valid one, so the
-    /// IOMMU never uses a half-written context, then the new one; `sync`
-    /// submits the IOMMU's invalidation of its copy and waits for it.
+    /// Changes device `id`'s context to `dc` while the device may be
+    /// working: in the steps [`Plan`] orders, each followed by
+    /// `IODIR.INVAL_DDT` for the device (`sync` submits commands and waits
+    /// for them), so that every context the IOMMU can read meanwhile
+    /// translates as the old one or as the new one; then the IOTLB
+    /// invalidations the change requires. Only when no such order exists
+    /// (two doublewords' used bits change together) is the context made
+    /// invalid on the way, counted in [`Directory::update_counts`].
+    /// Allocates nothing.
     pub(crate) fn set_context(
         &self,
         t: &Tables,
@@ -124,15 +139,36 @@ impl Directory {
         // was probed, so attaching (which the core forbids to fail the first
         // time) cannot run out of memory.
         let ctx = t.ddt.context(&mem, id).map_err(errno)?.ok_or(EINVAL)?;
-        let old = ctx.read();
-        if old.tc & DeviceContext::TC_V != 0 {
-            let mut off = old;
-            off.tc = 0;
-            ctx.write(&off);
+        let plan = Plan::new(&ctx.read(), dc, t.extended());
+        if plan.steps().is_empty() {
+            return Ok(());
+        }
+        self.updates.fetch_add(1, Relaxed);
+        if plan.breaking() {
+            self.breaking.fetch_add(1, Relaxed);
+        }
+        for step in plan.steps() {
+            ctx.write_step(step);
             sync(&[Command::iodir_inval_ddt(Some(id))])?;
         }
-        ctx.write(dc);
-        sync(&[Command::iodir_inval_ddt(Some(id))])
+        // After the last step's INVAL_DDT completed: from now on the IOMMU
+        // only fills its IOTLB through the new context.
+        let mut cmds = [Command::iofence(None); 2];
+        let mut n = 0;
+        for c in plan.invalidations() {
+            cmds[n] = c;
+            n += 1;
+        }
+        if n > 0 {
+            sync(&cmds[..n])?;
+        }
+        Ok(())
+    }
+
+    /// Context changes made, and how many of them made the context invalid
+    /// on the way (debugfs `stats`).
+    pub(crate) fn update_counts(&self) -> (u64, u64) {
+        (self.updates.load(Relaxed), self.breaking.load(Relaxed))
     }
 
     /// Calls `f(id, context)` for every valid device context, in id order.

@@ -138,7 +138,8 @@ impl Requester {
     /// Points every context of the requester at `dc` (built with the
     /// requester's id), translating with `table`: `table` lists the id
     /// first, the contexts change, the id is invalidated (the previous
-    /// table's translations were cached under it), and only then does the
+    /// table's translations were cached under it; `Directory::set_context`
+    /// does it after each context's last step), and only then does the
     /// previous table stop listing it, so an unmap of either table in
     /// between invalidates the id too.
     pub(crate) fn set(&self, dc: &DeviceContext, table: Option<Arc<DomainTable>>) -> Result {
@@ -154,14 +155,15 @@ impl Requester {
             }
         }
         let dc = self.with_msi(dc);
+        // Each context change ends with the invalidations the previous
+        // context needs (`Directory::set_context`: everything cached under
+        // its id, which is this requester's), so nothing of the previous
+        // table stays cached under the id.
         let res = self.write(&st, &dc);
-        // Whatever was written, nothing cached of the previous table may
-        // stay under the id.
-        let flushed = self.flush();
         if same {
-            return res.and(flushed);
+            return res;
         }
-        if let Err(e) = res.and(flushed) {
+        if let Err(e) = res {
             // Some contexts may point at either table: the id stays listed
             // by both, so unmaps of either invalidate it.
             if let Some(t) = table {

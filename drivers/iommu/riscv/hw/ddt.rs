@@ -4,6 +4,9 @@
 
 use core::marker::PhantomData;
 
+pub(crate) mod update;
+use update::{Step, DC_WORDS};
+
 use super::{
     field::{put_ppn, Field},
     mem::{PhysMem, Words},
@@ -332,8 +335,12 @@ impl<W: Words> Context<'_, W> {
     }
 
     /// Writes `dc`, `tc` last, so the IOMMU never sees a valid context with
-    /// stale fields. The caller then invalidates the IOMMU's copy
-    /// (`IODIR.INVAL_DDT`).
+    /// stale fields, if the context was invalid. The driver changes
+    /// contexts in the steps of a [`update::Plan`] ([`Context::write_step`]).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the host tests write contexts whole")
+    )]
     pub(crate) fn write(&self, dc: &DeviceContext) {
         let words = [
             dc.iohgatp,
@@ -349,6 +356,18 @@ impl<W: Words> Context<'_, W> {
             self.words.write(i + 1, *w);
         }
         self.words.write(0, dc.tc);
+    }
+
+    /// Writes the doublewords `step` writes (see [`Plan`]); the caller
+    /// then invalidates the IOMMU's copy (`IODIR.INVAL_DDT`) and waits
+    /// before the next step.
+    pub(crate) fn write_step(&self, step: &Step) {
+        let n = if self.extended { DC_WORDS } else { 4 };
+        for (i, w) in step.words.iter().take(n).enumerate() {
+            if step.writes & (1 << i) != 0 {
+                self.words.write(i, *w);
+            }
+        }
     }
 }
 

@@ -9,10 +9,23 @@
 //! Modelled: directory modes Off, Bare and 1-3 levels, base and extended
 //! device contexts, first stage Sv39/48/57, second stage Sv39x4/48x4/57x4,
 //! two-stage walks (first-stage table reads translated by the second stage),
-//! MSI page tables in flat and MRIF mode ([`msi_write`]). Not modelled:
-//! process directories, ATS, Svnapot, Svpbmt, hardware A/D updates (A or D clear faults). The MSI check
-//! is made when the first stage is Bare, i.e. on guest-physical addresses
-//! (QEMU's riscv-iommu does the same).
+//! MSI page tables in flat and MRIF mode ([`msi_write`]), consulted for the
+//! guest-physical address the first stage gives (2.3, step 18), and the
+//! device-context configuration checks (2.1.4) for an IOMMU with every
+//! paging mode, no ATS, no process directories, no hardware A/D updates,
+//! no QoS IDs, little-endian, `fctl.GXL` 0 fixed: a context using what the
+//! spec reserves, or what such an IOMMU lacks, is misconfigured (cause
+//! 259), as in the specification's reference model (iommu_ref_model,
+//! iommu_device_context.c). Not modelled: process directories (`PDTV` is
+//! accepted with `pdtp.MODE` Bare only), ATS, Svnapot, Svpbmt, hardware
+//! A/D updates (A or D clear faults), the IOATC (but [`tags`] tells what
+//! would tag its entries).
+//!
+//! A deviation from the spec, kept from QEMU 10.0's riscv-iommu: only
+//! aligned 4-byte writes to a virtual interrupt file's page are taken
+//! through the MSI page table; the spec's process (2.3.3) takes every
+//! access to the page there, with the permissions of a second-stage PTE
+//! with R, W and U set.
 
 /// Memory as the IOMMU reads it: any physical address, a word at a time.
 pub(crate) trait Bus {
@@ -61,6 +74,14 @@ fn guest_page_fault(access: Access) -> u32 {
     }
 }
 
+/// Where a request goes once the device context and the first stage are
+/// passed: an address, or the MSI PTE (both words) standing in for the
+/// second stage.
+enum Target {
+    Addr(u64),
+    Msi([u64; 2]),
+}
+
 /// Translates `iova` from `device_id` given the `ddtp` register, and whether
 /// the IOMMU has MSI page tables (`capabilities.MSI_FLAT`, which also selects
 /// extended device contexts).
@@ -72,39 +93,46 @@ pub(crate) fn translate(
     iova: u64,
     access: Access,
 ) -> Outcome {
+    match resolve(mem, ddtp, msi_flat, device_id, iova, access)? {
+        Target::Addr(pa) => Ok(pa),
+        // MRIF mode: not a write to an address (see `msi_write`).
+        Target::Msi(pte) if bits(pte[0], 2, 1) != 3 => Err(CAUSE_MSI_PTE_MISCONFIGURED),
+        Target::Msi(pte) => Ok((bits(pte[0], 53, 10) << 12) | (iova & 0xfff)),
+    }
+}
+
+/// The translation process of 2.3 up to the address or the MSI PTE.
+fn resolve(
+    mem: &impl Bus,
+    ddtp: u64,
+    msi_flat: bool,
+    device_id: u32,
+    iova: u64,
+    access: Access,
+) -> Result<Target, u32> {
     if bits(ddtp, 3, 0) == 1 {
-        return Ok(iova);
+        return Ok(Target::Addr(iova));
     }
     let dc = context(mem, ddtp, msi_flat, device_id)?;
-    let tc = mem.read(dc);
-    let iohgatp = mem.read(dc + 8);
-    let fsc = mem.read(dc + 24);
-    if tc & 1 == 0 {
+    // Each doubleword read once: a context being changed is seen as one
+    // mix of its old and new doublewords.
+    let w = read_context(mem, dc, msi_flat);
+    if w[0] & 1 == 0 {
         return Err(CAUSE_DDT_INVALID);
     }
-    let g_mode = bits(iohgatp, 63, 60);
-    let s_mode = bits(fsc, 63, 60);
-    let valid_mode = |m: u64| matches!(m, 0 | 8 | 9 | 10);
-    if !valid_mode(g_mode)
-        || !valid_mode(s_mode)
-        || (g_mode != 0 && bits(iohgatp, 1, 0) != 0)
-        || tc & (1 << 5) != 0
-    {
+    if misconfigured(&w, msi_flat) {
         return Err(CAUSE_DDT_MISCONFIGURED);
     }
+    let (tc, iohgatp, fsc) = (w[0], w[1], w[3]);
+    let g_mode = bits(iohgatp, 63, 60);
+    // `PDTV` with `pdtp` Bare (the only mode modelled): no first stage for
+    // requests without a process id (2.3, step 14), the only ones here.
+    let s_mode = if tc >> 5 & 1 == 1 {
+        0
+    } else {
+        bits(fsc, 63, 60)
+    };
     let g_root = bits(iohgatp, 43, 0) << 12;
-
-    // MSI address translation.
-    if msi_flat && s_mode == 0 {
-        if let Some(pte) = msi_pte(mem, dc, iova, access) {
-            let pte = pte?;
-            if bits(pte[0], 2, 1) != 3 {
-                // MRIF mode: not a write to an address (see `msi_write`).
-                return Err(CAUSE_MSI_PTE_MISCONFIGURED);
-            }
-            return Ok((bits(pte[0], 53, 10) << 12) | (iova & 0xfff));
-        }
-    }
 
     // First stage: the IOVA is a (guest) virtual address; its table reads
     // are guest-physical when a second stage is active.
@@ -137,10 +165,137 @@ pub(crate) fn translate(
         }
     };
 
-    if g_mode == 0 {
-        return Ok(gpa);
+    // MSI address translation of the guest-physical address the first
+    // stage gave (2.3, step 18): the MSI page table stands in for the
+    // second stage for the pages of virtual interrupt files.
+    if msi_flat {
+        if let Some(pte) = msi_pte(mem, &w, gpa, access) {
+            return pte.map(Target::Msi);
+        }
     }
-    second_stage(mem, g_mode, g_root, gpa, access)
+    if g_mode == 0 {
+        return Ok(Target::Addr(gpa));
+    }
+    second_stage(mem, g_mode, g_root, gpa, access).map(Target::Addr)
+}
+
+/// The identifiers that tag what the IOMMU may cache of `device_id`'s
+/// translations (2.8, identifiers used to tag IOATC entries): the GSCID
+/// when the second stage is not Bare (it also tags the MSI page table's
+/// entries), the PSCID when the first stage is not. Two contexts translate
+/// alike only if they also tag alike: a context that puts one table's
+/// translations under another table's tag corrupts that address space for
+/// every device sharing it. The context's fault when it has none.
+pub(crate) fn tags(
+    mem: &impl Bus,
+    ddtp: u64,
+    msi_flat: bool,
+    device_id: u32,
+) -> Result<(Option<u64>, Option<u64>), u32> {
+    if bits(ddtp, 3, 0) == 1 {
+        return Ok((None, None));
+    }
+    let w = read_context(mem, context(mem, ddtp, msi_flat, device_id)?, msi_flat);
+    if w[0] & 1 == 0 {
+        return Err(CAUSE_DDT_INVALID);
+    }
+    if misconfigured(&w, msi_flat) {
+        return Err(CAUSE_DDT_MISCONFIGURED);
+    }
+    let gscid = (bits(w[1], 63, 60) != 0).then(|| bits(w[1], 59, 44));
+    let first = w[0] >> 5 & 1 == 0 && bits(w[3], 63, 60) != 0;
+    Ok((gscid, first.then(|| bits(w[2], 31, 12))))
+}
+
+/// The doublewords of the device context at `dc`: 8 (extended) or 4.
+fn read_context(mem: &impl Bus, dc: u64, extended: bool) -> [u64; 8] {
+    let mut w = [0; 8];
+    let n = if extended { 8 } else { 4 };
+    for (i, word) in w.iter_mut().enumerate().take(n) {
+        *word = mem.read(dc + 8 * i as u64);
+    }
+    w
+}
+
+/// Whether the valid device context `w` is misconfigured (cause 259): the
+/// checks of 2.1.4, for the IOMMU this walker models (see the top of the
+/// file). In the order of the list, with the reference model's field
+/// layout.
+fn misconfigured(w: &[u64; 8], extended: bool) -> bool {
+    let [tc, iohgatp, ta, fsc, msiptp, mask, pattern, reserved] = *w;
+    let tc_bit = |b: u32| tc >> b & 1 == 1;
+    let (en_ats, en_pri, t2gpa, pdtv, prpr, gade, sade, dpe, sbe, sxl) = (
+        tc_bit(1),
+        tc_bit(2),
+        tc_bit(3),
+        tc_bit(5),
+        tc_bit(6),
+        tc_bit(7),
+        tc_bit(8),
+        tc_bit(9),
+        tc_bit(10),
+        tc_bit(11),
+    );
+    let g_mode = bits(iohgatp, 63, 60);
+    let s_mode = bits(fsc, 63, 60);
+    let msi_mode = bits(msiptp, 63, 60);
+    // 1. Reserved bits: tc 23:12 and 63:32 (31:24 are for custom use),
+    // ta 11:0 and 39:32, fsc 59:44 (`iosatp` and `pdtp` alike), and in the
+    // extended format msiptp 59:44, the mask's and pattern's 63:52 and,
+    // with MGPAW 59 (Sv57x4), their bits 51:47, and the eighth doubleword.
+    // RCID and MCID (ta 63:40) are reserved without QoS IDs.
+    let mgpaw_reserved = |x: u64| bits(x, 63, 47) != 0;
+    if bits(tc, 23, 12) != 0
+        || bits(tc, 63, 32) != 0
+        || bits(ta, 11, 0) != 0
+        || bits(ta, 39, 32) != 0
+        || bits(ta, 63, 40) != 0
+        || bits(fsc, 59, 44) != 0
+        || (extended
+            && (bits(msiptp, 59, 44) != 0
+                || mgpaw_reserved(mask)
+                || mgpaw_reserved(pattern)
+                || reserved != 0))
+    {
+        return true;
+    }
+    // 2.-7. No ATS, hence no PRI, PRPR or T2GPA.
+    if en_ats || en_pri || prpr || t2gpa {
+        return true;
+    }
+    // 8. No process-directory mode is supported (`pdtp` Bare only).
+    if pdtv && s_mode != 0 {
+        return true;
+    }
+    // 9.-11. `iosatp.MODE`: Bare, Sv39, Sv48, Sv57 (`SXL` 0).
+    if !pdtv && !matches!(s_mode, 0 | 8 | 9 | 10) {
+        return true;
+    }
+    // 12. `DPE` only with a process directory.
+    if !pdtv && dpe {
+        return true;
+    }
+    // 13.-15. `iohgatp.MODE`: Bare, Sv39x4, Sv48x4, Sv57x4 (`fctl.GXL` 0).
+    if !matches!(g_mode, 0 | 8 | 9 | 10) {
+        return true;
+    }
+    // 16. `msiptp.MODE`: Off or Flat.
+    if extended && !matches!(msi_mode, 0 | 1) {
+        return true;
+    }
+    // 17. A second-stage root is 16 KiB aligned.
+    if g_mode != 0 && bits(iohgatp, 1, 0) != 0 {
+        return true;
+    }
+    // 18.-21. No hardware A/D updates; little-endian only; `SXL` fixed 0
+    // (`fctl.GXL` 0, not writable).
+    if gade || sade || sbe || sxl {
+        return true;
+    }
+    // "When DC.iohgatp.MODE is Bare, DC.msiptp.MODE must be set to Off by
+    // software. All other settings are reserved." (2.1.4, tag 20260222;
+    // v1.0 allowed them).
+    extended && g_mode == 0 && msi_mode != 0
 }
 
 /// Where one level of a walk leads.
@@ -214,22 +369,28 @@ fn second_stage(mem: &impl Bus, mode: u64, root: u64, gpa: u64, access: Access) 
     }
 }
 
-/// The MSI PTE (both words) `iova` selects in the device context at `dc`,
-/// `None` when the access is no MSI of the context's window (or the
-/// context has no MSI page table): spec 2.3.3, steps 1 to 7.
-fn msi_pte(mem: &impl Bus, dc: u64, iova: u64, access: Access) -> Option<Result<[u64; 2], u32>> {
-    let msiptp = mem.read(dc + 32);
-    let mask = mem.read(dc + 40) & ((1 << 52) - 1);
-    let pattern = mem.read(dc + 48) & ((1 << 52) - 1);
-    let eligible = matches!(access, Access::Write { len: 4 }) && iova & 3 == 0;
-    if bits(msiptp, 63, 60) != 1 || !eligible || (iova >> 12) & !mask != pattern & !mask {
+/// The MSI PTE (both words) the guest-physical address `gpa` selects in
+/// the device context `w`, `None` when the access is no MSI of the
+/// context's window (or the context has no MSI page table): 2.3.3, steps 1
+/// to 10 (2.1.3.6 for the window).
+fn msi_pte(
+    mem: &impl Bus,
+    w: &[u64; 8],
+    gpa: u64,
+    access: Access,
+) -> Option<Result<[u64; 2], u32>> {
+    let msiptp = w[4];
+    let mask = w[5] & ((1 << 52) - 1);
+    let pattern = w[6] & ((1 << 52) - 1);
+    let eligible = matches!(access, Access::Write { len: 4 }) && gpa & 3 == 0;
+    if bits(msiptp, 63, 60) != 1 || !eligible || (gpa >> 12) & !mask != pattern & !mask {
         return None;
     }
     let mut index = 0;
     let mut j = 0;
     for i in 0..52 {
         if mask >> i & 1 == 1 {
-            index |= ((iova >> (12 + i)) & 1) << j;
+            index |= ((gpa >> (12 + i)) & 1) << j;
             j += 1;
         }
     }
@@ -275,17 +436,10 @@ pub(crate) fn msi_write(
     iova: u64,
     data: u32,
 ) -> Result<MsiWrite, u32> {
-    let access = Access::Write { len: 4 };
-    // The MSI check of `translate` (first stage Bare), on the context it
-    // finds: an address outside the window is an ordinary write.
-    let dc = match context(mem, ddtp, true, device_id) {
-        Ok(dc) if mem.read(dc) & 1 != 0 && bits(mem.read(dc + 24), 63, 60) == 0 => dc,
-        _ => return translate(mem, ddtp, true, device_id, iova, access).map(MsiWrite::To),
+    let pte = match resolve(mem, ddtp, true, device_id, iova, Access::Write { len: 4 })? {
+        Target::Addr(pa) => return Ok(MsiWrite::To(pa)),
+        Target::Msi(pte) => pte,
     };
-    let Some(pte) = msi_pte(mem, dc, iova, access) else {
-        return translate(mem, ddtp, true, device_id, iova, access).map(MsiWrite::To);
-    };
-    let pte = pte?;
     if bits(pte[0], 2, 1) == 3 {
         return Ok(MsiWrite::To((bits(pte[0], 53, 10) << 12) | (iova & 0xfff)));
     }
@@ -326,6 +480,10 @@ fn context(mem: &impl Bus, ddtp: u64, msi_flat: bool, device_id: u32) -> Result<
         let ddte = mem.read(a + ddi[i] * 8);
         if ddte & 1 == 0 {
             return Err(CAUSE_DDT_INVALID);
+        }
+        // Reserved bits 9:1 and 63:54 (2.1.1; 2.3.1, step 6).
+        if bits(ddte, 9, 1) != 0 || bits(ddte, 63, 54) != 0 {
+            return Err(CAUSE_DDT_MISCONFIGURED);
         }
         a = bits(ddte, 53, 10) << 12;
     }
