@@ -71,6 +71,11 @@ fn debug_write(reader: &mut kernel::uaccess::UserSliceReader) -> Result {
     if words.next().is_some() {
         return Err(EINVAL);
     }
+    // `notice_batch N`, `notice_batch_delay_us N`, `mrif_free_wait_us N`:
+    // the MRIF knobs (`crate::mrif::knobs`).
+    if let Some(r) = crate::mrif::knobs::set(what, arg) {
+        return r;
+    }
     match what {
         "notice_delay_us" if arg <= 1_000_000 => {
             kernel::irq::imsic::NOTICE_ENTRY_DELAY_US.store(arg, Relaxed);
