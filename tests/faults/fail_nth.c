@@ -20,6 +20,8 @@
  */
 #include <poll.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <time.h>
 #include <sys/eventfd.h>
 
 #include "kselftest_harness.h"
@@ -610,6 +612,286 @@ TEST(notice_freed_under_its_handler)
 	/* It waited for the handler: most of the hold. */
 	EXPECT_LE(300000, us);
 	EXPECT_EQ(NULL, strstr(log, "KASAN"));
+}
+
+/*
+ * A notice handler resumes after the last set it saw, by the set's number:
+ * a set freed between two of its batches shifts the list's indices, and a
+ * handler that resumed at the old index skipped the set after the last one
+ * it took, whose pending MSIs waited for the next write to the notice's
+ * CPU, lost if none came.
+ *
+ * edu's IMS vectors fill MRIF sets of 63 in order: X, B and Y, the last
+ * three, all delivered on CPU 1. Debug knobs widen the windows (debugfs
+ * `debug`): a handler takes one set at a time and busy-waits between two
+ * batches, a handler waits before it counts itself running (so that a
+ * free's wait for running handlers passes it), and the free of a set's
+ * last vector waits for a handler between two batches before it takes
+ * the set off the list. The
+ * interleaving, with the test on CPU 0:
+ *
+ *   1. h (in Y) is submitted and its handler held (`hold_handlers`): the
+ *      handler run R0 on CPU 1 has scanned X, B and Y, interrupts off.
+ *   2. b (in B) and y1..y4 (in Y) are submitted: pending in their MRIFs,
+ *      one notice pending at CPU 1's interrupt file.
+ *   3. h is let go; R0 returns and R1 claims the notice, both sets pending,
+ *      and waits 400 ms before it counts itself running.
+ *   4. X's last vector is freed: the free's wait for running handlers
+ *      passes R1, then the free waits (up to 1 s) for a handler to be
+ *      between two batches.
+ *   5. R1 takes B (X is empty) and busy-waits 800 ms; X comes off the list
+ *      meanwhile; R1's next batch must take Y. Resuming at B's old index
+ *      plus one, it found the list's end and returned with y1..y4 pending.
+ *
+ * The kernel log tells whether the free landed between two batches of a
+ * handler run; the free's second wait for running handlers then waited
+ * for that run, R1 (or a later one), so every MSI raised must have fired
+ * by the time the free returns. If it missed (the host left CPU 1's vCPU
+ * behind), the round is tried again, up to three times. In every round
+ * each MSI must fire exactly once within 3 s. A round takes 4-8 s on the
+ * debug kernel.
+ */
+#define RESUME_SET	63	/* vectors per MRIF set (mrif::USABLE) */
+#define RESUME_YS	4
+#define RESUME_PASID	5
+#define RESUME_BOUND_MS	3000	/* after the free returned */
+/* What the kernel logs when a set came off the list between two batches. */
+#define RESUME_WINDOW	"a set was freed between two batches of a notice handler on CPU 1"
+
+struct ims_slot {
+	int slot, irq, fired;
+	unsigned int data;
+};
+
+/* The allocated slots of edu's IMS (debugfs `ims`), in slot order. */
+static int ims_read_slots(const char *ims, struct ims_slot *out, int max)
+{
+	static char buf[1 << 16];
+	char *line, *save;
+	int n = 0;
+
+	if (msr_read(ims, buf, sizeof(buf)) < 0)
+		return -errno;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct ims_slot x;
+
+		if (sscanf(line, "slot %d irq %d fired %d ctrl %*x address %*x data %x",
+			   &x.slot, &x.irq, &x.fired, &x.data) == 4 && n < max)
+			out[n++] = x;
+	}
+	return n;
+}
+
+/* Writes one command to edu's IMS file `ims`; 0 or -errno. */
+static int ims_cmd(const char *ims, const char *fmt, ...)
+{
+	char cmd[64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return msr_write(ims, cmd);
+}
+
+/* Times slot `slot` fired; -1 if it is not allocated. */
+static int ims_fired(const char *ims, int slot)
+{
+	static struct ims_slot all[256];
+	int n = ims_read_slots(ims, all, 256);
+
+	for (int i = 0; i < n; i++)
+		if (all[i].slot == slot)
+			return all[i].fired;
+	return -1;
+}
+
+/* Moves interrupt `irq` to CPU 1; 0 or -errno. */
+static int irq_to_cpu1(int irq)
+{
+	char path[64];
+	unsigned long effective;
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/irq/%d/smp_affinity_list", irq);
+	ret = msr_write(path, "1");
+	if (ret)
+		return ret;
+	if (msr_irq_move_settled(irq) != 1)
+		return -EBUSY;
+	snprintf(path, sizeof(path), "/proc/irq/%d/effective_affinity_list", irq);
+	ret = msr_read_ulong(path, &effective);
+	if (ret)
+		return ret;
+	return effective == 1 ? 0 : -EAGAIN;
+}
+
+static long resume_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The knobs of the interleaving on (1) or off (0). */
+static void resume_knobs(const char *debug, int on)
+{
+	msr_write(debug, on ? "notice_batch 1" : "notice_batch 0");
+	msr_write(debug, on ? "notice_batch_delay_us 800000" : "notice_batch_delay_us 0");
+	msr_write(debug, on ? "mrif_free_wait_us 1000000" : "mrif_free_wait_us 0");
+	msr_write(debug, on ? "notice_delay_us 400000" : "notice_delay_us 0");
+}
+
+FIXTURE(resume)
+{
+	char debug[256], ims[256];
+};
+
+FIXTURE_SETUP(resume)
+{
+	char iommu[32], edu[32], stats[2048];
+	cpu_set_t cpu0;
+
+	self->ims[0] = '\0';
+	ASSERT_EQ(0, iommu_bdf(iommu, sizeof(iommu)));
+	snprintf(self->debug, sizeof(self->debug), "/sys/kernel/debug/riscv_iommu/%s/stats", iommu);
+	ASSERT_LT(0, msr_read(self->debug, stats, sizeof(stats)));
+	if (!strstr(stats, " mode mrif\n"))
+		SKIP(return, "no MRIF sets on %s", msr_profile());
+	snprintf(self->debug, sizeof(self->debug), "/sys/kernel/debug/riscv_iommu/%s/debug", iommu);
+	ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 0, edu, sizeof(edu)));
+	snprintf(self->ims, sizeof(self->ims), "/sys/kernel/debug/qemu_edu/%s/ims", edu);
+	/* On CPU 0: CPU 1 runs the held handlers. */
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpu0), &cpu0));
+}
+
+FIXTURE_TEARDOWN(resume)
+{
+	if (!self->ims[0])
+		return;
+	msr_write(self->ims, "hold_handlers 0");
+	resume_knobs(self->debug, 0);
+	msr_write(self->ims, "free all");
+}
+
+TEST_F_TIMEOUT(resume, notice_resumes_after_a_freed_set, 300)
+{
+	static const char marker[] = "notice_resumes_after_a_freed_set: round";
+	static struct ims_slot all[256];
+	const char *debug = self->debug, *ims = self->ims;
+	int round, reached = 0;
+
+	for (round = 1; round <= 3 && !reached; round++) {
+		int n, g = 0, start[8], h, b, ys[RESUME_YS], x_last, left = 0, lost = 0, late = 0;
+		long t_held, t_go, t_freed;
+		const char *log;
+		char mark[96];
+
+		ASSERT_EQ(0, msr_write(ims, "free all"));
+		ASSERT_EQ(0, ims_cmd(ims, "pasid %d", RESUME_PASID));
+		/* Any vectors of edu's own set (at most 62) fill up first. */
+		ASSERT_EQ(0, ims_cmd(ims, "alloc %d", 3 * RESUME_SET + RESUME_YS + 1 + 6));
+		n = ims_read_slots(ims, all, 256);
+		ASSERT_LT(3 * RESUME_SET, n);
+		/* A set's identities rise from where its free ones start. */
+		for (int i = 0; i < n && g < 8; i++)
+			if (!i || all[i].data <= all[i - 1].data)
+				start[g++] = i;
+		ASSERT_LE(4, g);
+		/* X, B, Y: the last three sets, X and B full. */
+		ASSERT_EQ(RESUME_SET, start[g - 2] - start[g - 3]);
+		ASSERT_EQ(RESUME_SET, start[g - 1] - start[g - 2]);
+		ASSERT_LE(RESUME_YS + 1, n - start[g - 1]);
+		x_last = all[start[g - 2] - 1].slot;
+		b = start[g - 2];
+		h = start[g - 1];
+		ASSERT_EQ(0, irq_to_cpu1(all[b].irq));
+		ASSERT_EQ(0, irq_to_cpu1(all[h].irq));
+		for (int i = 0; i < RESUME_YS; i++) {
+			ys[i] = h + 1 + i;
+			ASSERT_EQ(0, irq_to_cpu1(all[ys[i]].irq));
+		}
+		b = all[b].slot;
+		h = all[h].slot;
+		for (int i = 0; i < RESUME_YS; i++)
+			ys[i] = all[ys[i]].slot;
+		/* X keeps one vector. */
+		for (int i = start[g - 3]; i < start[g - 2] - 1; i++)
+			ASSERT_EQ(0, ims_cmd(ims, "free %d", all[i].slot));
+
+		/* Unique, so that no earlier run's log is taken for this one's. */
+		snprintf(mark, sizeof(mark), "%s %d, pid %d, %ld ms", marker, round, getpid(),
+			 resume_ms());
+		ASSERT_EQ(0, msr_write("/dev/kmsg", mark));
+		resume_knobs(debug, 1);
+		/* 1. */
+		ASSERT_EQ(0, msr_write(ims, "hold_handlers 1"));
+		ASSERT_EQ(0, ims_cmd(ims, "submit %d %d", h, RESUME_PASID));
+		for (int t = 0; t < 200 && ims_fired(ims, h) < 1; t++)
+			usleep(10000);
+		ASSERT_EQ(1, ims_fired(ims, h));
+		t_held = resume_ms();
+		/* 2. */
+		EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", b, RESUME_PASID));
+		for (int i = 0; i < RESUME_YS; i++)
+			EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", ys[i], RESUME_PASID));
+		/* 3., 4., 5.: the free returns once R1 has. */
+		EXPECT_EQ(0, msr_write(ims, "hold_handlers 0"));
+		t_go = resume_ms();
+		EXPECT_EQ(0, ims_cmd(ims, "free %d", x_last));
+		t_freed = resume_ms();
+		/* Y's MSIs R1 left pending. */
+		for (int i = 0; i < RESUME_YS; i++)
+			left += ims_fired(ims, ys[i]) == 0;
+		resume_knobs(debug, 0);
+		log = msr_kernel_log_since(mark);
+		reached = strstr(log, mark) == log && strstr(log, RESUME_WINDOW) != NULL;
+		/*
+		 * The run the free landed in had scanned the list before the
+		 * removal, so the free's second wait for running handlers waited
+		 * for it: it has returned, and it was R1 or a later run. Either
+		 * way every MSI raised is in by now.
+		 */
+		if (reached)
+			EXPECT_EQ(0, left)
+				TH_LOG("round %d: %d of Y's MSIs left pending", round, left);
+		/* Otherwise R1 may not have run yet: a vCPU left behind. */
+		for (int t = 0; t < RESUME_BOUND_MS / 10; t++) {
+			int all_in = ims_fired(ims, b) > 0;
+
+			for (int i = 0; i < RESUME_YS; i++)
+				all_in &= ims_fired(ims, ys[i]) > 0;
+			if (all_in)
+				break;
+			usleep(10000);
+		}
+		/* A second delivery would come now. */
+		usleep(100000);
+		EXPECT_EQ(NULL, strstr(msr_kernel_log_since(mark), "KASAN"));
+		EXPECT_EQ(1, ims_fired(ims, h));
+		EXPECT_EQ(1, ims_fired(ims, b));
+		for (int i = 0; i < RESUME_YS; i++) {
+			int f = ims_fired(ims, ys[i]);
+
+			lost += f == 0;
+			EXPECT_EQ(1, f) TH_LOG("round %d: slot %d, in Y", round, ys[i]);
+		}
+		/* What the next write to CPU 1's notice finds. */
+		if (lost) {
+			EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", h, RESUME_PASID));
+			usleep(200000);
+			for (int i = 0; i < RESUME_YS; i++)
+				late += ims_fired(ims, ys[i]) == 1;
+		}
+		TH_LOG("round %d: h held %ld ms, the free took %ld ms and %s a handler's batches",
+		       round, t_go - t_held, t_freed - t_go, reached ? "landed between" : "missed");
+		TH_LOG("Y: %d MSIs, %d pending when the free returned, %d after %d ms, %d taken by the next notice",
+		       RESUME_YS, left, lost, RESUME_BOUND_MS, late);
+	}
+	EXPECT_TRUE(reached) TH_LOG("no round freed a set between two batches of a handler");
 }
 
 TEST_HARNESS_MAIN

@@ -109,6 +109,13 @@ fn debug_write(d: &DebugData, reader: &mut kernel::uaccess::UserSliceReader) -> 
         count += 1;
     }
     let small = |v: u64| u32::try_from(v).map_err(|_| EINVAL);
+    // `notice_batch N`, `notice_batch_delay_us N`, `mrif_free_wait_us N`:
+    // the MRIF knobs (`crate::mrif::knobs`).
+    if let (&[v], None) = (&nums[..count], last) {
+        if let Some(r) = crate::mrif::knobs::set(what, small(v)?) {
+            return r;
+        }
+    }
     match (what, &nums[..count], last) {
         ("notice_delay_us", &[us], None) if us <= 1_000_000 => {
             kernel::irq::imsic::NOTICE_ENTRY_DELAY_US.store(small(us)?, Relaxed);

@@ -155,6 +155,8 @@ impl NoticeHandler for NoticeCpu {
         // Resumes after the last set done by its number, not its index: a
         // set freed meanwhile shifts the indices of those after it.
         let mut last = 0;
+        #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+        let mut removals = None;
         loop {
             // Under the raw spinlock only: take the bits pending and
             // enabled (only those seen: one the IOMMU sets meanwhile stays
@@ -168,8 +170,13 @@ impl NoticeHandler for NoticeCpu {
             let mut n = 0;
             let more = {
                 let sets = list.sets.lock();
+                #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+                knobs::scanning(self.cpu, &mut removals);
                 let mut next = SetList::first_after(&sets, last);
-                while next < sets.len() && n < BATCH {
+                // Sets that gave vectors to this batch (a debug knob may
+                // limit them).
+                let mut taken = 0;
+                while next < sets.len() && n < BATCH && taken < knobs::batch_sets() {
                     let set = &sets[next];
                     let rest = match set.words(self.cpu) {
                         Some(w) => {
@@ -187,6 +194,7 @@ impl NoticeHandler for NoticeCpu {
                             }
                             if take != 0 {
                                 update(w, PENDING, |p| p & !take);
+                                taken += 1;
                             }
                             fire
                         }
@@ -215,6 +223,7 @@ impl NoticeHandler for NoticeCpu {
             if !more {
                 break;
             }
+            knobs::between_batches();
         }
         if !found {
             list.empty.fetch_add(1, Relaxed);
@@ -676,9 +685,12 @@ impl Mrifs {
         s.synchronize();
         let _g = s.alloc.lock();
         if irq.set.is_empty() {
+            knobs::before_removal();
             // Under the list's lock: no handler is in the set afterwards.
             let removed = {
                 let mut sets = s.list.sets.lock();
+                #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+                knobs::removing();
                 match sets.iter().position(|x| Arc::ptr_eq(x, &irq.set)) {
                     Some(i) => sets.remove(i).ok(),
                     None => None,
@@ -822,5 +834,136 @@ impl Mrifs {
             }
         }
         Ok(())
+    }
+}
+
+/// Windows widened for tests on debug kernels
+/// (`CONFIG_FAULT_INJECTION_DEBUG_FS`), set through debugfs
+/// `riscv_iommu/<dev>/debug`; on other kernels nothing but [`BATCH`].
+///
+/// They let a test free a set between two batches of one notice handler
+/// run: the handler takes fewer sets at a time (`notice_batch N`) and
+/// busy-waits between batches (`notice_batch_delay_us N`), and
+/// [`Mrifs::free`] waits until a handler is between two batches (at most
+/// `mrif_free_wait_us N`) before it takes an emptied set off the list. A
+/// run that finds a set removed since its
+/// previous batch logs it, so that the test knows it reached the window:
+/// the handler must then resume after the last set it saw, not at an index
+/// the removal shifted (`tests/faults`, `notice_resumes_after_a_freed_set`).
+pub(crate) mod knobs {
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    use kernel::{
+        prelude::*,
+        sync::atomic::{Atomic, Relaxed},
+        time::{
+            delay::{fsleep, udelay},
+            Delta,
+        },
+    };
+
+    /// Sets a notice handler takes vectors from at a time; 0: no limit
+    /// but [`super::BATCH`] vectors.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    static NOTICE_BATCH: Atomic<u32> = Atomic::new(0);
+    /// Microseconds a notice handler busy-waits between two batches.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    static NOTICE_BATCH_DELAY_US: Atomic<u32> = Atomic::new(0);
+    /// The most microseconds [`super::Mrifs::free`] waits, once its
+    /// vector's handlers have returned, for a notice handler to be between
+    /// two batches before it takes an emptied set off the list.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    static FREE_WAIT_US: Atomic<u32> = Atomic::new(0);
+    /// Notice handlers between two batches.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    static BETWEEN: Atomic<u32> = Atomic::new(0);
+    /// Sets taken off the lists, counted under the list's lock.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    static REMOVALS: Atomic<u64> = Atomic::new(0);
+
+    /// Sets knob `what` (debugfs `debug`); `None` if it is not one of
+    /// these.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    pub(crate) fn set(what: &str, arg: u32) -> Option<Result> {
+        let (knob, max) = match what {
+            // CAST: `BATCH` is 16.
+            "notice_batch" => (&NOTICE_BATCH, super::BATCH as u32),
+            "notice_batch_delay_us" => (&NOTICE_BATCH_DELAY_US, 1_000_000),
+            "mrif_free_wait_us" => (&FREE_WAIT_US, 1_000_000),
+            _ => return None,
+        };
+        if arg > max {
+            return Some(Err(EINVAL));
+        }
+        knob.store(arg, Relaxed);
+        Some(Ok(()))
+    }
+
+    /// The most sets a notice handler takes vectors from at a time.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    pub(super) fn batch_sets() -> usize {
+        match NOTICE_BATCH.load(Relaxed) {
+            0 => usize::MAX,
+            // CAST: at most `BATCH` (`set`).
+            n => n as usize,
+        }
+    }
+
+    /// The most sets a notice handler takes vectors from at a time.
+    #[cfg(not(CONFIG_FAULT_INJECTION_DEBUG_FS))]
+    pub(super) const fn batch_sets() -> usize {
+        usize::MAX
+    }
+
+    /// A notice handler of `cpu` scans the list, under its lock; `seen`
+    /// holds the removals counted at the run's previous scan, if any.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    pub(super) fn scanning(cpu: u32, seen: &mut Option<u64>) {
+        let now = REMOVALS.load(Relaxed);
+        if seen.is_some_and(|s| s != now) {
+            pr_info!(
+                "mrif: a set was freed between two batches of a notice handler on CPU {cpu}\n"
+            );
+        }
+        *seen = Some(now);
+    }
+
+    /// A notice handler between two batches (hard interrupt context,
+    /// interrupts off).
+    pub(super) fn between_batches() {
+        #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+        {
+            let us = NOTICE_BATCH_DELAY_US.load(Relaxed);
+            if us == 0 {
+                return;
+            }
+            BETWEEN.fetch_add(1, Relaxed);
+            // `udelay()` is for short waits: a millisecond at a time.
+            for _ in 0..us / 1000 {
+                udelay(Delta::from_micros(1000));
+            }
+            udelay(Delta::from_micros((us % 1000).into()));
+            BETWEEN.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// [`super::Mrifs::free`] is about to take an emptied set off the list
+    /// (process context).
+    pub(super) fn before_removal() {
+        #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+        {
+            let ms = FREE_WAIT_US.load(Relaxed) / 1000;
+            for _ in 0..ms {
+                if BETWEEN.load(Relaxed) != 0 {
+                    break;
+                }
+                fsleep(Delta::from_millis(1));
+            }
+        }
+    }
+
+    /// A set is taken off the list, under its lock.
+    #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+    pub(super) fn removing() {
+        REMOVALS.fetch_add(1, Relaxed);
     }
 }
