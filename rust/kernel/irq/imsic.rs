@@ -5,7 +5,7 @@
 //!
 //! C header: [`include/linux/irqchip/riscv-imsic.h`](srctree/include/linux/irqchip/riscv-imsic.h)
 
-use super::remap::{HardIrq, IrqDomainRef, MsiMsg};
+use super::{domain::IrqDomainRef, hardirq::HardIrq, msi::MsiMsg};
 use crate::{
     bindings,
     cpu::CpuId,

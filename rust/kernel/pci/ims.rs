@@ -30,7 +30,7 @@ use crate::{
     bindings,
     device::Bound,
     devres,
-    irq::{remap::MsiMsg, IrqReturn},
+    irq::{msi::MsiMsg, IrqReturn},
     new_mutex, pci,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
@@ -47,7 +47,7 @@ use core::{ffi::c_void, marker::PhantomData, ptr, ptr::NonNull};
 ///
 /// ```
 /// use kernel::{
-///     irq::{remap::MsiMsg, IrqReturn},
+///     irq::{msi::MsiMsg, IrqReturn},
 ///     pci::ims::ImsChip,
 ///     prelude::*,
 ///     sync::atomic::{Atomic, Relaxed},
