@@ -18,6 +18,34 @@ pub struct MsiMsg {
     pub data: u32,
 }
 
+impl MsiMsg {
+    /// The message `m` holds.
+    pub(crate) fn from_raw(m: &bindings::msi_msg) -> Self {
+        // SAFETY: The unions' fields are plain integers.
+        let (lo, hi, data) = unsafe {
+            (
+                m.__bindgen_anon_1.address_lo,
+                m.__bindgen_anon_2.address_hi,
+                m.__bindgen_anon_3.data,
+            )
+        };
+        Self {
+            address: u64::from(hi) << 32 | u64::from(lo),
+            data,
+        }
+    }
+
+    /// The message as `struct msi_msg` holds it.
+    pub(crate) fn to_raw(self) -> bindings::msi_msg {
+        let mut m = bindings::msi_msg::default();
+        // CAST: the address is split into its two 32-bit halves.
+        m.__bindgen_anon_1.address_lo = self.address as u32;
+        m.__bindgen_anon_2.address_hi = (self.address >> 32) as u32;
+        m.__bindgen_anon_3.data = self.data;
+        m
+    }
+}
+
 /// The MSI descriptor of an interrupt being allocated, valid for the
 /// allocation (an MSI remapping domain hands it to its driver).
 ///

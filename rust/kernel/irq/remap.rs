@@ -581,13 +581,8 @@ impl<T: Remap> RemapDomain<T> {
             if let Some(compose) = (*(*pd).chip).irq_compose_msi_msg {
                 compose(pd, &mut m);
             }
-            let lo = m.__bindgen_anon_1.address_lo;
-            let hi = m.__bindgen_anon_2.address_hi;
-            MsiMsg {
-                address: u64::from(hi) << 32 | u64::from(lo),
-                data: m.__bindgen_anon_3.data,
-            }
         }
+        MsiMsg::from_raw(&m)
     }
 
     extern "C" fn init_dev_msi_info_callback(
@@ -847,7 +842,7 @@ impl<T: Remap> RemapDomain<T> {
             None => parent,
         };
         // SAFETY: `msg` is valid for writes.
-        unsafe { write_msg(msg, m) };
+        unsafe { *msg = m.to_raw() };
     }
 
     extern "C" fn ack_owned_callback(d: *mut bindings::irq_data) {
@@ -917,7 +912,7 @@ impl<T: Remap> RemapDomain<T> {
             },
         };
         // SAFETY: `msg` is valid for writes.
-        unsafe { write_msg(msg, m) };
+        unsafe { *msg = m.to_raw() };
     }
 
     extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
@@ -1024,21 +1019,6 @@ fn widen_for_tests() {
         if comm.starts_with(SLOW_TASK) {
             crate::time::delay::udelay(crate::time::Delta::from_millis(2));
         }
-    }
-}
-
-/// Writes `m` to `msg`.
-///
-/// # Safety
-///
-/// `msg` is valid for writes.
-unsafe fn write_msg(msg: *mut bindings::msi_msg, m: MsiMsg) {
-    // SAFETY: The caller's promise.
-    // CAST: the address is split into its two 32-bit halves.
-    unsafe {
-        (*msg).__bindgen_anon_1.address_lo = m.address as u32;
-        (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
-        (*msg).__bindgen_anon_3.data = m.data;
     }
 }
 

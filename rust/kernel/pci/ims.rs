@@ -709,12 +709,7 @@ impl<T: ImsChip> ImsDomain<T> {
         // last message, as PCI/MSI's write does.
         let m = unsafe {
             (*desc).msg = *msg;
-            let lo = (*msg).__bindgen_anon_1.address_lo;
-            let hi = (*msg).__bindgen_anon_2.address_hi;
-            MsiMsg {
-                address: u64::from(hi) << 32 | u64::from(lo),
-                data: (*msg).__bindgen_anon_3.data,
-            }
+            MsiMsg::from_raw(&*msg)
         };
         chip.write_msg(slot, m);
     }
