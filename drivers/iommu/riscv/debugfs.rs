@@ -229,7 +229,7 @@ struct TestNotice(kernel::sync::atomic::Atomic<u64>);
 
 #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
 impl kernel::irq::imsic::NoticeHandler for TestNotice {
-    fn notice(&self, _ctx: &kernel::irq::remap::HardIrq) {
+    fn notice(&self, _ctx: &kernel::irq::hardirq::HardIrq) {
         self.0.fetch_add(1, Relaxed);
     }
 }

@@ -41,8 +41,10 @@ use kernel::{
     cpumask::Cpumask,
     iommu::pages::{self, Pages},
     irq::{
+        hardirq::HardIrq,
         imsic::{self, Notice, NoticeHandler},
-        remap::{HardIrq, MsiMsg, Vector},
+        msi::MsiMsg,
+        remap::Vector,
     },
     new_mutex, new_raw_spinlock_irq,
     prelude::*,

@@ -13,7 +13,7 @@
 use kernel::{
     device::Device,
     iommu::{pages::Pages, trace},
-    irq::remap::MsiMsg,
+    irq::msi::MsiMsg,
     new_raw_spinlock_irq,
     prelude::*,
     sync::{aref::ARef, lock::raw_spinlock::RawSpinLockIrq, Arc},

@@ -34,7 +34,8 @@ use kernel::{
     device::Device,
     irq::{
         imsic,
-        remap::{MsiDesc, MsiMsg, Remap, VcpuTarget, Vector},
+        msi::{MsiDesc, MsiMsg},
+        remap::{Remap, VcpuTarget, Vector},
     },
     new_mutex,
     prelude::*,

@@ -38,7 +38,7 @@ use kernel::{
     device::{Bound, Device},
     dma::Coherent,
     io::{io_read, io_write},
-    irq::{remap::MsiMsg, IrqReturn},
+    irq::{msi::MsiMsg, IrqReturn},
     new_raw_spinlock_irq,
     pci::ims::ImsChip,
     prelude::*,

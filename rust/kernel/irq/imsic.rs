@@ -5,7 +5,7 @@
 //!
 //! C header: [`include/linux/irqchip/riscv-imsic.h`](srctree/include/linux/irqchip/riscv-imsic.h)
 
-use super::remap::{HardIrq, IrqDomainRef, MsiMsg};
+use super::{domain::IrqDomainRef, hardirq::HardIrq, msi::MsiMsg};
 use crate::{
     bindings,
     cpu::CpuId,
@@ -356,18 +356,7 @@ fn notice_alloc(cpu: CpuId) -> Result<(u32, MsiMsg)> {
         // SAFETY: `irq` is allocated; `m` is valid for writes.
         let ret =
             unsafe { bindings::irq_chip_compose_msi_msg(bindings::irq_get_irq_data(irq), &mut m) };
-        // SAFETY: The union's fields are plain integers.
-        let (lo, hi, data) = unsafe {
-            (
-                m.__bindgen_anon_1.address_lo,
-                m.__bindgen_anon_2.address_hi,
-                m.__bindgen_anon_3.data,
-            )
-        };
-        let msg = MsiMsg {
-            address: u64::from(hi) << 32 | u64::from(lo),
-            data,
-        };
+        let msg = MsiMsg::from_raw(&m);
         if ret == 0 && msg.address == want {
             found = Ok((irq, msg));
             break;

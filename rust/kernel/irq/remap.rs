@@ -41,6 +41,12 @@
 //! C headers: [`include/linux/irqdomain.h`](srctree/include/linux/irqdomain.h),
 //! [`include/linux/msi.h`](srctree/include/linux/msi.h)
 
+use super::{
+    domain::IrqDomainRef,
+    hardirq::HardIrq,
+    line::Line,
+    msi::{MsiDesc, MsiMsg},
+};
 use crate::{
     alloc::flags::GFP_KERNEL,
     bindings,
@@ -49,99 +55,11 @@ use crate::{
     device::Device,
     error::{Error, Result},
     iommu::driver::ProbedDevice,
-    irq::line::Line,
     prelude::*,
     str::CStr,
     sync::Arc,
 };
 use core::{ffi::c_void, ptr, ptr::NonNull};
-
-/// An MSI message: the doorbell address a device writes and the data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MsiMsg {
-    /// The doorbell address.
-    pub address: u64,
-    /// The data written.
-    pub data: u32,
-}
-
-/// The MSI descriptor of an interrupt being allocated in a [`RemapDomain`],
-/// valid for the allocation.
-///
-/// Through it the domain maps the doorbells the interrupt may target into
-/// the IOMMU domain its device is attached to, with the IOMMU core's
-/// `sw_msi` machinery (`iommu_dma_prepare_msi()`): dma-iommu for DMA API
-/// domains, iommufd for domains user space owns.
-///
-/// # Invariants
-///
-/// `ptr` is the descriptor of an MSI allocation in progress, valid and not
-/// used by anything else for `'a`.
-pub struct MsiDesc<'a> {
-    ptr: NonNull<bindings::msi_desc>,
-    _p: core::marker::PhantomData<&'a mut bindings::msi_desc>,
-}
-
-impl MsiDesc<'_> {
-    /// Maps the doorbell page holding `pa` into the IOMMU domain of the
-    /// interrupt's device, if that domain translates MSIs, and returns the
-    /// address the device must write instead of `pa`. `None` when MSIs
-    /// pass untranslated: identity domains, and domains of IOMMUs that
-    /// handle MSIs themselves (no `IOMMU_RESV_SW_MSI` window for iommufd;
-    /// hardware MSI regions for dma-iommu, which then returns `pa` as is).
-    ///
-    /// The mapping lives as long as the IOMMU domain (dma-iommu) or the
-    /// iommufd context (iommufd, which also installs it in every domain the
-    /// device is attached to later). Sleeps: call it at allocation only.
-    pub fn map_doorbell(&mut self, pa: u64) -> Result<Option<u64>> {
-        prepare_msi(self.ptr, pa)
-    }
-}
-
-/// `iommu_dma_prepare_msi()` for one doorbell of `desc`; out of line, so
-/// that modules reach the IOMMU core through the `kernel` crate.
-#[inline(never)]
-fn prepare_msi(desc: NonNull<bindings::msi_desc>, pa: u64) -> Result<Option<u64>> {
-    #[cfg(CONFIG_IRQ_MSI_IOMMU)]
-    {
-        let d = desc.as_ptr();
-        // SAFETY: `desc` is the descriptor of an allocation in progress
-        // (type invariant of `MsiDesc`); its IOVA fields are ours to reset
-        // and are set by the call for this doorbell only.
-        let shift = unsafe {
-            (*d).set_iommu_msi_iova(0);
-            (*d).set_iommu_msi_shift(0);
-            crate::error::to_result(bindings::iommu_dma_prepare_msi(d, pa))?;
-            (*d).iommu_msi_shift()
-        };
-        if shift == 0 {
-            return Ok(None);
-        }
-        // SAFETY: As above.
-        let iova = unsafe { (*d).iommu_msi_iova() } << shift;
-        Ok(Some(iova | (pa & ((1u64 << shift) - 1))))
-    }
-    #[cfg(not(CONFIG_IRQ_MSI_IOMMU))]
-    {
-        let _ = (desc, pa);
-        Ok(None)
-    }
-}
-
-/// Proof that the code holding it runs in a hard interrupt handler, with
-/// interrupts disabled: made only by the kernel crate, around the handlers
-/// it calls.
-pub struct HardIrq(());
-
-impl HardIrq {
-    /// # Safety
-    ///
-    /// The caller runs in a hard interrupt handler, interrupts disabled,
-    /// and the value does not outlive the handler.
-    pub(crate) unsafe fn new() -> Self {
-        Self(())
-    }
-}
 
 /// An interrupt that ends at a [`RemapDomain`] (see
 /// [`Remap::owns_vectors`]): its Linux interrupt number.
@@ -197,7 +115,7 @@ pub struct VcpuTarget {
 /// use kernel::{
 ///     cpumask::Cpumask,
 ///     device::Device,
-///     irq::remap::{MsiDesc, MsiMsg, Remap},
+///     irq::{msi::{MsiDesc, MsiMsg}, remap::Remap},
 ///     prelude::*,
 ///     sync::atomic::{Atomic, Relaxed},
 /// };
@@ -444,37 +362,6 @@ unsafe fn send_vcpu_affinity(irq: u32, vcpu: Option<VcpuTarget>) -> Result {
     crate::error::to_result(unsafe { bindings::irq_set_vcpu_affinity(irq, arg) })
 }
 
-/// A reference to an IRQ domain that lives as long as the kernel (an
-/// interrupt controller's, such as the IMSIC's).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct IrqDomainRef(NonNull<bindings::irq_domain>);
-
-// SAFETY: Interrupt-controller domains are never freed and the kernel
-// serialises changes to them.
-unsafe impl Send for IrqDomainRef {}
-// SAFETY: As above.
-unsafe impl Sync for IrqDomainRef {}
-
-impl IrqDomainRef {
-    /// # Safety
-    ///
-    /// `d` points to an IRQ domain that is never removed.
-    pub unsafe fn from_raw(d: *mut bindings::irq_domain) -> Option<Self> {
-        NonNull::new(d).map(Self)
-    }
-
-    /// The raw pointer.
-    pub fn as_ptr(&self) -> *mut bindings::irq_domain {
-        self.0.as_ptr()
-    }
-
-    /// The domain's name.
-    pub fn name(&self) -> &CStr {
-        // SAFETY: A live domain has a NUL-terminated name that lives as long.
-        unsafe { CStr::from_char_ptr((*self.as_ptr()).name) }
-    }
-}
-
 /// An MSI remapping domain (see the module documentation).
 ///
 /// # Invariants
@@ -694,13 +581,8 @@ impl<T: Remap> RemapDomain<T> {
             if let Some(compose) = (*(*pd).chip).irq_compose_msi_msg {
                 compose(pd, &mut m);
             }
-            let lo = m.__bindgen_anon_1.address_lo;
-            let hi = m.__bindgen_anon_2.address_hi;
-            MsiMsg {
-                address: u64::from(hi) << 32 | u64::from(lo),
-                data: m.__bindgen_anon_3.data,
-            }
         }
+        MsiMsg::from_raw(&m)
     }
 
     extern "C" fn init_dev_msi_info_callback(
@@ -734,15 +616,9 @@ impl<T: Remap> RemapDomain<T> {
             let Some(ptr) = NonNull::new(desc) else {
                 return EINVAL.to_errno();
             };
-            // INVARIANT: The descriptor is valid for this allocation, which
-            // the IRQ core serialises.
-            (
-                Device::from_raw((*desc).dev),
-                MsiDesc {
-                    ptr,
-                    _p: core::marker::PhantomData,
-                },
-            )
+            // The descriptor is valid for this allocation, which the IRQ
+            // core serialises.
+            (Device::from_raw((*desc).dev), MsiDesc::from_raw(ptr))
         };
         // SAFETY: `d` is ours.
         let this = unsafe { Self::remap(d) };
@@ -966,7 +842,7 @@ impl<T: Remap> RemapDomain<T> {
             None => parent,
         };
         // SAFETY: `msg` is valid for writes.
-        unsafe { write_msg(msg, m) };
+        unsafe { *msg = m.to_raw() };
     }
 
     extern "C" fn ack_owned_callback(d: *mut bindings::irq_data) {
@@ -1036,7 +912,7 @@ impl<T: Remap> RemapDomain<T> {
             },
         };
         // SAFETY: `msg` is valid for writes.
-        unsafe { write_msg(msg, m) };
+        unsafe { *msg = m.to_raw() };
     }
 
     extern "C" fn set_vcpu_affinity_callback(d: *mut bindings::irq_data, info: *mut c_void) -> i32 {
@@ -1143,21 +1019,6 @@ fn widen_for_tests() {
         if comm.starts_with(SLOW_TASK) {
             crate::time::delay::udelay(crate::time::Delta::from_millis(2));
         }
-    }
-}
-
-/// Writes `m` to `msg`.
-///
-/// # Safety
-///
-/// `msg` is valid for writes.
-unsafe fn write_msg(msg: *mut bindings::msi_msg, m: MsiMsg) {
-    // SAFETY: The caller's promise.
-    // CAST: the address is split into its two 32-bit halves.
-    unsafe {
-        (*msg).__bindgen_anon_1.address_lo = m.address as u32;
-        (*msg).__bindgen_anon_2.address_hi = (m.address >> 32) as u32;
-        (*msg).__bindgen_anon_3.data = m.data;
     }
 }
 

@@ -30,7 +30,7 @@ use crate::{
     bindings,
     device::Bound,
     devres,
-    irq::{remap::MsiMsg, IrqReturn},
+    irq::{msi::MsiMsg, IrqReturn},
     new_mutex, pci,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex},
@@ -47,7 +47,7 @@ use core::{ffi::c_void, marker::PhantomData, ptr, ptr::NonNull};
 ///
 /// ```
 /// use kernel::{
-///     irq::{remap::MsiMsg, IrqReturn},
+///     irq::{msi::MsiMsg, IrqReturn},
 ///     pci::ims::ImsChip,
 ///     prelude::*,
 ///     sync::atomic::{Atomic, Relaxed},
@@ -709,12 +709,7 @@ impl<T: ImsChip> ImsDomain<T> {
         // last message, as PCI/MSI's write does.
         let m = unsafe {
             (*desc).msg = *msg;
-            let lo = (*msg).__bindgen_anon_1.address_lo;
-            let hi = (*msg).__bindgen_anon_2.address_hi;
-            MsiMsg {
-                address: u64::from(hi) << 32 | u64::from(lo),
-                data: (*msg).__bindgen_anon_3.data,
-            }
+            MsiMsg::from_raw(&*msg)
         };
         chip.write_msg(slot, m);
     }
