@@ -250,21 +250,25 @@ fn notice_drop_race(cpu: u32) -> Result {
         cpu,
         Arc::new(TestNotice(kernel::sync::atomic::Atomic::new(0)), GFP_KERNEL)?,
     )?;
-    let held = || kernel::irq::imsic::NOTICE_HELD.load(Relaxed);
-    let before = held();
+    // This notice's handler, not another device's notice (they wait too,
+    // on any CPU).
+    kernel::irq::imsic::NOTICE_WATCHED.store(notice.irq(), Relaxed);
+    let before = kernel::irq::imsic::NOTICE_HELD.load(Relaxed);
+    let held = || kernel::irq::imsic::NOTICE_HELD.load(Relaxed) != before;
     notice.raise();
     // Up to a second for CPU 1 to enable the new identity (the IMSIC
     // syncs it from a timer there) and take the notice.
     for _ in 0..100 {
-        if held() != before {
+        if held() {
             break;
         }
         fsleep(Delta::from_millis(10));
     }
-    if held() == before {
+    if !held() {
         return Err(ETIMEDOUT);
     }
     let t = kernel::time::Instant::<kernel::time::Monotonic>::now();
+    kernel::irq::imsic::NOTICE_WATCHED.store(0, Relaxed);
     drop(notice);
     pr_info!(
         "notice_drop_race: freed {} us after the handler was held\n",

@@ -173,8 +173,13 @@ impl Layout {
 #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
 pub static NOTICE_ENTRY_DELAY_US: Atomic<u32> = Atomic::new(0);
 
-/// Handlers that have entered the wait of [`NOTICE_ENTRY_DELAY_US`] (a
-/// test sees when one is held).
+/// The Linux interrupt of a notice a test watches, 0 for none ...
+#[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
+pub static NOTICE_WATCHED: Atomic<u32> = Atomic::new(0);
+
+/// ... and the times its handler entered the wait of
+/// [`NOTICE_ENTRY_DELAY_US`] (every notice waits, other devices' too: a
+/// test sees when its own is held).
 #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
 pub static NOTICE_HELD: Atomic<u32> = Atomic::new(0);
 
@@ -395,7 +400,8 @@ unsafe extern "C" fn notice_flow<T: NoticeHandler>(desc: *mut bindings::irq_desc
     #[cfg(CONFIG_FAULT_INJECTION_DEBUG_FS)]
     {
         let us = NOTICE_ENTRY_DELAY_US.load(Relaxed);
-        if us != 0 {
+        // SAFETY: `desc` is valid (the safety requirements).
+        if us != 0 && unsafe { (*desc).irq_data.irq } == NOTICE_WATCHED.load(Relaxed) {
             NOTICE_HELD.fetch_add(1, Relaxed);
         }
         // `udelay()` is for short waits: a millisecond at a time.
