@@ -15,6 +15,7 @@ SELF=check
 . "$(dirname "$0")/lib.sh"
 . "$TOP/scripts/profile.sh"
 . "$TOP/scripts/qemu.sh"
+. "$TOP/scripts/schedule.sh"
 
 out=$BUILD/check
 rm -rf "$out"
@@ -44,6 +45,10 @@ for group in "${groups[@]}"; do
 		fi
 	done
 done
+# Each kernel's runs together; the later kernels build beside the runs.
+mapfile -t runs < <(printf '%s\n' "${runs[@]}" | runs_by_kernel)
+trap kernels_prebuild_stop EXIT
+kernels_prebuild "${runs[@]}"
 
 # --- Host tests ----------------------------------------------------------------
 echo "# host: cargo test"
@@ -81,7 +86,7 @@ for run in "${runs[@]}"; do
 	variant=$(profile_field "$profile" variant)
 	kname=$arch${variant:+-$variant}
 	if [ -z "${built[$kname]:-}" ]; then
-		kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
+		kobj=$(kernel_ready "$arch" $variant)
 		"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
 		KVARIANT=$variant "$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$kname/initramfs-check.cpio"
 		built[$kname]=$kobj

@@ -1,0 +1,99 @@
+# How `make check` orders its guest runs and overlaps the kernel builds
+# with them. Sourced, not run (needs lib.sh and profile.sh).
+#
+# On a fresh machine the four kernels are most of the time, and a guest
+# run leaves most of the two cores idle (QEMU's vCPUs wait for the
+# emulated devices and timers; a fresh clone's riscv64 `blk` run used
+# 3 s of CPU in 7 s). So the runs are grouped by kernel, each kernel's
+# runs together, and while one kernel's runs go, the kernels of the next
+# are built in the background at idle priority (SCHED_IDLE): they take
+# only what the guests leave, so the guests' timing does not change, and
+# a run waits only for a kernel still building when it comes up.
+# Documentation/rig.md, section 8, has the figures.
+
+# KERNEL_ORDER: the kernels in the order their runs come, those not
+# named after them in the order groups first name them. riscv64 first:
+# the gates need it (clippy) before any run, and its runs are the most
+# guest time, beside which the next kernels build. arm64 last: the runs
+# of the last kernel have no build beside them, and arm64's are the
+# shortest.
+KERNEL_ORDER=${KERNEL_ORDER:-riscv64 riscv64-debug arm64-debug arm64}
+
+# run_kernel PROFILE: the kernel a profile boots, <arch>[-<variant>].
+run_kernel() {
+	local arch variant
+	arch=$(profile_field "$1" arch) || die "unknown profile '$1'"
+	variant=$(profile_field "$1" variant)
+	printf '%s\n' "$arch${variant:+-$variant}"
+}
+
+# runs_by_kernel: reads "group profile" lines, writes them back with each
+# kernel's runs together, kernels in KERNEL_ORDER; within a kernel the
+# runs keep their order (groups by name, a group's profiles as it lists
+# them).
+runs_by_kernel() {
+	local group profile
+	while read -r group profile; do
+		[ -n "$profile" ] || continue
+		printf '%s %s %s\n' "$(run_kernel "$profile")" "$group" "$profile"
+	done | awk -v order="$KERNEL_ORDER" '
+		BEGIN { n = split(order, o, " "); for (i = 1; i <= n; i++) rank[o[i]] = i }
+		!($1 in rank) { rank[$1] = ++n }
+		{ printf "%d %d %s %s\n", rank[$1], NR, $2, $3 }' |
+		sort -n -k1,1 -k2,2 | cut -d' ' -f3-
+}
+
+# kernels_prebuild RUN...: builds, in one background chain, the kernels of
+# the given "group profile" runs but the first run's (the caller builds that
+# one, and the gates the riscv64 kernel), at idle priority, in run order.
+# scripts/kernel.sh locks each build, so the run that needs a kernel still
+# building waits for it, and one already built is not built again. The
+# chain's output goes to $BUILD/check/logs/kernels-background.log.
+# CHECK_PREBUILD=0 builds every kernel when its first run comes, instead.
+PREBUILD_PID=
+kernels_prebuild() {
+	[ "${CHECK_PREBUILD:-1}" != 0 ] || return 0
+	local run group profile k first= list=() seen=" "
+	for run in "$@"; do
+		read -r group profile <<<"$run"
+		k=$(run_kernel "$profile")
+		[ -n "$first" ] || first=$k
+		[ "$k" != "$first" ] || continue
+		[[ $seen == *" $k "* ]] && continue
+		seen+="$k "
+		list+=("$k")
+	done
+	[ ${#list[@]} -gt 0 ] || return 0
+	echo "# kernels: ${list[*]} build in the background, at idle priority"
+	# SCHED_IDLE where the system allows it, nice 19 in any case.
+	local idle=(chrt --idle 0)
+	"${idle[@]}" true 2>/dev/null || idle=()
+	# Its own session, so that kernels_prebuild_stop ends the whole chain
+	# (kernel.sh, make and the compilers).
+	setsid "${idle[@]}" nice -n 19 bash -c '
+		for k in "$@"; do
+			arch=${k%%-*} variant=
+			[ "$arch" = "$k" ] || variant=${k#*-}
+			"$0" "$arch" $variant >/dev/null || echo "kernel $k: background build failed (the run needing it builds it)"
+		done' "$TOP/scripts/kernel.sh" "${list[@]}" >>"$BUILD/check/logs/kernels-background.log" 2>&1 </dev/null &
+	PREBUILD_PID=$!
+}
+
+# kernels_prebuild_stop: ends the background chain (the check is over or
+# interrupted); an unfinished build resumes, incrementally, next time.
+kernels_prebuild_stop() {
+	[ -n "$PREBUILD_PID" ] || return 0
+	kill -- -"$PREBUILD_PID" 2>/dev/null || true
+	wait "$PREBUILD_PID" 2>/dev/null || true
+	PREBUILD_PID=
+}
+
+# kernel_ready ARCH [VARIANT]: scripts/kernel.sh in the foreground; says
+# so when the run had to wait for the background build.
+kernel_ready() {
+	local t0=$SECONDS kobj
+	kobj=$("$TOP/scripts/kernel.sh" "$@") || return 1
+	[ $((SECONDS - t0)) -lt 5 ] ||
+		echo "# kernel $1${2:+-$2}: ready after $((SECONDS - t0)) s${PREBUILD_PID:+ (built or waited for beside the runs before)}" >&2
+	printf '%s\n' "$kobj"
+}
