@@ -50,7 +50,7 @@ runs_by_kernel() {
 # building waits for it, and one already built is not built again. The
 # chain's output goes to $BUILD/check/logs/kernels-background.log.
 # CHECK_PREBUILD=0 builds every kernel when its first run comes, instead.
-PREBUILD_PID=
+PREBUILD_PID= PREBUILD_NOW=
 kernels_prebuild() {
 	[ "${CHECK_PREBUILD:-1}" != 0 ] || return 0
 	local run group profile k first= list=() seen=" "
@@ -69,13 +69,19 @@ kernels_prebuild() {
 	local idle=(chrt --idle 0)
 	"${idle[@]}" true 2>/dev/null || idle=()
 	# Its own session, so that kernels_prebuild_stop ends the whole chain
-	# (kernel.sh, make and the compilers).
+	# (kernel.sh, make and the compilers). PREBUILD_NOW names the kernel
+	# it builds.
+	PREBUILD_NOW=$BUILD/check/kernels-background.now
 	setsid "${idle[@]}" nice -n 19 bash -c '
+		now=$1 kernel=$2; shift 2
 		for k in "$@"; do
+			echo "$k" >"$now"
 			arch=${k%%-*} variant=
 			[ "$arch" = "$k" ] || variant=${k#*-}
-			"$0" "$arch" $variant >/dev/null || echo "kernel $k: background build failed (the run needing it builds it)"
-		done' "$TOP/scripts/kernel.sh" "${list[@]}" >>"$BUILD/check/logs/kernels-background.log" 2>&1 </dev/null &
+			"$kernel" "$arch" $variant >/dev/null || echo "kernel $k: background build failed (the run needing it builds it)"
+		done
+		: >"$now"' prebuild "$PREBUILD_NOW" "$TOP/scripts/kernel.sh" "${list[@]}" \
+		>>"$BUILD/check/logs/kernels-background.log" 2>&1 </dev/null &
 	PREBUILD_PID=$!
 }
 
@@ -88,10 +94,30 @@ kernels_prebuild_stop() {
 	PREBUILD_PID=
 }
 
-# kernel_ready ARCH [VARIANT]: scripts/kernel.sh in the foreground; says
-# so when the run had to wait for the background build.
+# kernels_prebuild_promote KERNEL: when the background chain is building
+# KERNEL, which a run now waits for, its build leaves idle priority (the
+# chain's next builds do not): on a machine busy with other work an idle
+# build would hardly advance. Needs the privilege to raise a priority
+# (root, as `make check` runs in CI); without it the build stays idle.
+kernels_prebuild_promote() {
+	[ -n "$PREBUILD_PID" ] && kill -0 "$PREBUILD_PID" 2>/dev/null || return 0
+	[ "$(cat "$PREBUILD_NOW" 2>/dev/null)" = "$1" ] || return 0
+	local pass pid
+	# Twice: make may have forked from a process not yet promoted.
+	for pass in 1 2; do
+		for pid in $(pgrep -g "$PREBUILD_PID"); do
+			[ "$pid" != "$PREBUILD_PID" ] || continue
+			chrt --other -p 0 "$pid" 2>/dev/null && renice -n 0 -p "$pid" >/dev/null 2>&1 || true
+		done
+	done
+}
+
+# kernel_ready ARCH [VARIANT]: scripts/kernel.sh in the foreground, after
+# promoting the background build of that kernel; says so when the run had
+# to wait.
 kernel_ready() {
 	local t0=$SECONDS kobj
+	kernels_prebuild_promote "$1${2:+-$2}"
 	kobj=$("$TOP/scripts/kernel.sh" "$@") || return 1
 	[ $((SECONDS - t0)) -lt 5 ] ||
 		echo "# kernel $1${2:+-$2}: ready after $((SECONDS - t0)) s${PREBUILD_PID:+ (built or waited for beside the runs before)}" >&2
