@@ -5,7 +5,8 @@
 #
 # Narrowing, for development: CHECK_GROUPS="rig edu" and/or
 # CHECK_PROFILES="arm64" run only those (the closing line says so).
-# CHECK_APPEND adds to every guest's kernel command line (`make soak`).
+# CHECK_APPEND adds to every guest's kernel command line (`make soak`),
+# before the group's own words.
 #
 # riscv64 profiles run on the strict QEMU (scripts/qemu.sh); when one is
 # selected, its build (cached, a no-op when nothing changed) starts in the
@@ -98,8 +99,11 @@ for run in "${runs[@]}"; do
 	# The guest kills a test still running a minute before QEMU's
 	# timeout, printing where it is stuck (tests/guest/init).
 	append="msiremap.mode=check msiremap.group=$group msiremap.deadline=$((timeout - 60))"
-	append+=" $(group_var "$group" "APPEND_$arch")"
-	append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
+	# CHECK_APPEND before the group's words: a test takes the first value
+	# of a key (msr_cmdline), so `make soak`'s counts win over the group's.
+	append+=" ${CHECK_APPEND:-} $(group_var "$group" "APPEND_$arch")"
+	append+=" $(group_var "$group" "APPEND_PROFILE_${profile//-/_}")"
+	append+=" $(trace_cmdline "$(group_var "$group" TRACE)")"
 	qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
 		"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile" "$profile")"
 	t0=$SECONDS
