@@ -5,8 +5,7 @@
 #
 # Narrowing, for development: CHECK_GROUPS="rig edu" and/or
 # CHECK_PROFILES="arm64" run only those (the closing line says so).
-# CHECK_APPEND adds to every guest's kernel command line (`make soak`),
-# before the group's own words.
+# CHECK_APPEND adds to every guest's kernel command line (`make soak`).
 #
 # riscv64 profiles run on the strict QEMU (scripts/qemu.sh); when one is
 # selected, its build (cached, a no-op when nothing changed) starts in the
@@ -16,6 +15,11 @@ SELF=check
 . "$(dirname "$0")/lib.sh"
 . "$TOP/scripts/profile.sh"
 . "$TOP/scripts/qemu.sh"
+# Each kernel's runs come together, and the kernels of later runs build in
+# the background, at idle priority, while earlier runs go; CHECK_APPEND
+# comes before a group's own kernel command-line words (a test reads the
+# first value of a key). CHECK_PREBUILD=0 builds each kernel when its first
+# run comes, as before.
 . "$TOP/scripts/schedule.sh"
 
 out=$BUILD/check
