@@ -102,6 +102,7 @@ kernels_prebuild_stop() {
 kernels_prebuild_promote() {
 	[ -n "$PREBUILD_PID" ] && kill -0 "$PREBUILD_PID" 2>/dev/null || return 0
 	[ "$(cat "$PREBUILD_NOW" 2>/dev/null)" = "$1" ] || return 0
+	command -v pgrep >/dev/null || return 0
 	local pass pid
 	# Twice: make may have forked from a process not yet promoted.
 	for pass in 1 2; do
