@@ -7,8 +7,9 @@
 # 3 s of CPU in 7 s). So the runs are grouped by kernel, each kernel's
 # runs together, and while one kernel's runs go, the kernels of the next
 # are built in the background at idle priority (SCHED_IDLE): they take
-# only what the guests leave, so the guests' timing does not change, and
-# a run waits only for a kernel still building when it comes up.
+# only what the guests leave (the guests lose the CPU to them only for
+# the scheduler's wake-up, and share the caches), and a run waits only
+# for a kernel still building when it comes up.
 # Documentation/rig.md, section 8, has the figures.
 
 # KERNEL_ORDER: the kernels in the order their runs come, those not
