@@ -15,6 +15,12 @@ SELF=check
 . "$(dirname "$0")/lib.sh"
 . "$TOP/scripts/profile.sh"
 . "$TOP/scripts/qemu.sh"
+# Each kernel's runs come together, and the kernels of later runs build in
+# the background, at idle priority, while earlier runs go; CHECK_APPEND
+# comes before a group's own kernel command-line words (a test reads the
+# first value of a key). CHECK_PREBUILD=0 builds each kernel when its first
+# run comes, as before.
+. "$TOP/scripts/schedule.sh"
 
 out=$BUILD/check
 rm -rf "$out"
@@ -44,6 +50,10 @@ for group in "${groups[@]}"; do
 		fi
 	done
 done
+# Each kernel's runs together; the later kernels build beside the runs.
+mapfile -t runs < <(printf '%s\n' "${runs[@]}" | runs_by_kernel)
+trap kernels_prebuild_stop EXIT
+kernels_prebuild "${runs[@]}"
 
 # --- Host tests ----------------------------------------------------------------
 echo "# host: cargo test"
@@ -81,7 +91,7 @@ for run in "${runs[@]}"; do
 	variant=$(profile_field "$profile" variant)
 	kname=$arch${variant:+-$variant}
 	if [ -z "${built[$kname]:-}" ]; then
-		kobj=$("$TOP/scripts/kernel.sh" "$arch" $variant)
+		kobj=$(kernel_ready "$arch" $variant)
 		"$TOP/scripts/modules.sh" "$arch" "$kobj" $variant
 		KVARIANT=$variant "$TOP/scripts/guest.sh" "$arch" "$kobj" "$BUILD/$kname/initramfs-check.cpio"
 		built[$kname]=$kobj
@@ -93,8 +103,11 @@ for run in "${runs[@]}"; do
 	# The guest kills a test still running a minute before QEMU's
 	# timeout, printing where it is stuck (tests/guest/init).
 	append="msiremap.mode=check msiremap.group=$group msiremap.deadline=$((timeout - 60))"
-	append+=" $(group_var "$group" "APPEND_$arch")"
-	append+=" $(trace_cmdline "$(group_var "$group" TRACE)") ${CHECK_APPEND:-}"
+	# CHECK_APPEND before the group's words: a test takes the first value
+	# of a key (msr_cmdline), so `make soak`'s counts win over the group's.
+	append+=" ${CHECK_APPEND:-} $(group_var "$group" "APPEND_$arch")"
+	append+=" $(group_var "$group" "APPEND_PROFILE_${profile//-/_}")"
+	append+=" $(trace_cmdline "$(group_var "$group" TRACE)")"
 	qemu_cmd "$profile" "${built[$kname]}" "$BUILD/$kname/initramfs-check.cpio" \
 		"$append" "$(group_qemu_args "$group" "$arch" "$out/disks/$profile" "$profile")"
 	t0=$SECONDS

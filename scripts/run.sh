@@ -80,7 +80,7 @@ fi
 "$TOP/scripts/guest.sh" "$arch" "$kobj" "$initrd" "$cmdfile" "$extra"
 
 if [ -n "$group" ]; then
-	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $append"
+	append="msiremap.group=$group $(group_var "$group" "APPEND_$arch") $(group_var "$group" "APPEND_PROFILE_${profile//-/_}") $append"
 	qargs="$(group_qemu_args "$group" "$arch" "$BUILD/$arch" "$profile") $qargs"
 	trace=${trace:-$(group_var "$group" TRACE)}
 fi
