@@ -20,7 +20,6 @@
  */
 #include <poll.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <time.h>
 #include <sys/eventfd.h>
 
@@ -682,17 +681,6 @@ static int ims_read_slots(const char *ims, struct ims_slot *out, int max)
 	return n;
 }
 
-/* Writes one command to edu's IMS file `ims`; 0 or -errno. */
-static int ims_cmd(const char *ims, const char *fmt, ...)
-{
-	char cmd[64];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return msr_write(ims, cmd);
-}
 
 /* Times slot `slot` fired; -1 if it is not allocated. */
 static int ims_fired(const char *ims, int slot)
@@ -791,9 +779,9 @@ TEST_F_TIMEOUT(resume, notice_resumes_after_a_freed_set, 300)
 		char mark[96];
 
 		ASSERT_EQ(0, msr_write(ims, "free all"));
-		ASSERT_EQ(0, ims_cmd(ims, "pasid %d", RESUME_PASID));
+		ASSERT_EQ(0, msr_writef(ims, "pasid %d", RESUME_PASID));
 		/* Any vectors of edu's own set (at most 62) fill up first. */
-		ASSERT_EQ(0, ims_cmd(ims, "alloc %d", 3 * RESUME_SET + RESUME_YS + 1 + 6));
+		ASSERT_EQ(0, msr_writef(ims, "alloc %d", 3 * RESUME_SET + RESUME_YS + 1 + 6));
 		n = ims_read_slots(ims, all, 256);
 		ASSERT_LT(3 * RESUME_SET, n);
 		/* A set's identities rise from where its free ones start. */
@@ -820,7 +808,7 @@ TEST_F_TIMEOUT(resume, notice_resumes_after_a_freed_set, 300)
 			ys[i] = all[ys[i]].slot;
 		/* X keeps one vector. */
 		for (int i = start[g - 3]; i < start[g - 2] - 1; i++)
-			ASSERT_EQ(0, ims_cmd(ims, "free %d", all[i].slot));
+			ASSERT_EQ(0, msr_writef(ims, "free %d", all[i].slot));
 
 		/* Unique, so that no earlier run's log is taken for this one's. */
 		snprintf(mark, sizeof(mark), "%s %d, pid %d, %ld ms", marker, round, getpid(),
@@ -829,19 +817,19 @@ TEST_F_TIMEOUT(resume, notice_resumes_after_a_freed_set, 300)
 		resume_knobs(debug, 1);
 		/* 1. */
 		ASSERT_EQ(0, msr_write(ims, "hold_handlers 1"));
-		ASSERT_EQ(0, ims_cmd(ims, "submit %d %d", h, RESUME_PASID));
+		ASSERT_EQ(0, msr_writef(ims, "submit %d %d", h, RESUME_PASID));
 		for (int t = 0; t < 200 && ims_fired(ims, h) < 1; t++)
 			usleep(10000);
 		ASSERT_EQ(1, ims_fired(ims, h));
 		t_held = resume_ms();
 		/* 2. */
-		EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", b, RESUME_PASID));
+		EXPECT_EQ(0, msr_writef(ims, "submit %d %d", b, RESUME_PASID));
 		for (int i = 0; i < RESUME_YS; i++)
-			EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", ys[i], RESUME_PASID));
+			EXPECT_EQ(0, msr_writef(ims, "submit %d %d", ys[i], RESUME_PASID));
 		/* 3., 4., 5.: the free returns once R1 has. */
 		EXPECT_EQ(0, msr_write(ims, "hold_handlers 0"));
 		t_go = resume_ms();
-		EXPECT_EQ(0, ims_cmd(ims, "free %d", x_last));
+		EXPECT_EQ(0, msr_writef(ims, "free %d", x_last));
 		t_freed = resume_ms();
 		/* Y's MSIs R1 left pending. */
 		for (int i = 0; i < RESUME_YS; i++)
@@ -881,7 +869,7 @@ TEST_F_TIMEOUT(resume, notice_resumes_after_a_freed_set, 300)
 		}
 		/* What the next write to CPU 1's notice finds. */
 		if (lost) {
-			EXPECT_EQ(0, ims_cmd(ims, "submit %d %d", h, RESUME_PASID));
+			EXPECT_EQ(0, msr_writef(ims, "submit %d %d", h, RESUME_PASID));
 			usleep(200000);
 			for (int i = 0; i < RESUME_YS; i++)
 				late += ims_fired(ims, ys[i]) == 1;

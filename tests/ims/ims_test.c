@@ -12,7 +12,6 @@
  */
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <sys/sysinfo.h>
 
 #include "kselftest_harness.h"
@@ -33,16 +32,7 @@ struct slot {
 static char ims_path[256], edu_dir[256], bdf[32];
 
 /* Writes one command to the ims file; 0 or -errno. */
-static int ims(const char *fmt, ...)
-{
-	char cmd[64];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return msr_write(ims_path, cmd);
-}
+#define ims(...) msr_writef(ims_path, __VA_ARGS__)
 
 /* The ims file, in a static buffer (a line per allocated slot). */
 static char *ims_state(void)

@@ -11,6 +11,7 @@
 #include <sys/klog.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,22 @@ static inline int msr_write(const char *path, const char *s)
 	n = n < 0 ? -errno : 0;
 	close(fd);
 	return n;
+}
+
+/* Write a formatted command of up to 255 bytes to `path`; 0 or -errno. */
+static inline int __attribute__((format(printf, 2, 3)))
+msr_writef(const char *path, const char *fmt, ...)
+{
+	char cmd[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= (int)sizeof(cmd))
+		return -EINVAL;
+	return msr_write(path, cmd);
 }
 
 /* Strip trailing white space in place. */

@@ -274,6 +274,31 @@ TEST_F(vfio_edu, msis_across_detach_and_attach)
 }
 
 /*
+ * Opens the VFIO cdev of the edu at `bdf` into *devfd, binds it to
+ * `iommufd`, attaches it to `ioas`, maps its BAR 0 into *bar and enables
+ * its bus mastering; 0 or -errno.
+ */
+static int edu_open_attached(const char *bdf, int iommufd, __u32 ioas, int *devfd,
+			     volatile uint32_t **bar, size_t *bar_size)
+{
+	__u32 devid;
+	int ret;
+
+	*devfd = _vfio_cdev_open(bdf);
+	if (*devfd < 0)
+		return *devfd;
+	ret = _vfio_bind_iommufd(*devfd, iommufd, &devid);
+	if (!ret)
+		ret = _vfio_attach(*devfd, ioas);
+	if (ret)
+		return ret;
+	*bar = vfio_map_bar(*devfd, VFIO_PCI_BAR0_REGION_INDEX, bar_size);
+	if (!*bar)
+		return -ENOMEM;
+	return vfio_enable_bus_master(*devfd);
+}
+
+/*
  * One IOAS, two devices: iommufd attaches both edus to one HWPT (one IOMMU
  * domain). On riscv64 each device keeps its own context id and MSI table
  * (the domain's table is walked under both GSCIDs, or PSCIDs) and every
@@ -288,7 +313,7 @@ TEST(one_hwpt_for_two_devices)
 	long syncs;
 	volatile uint32_t *bar[2] = { NULL, NULL };
 	size_t bar_size[2];
-	__u32 ioas, devid;
+	__u32 ioas;
 	uint8_t *buf;
 
 	for (int i = 0; i < 2; i++) {
@@ -303,13 +328,7 @@ TEST(one_hwpt_for_two_devices)
 	test_ioas_map_fixed(iommufd, ioas, buf, PAGE, IOVA_A);
 	test_ioas_map_fixed(iommufd, ioas, buf + PAGE, PAGE, IOVA_B);
 	for (int i = 0; i < 2; i++) {
-		devfd[i] = _vfio_cdev_open(bdf[i]);
-		ASSERT_LE(0, devfd[i]);
-		ASSERT_EQ(0, _vfio_bind_iommufd(devfd[i], iommufd, &devid));
-		test_vfio_attach(devfd[i], ioas);
-		bar[i] = vfio_map_bar(devfd[i], VFIO_PCI_BAR0_REGION_INDEX, &bar_size[i]);
-		ASSERT_NE(NULL, bar[i]);
-		ASSERT_EQ(0, vfio_enable_bus_master(devfd[i]));
+		ASSERT_EQ(0, edu_open_attached(bdf[i], iommufd, ioas, &devfd[i], &bar[i], &bar_size[i]));
 	}
 
 	if (!strcmp(msr_arch(), "riscv64")) {
@@ -394,7 +413,7 @@ TEST(bridge_devices_share_a_requester_and_keep_their_own_msis)
 	int riscv = !strcmp(msr_arch(), "riscv64");
 	volatile uint32_t *bar[2];
 	size_t bar_size[2];
-	__u32 ioas, devid;
+	__u32 ioas;
 
 	for (int i = 0; i < 2; i++) {
 		ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 2 + i, bdf[i], sizeof(bdf[i])));
@@ -405,13 +424,7 @@ TEST(bridge_devices_share_a_requester_and_keep_their_own_msis)
 	ASSERT_LE(0, iommufd);
 	test_ioas_alloc(iommufd, &ioas);
 	for (int i = 0; i < 2; i++) {
-		devfd[i] = _vfio_cdev_open(bdf[i]);
-		ASSERT_LE(0, devfd[i]);
-		ASSERT_EQ(0, _vfio_bind_iommufd(devfd[i], iommufd, &devid));
-		test_vfio_attach(devfd[i], ioas);
-		bar[i] = vfio_map_bar(devfd[i], VFIO_PCI_BAR0_REGION_INDEX, &bar_size[i]);
-		ASSERT_NE(NULL, bar[i]);
-		ASSERT_EQ(0, vfio_enable_bus_master(devfd[i]));
+		ASSERT_EQ(0, edu_open_attached(bdf[i], iommufd, ioas, &devfd[i], &bar[i], &bar_size[i]));
 		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		ASSERT_LE(0, efd[i]);
 		ASSERT_EQ(0, _vfio_set_msi(devfd[i], efd[i]));
