@@ -415,6 +415,13 @@ TEST(bridge_devices_share_a_requester_and_keep_their_own_msis)
 	size_t bar_size[2];
 	__u32 ioas;
 
+	if (!riscv)
+		/*
+		 * Arm's SMMUv3 driver refuses a second device on one stream id
+		 * ("Aliasing StreamID unsupported"): the second edu behind the
+		 * bridge gets no IOMMU group, and vfio-pci no device.
+		 */
+		SKIP(return, "SMMUv3: two devices on one aliased StreamID are unsupported");
 	for (int i = 0; i < 2; i++) {
 		ASSERT_EQ(0, msr_find_pci(EDU_VENDOR, EDU_DEVICE, 2 + i, bdf[i], sizeof(bdf[i])));
 		ASSERT_NE(0, msr_pci_rid(bdf[i]) >> 8) TH_LOG("%s is not behind the bridge", bdf[i]);
