@@ -81,44 +81,29 @@ static long delta(long after, long before)
 	return after < 0 || before < 0 ? -1 : after - before;
 }
 
-/* The requester ID of PCI address `bdf` (DDDD:BB:DD.F). */
-static unsigned int rid_of(const char *bdf)
-{
-	unsigned int dom, bus, dev, fn;
-
-	if (sscanf(bdf, "%x:%x:%x.%x", &dom, &bus, &dev, &fn) != 4)
-		return ~0u;
-	return bus << 8 | dev << 3 | fn;
-}
-
 /*
- * Distinct GSCIDs (iohgatp bits 59:44, RISC-V IOMMU spec, "Device-context
- * fields": iohgatp) in the contexts of the first `n` devices; -1 without
- * our driver's debugfs `contexts` or without a context for one of them.
+ * Distinct GSCIDs in the contexts of the first `n` devices (debugfs
+ * `contexts`, msr_riscv_contexts()); -1 without our driver or without a
+ * context for one of them.
  */
 static int gscids(int n)
 {
-	static char buf[1 << 16];
-	unsigned long long seen[MAX_DEVS];
-	int found = 0;
+	static struct msr_context c[256];
+	unsigned int seen[MAX_DEVS];
+	int found = 0, m = msr_riscv_contexts(c, 256);
 
-	if (msr_riscv_iommu_file("contexts", buf, sizeof(buf)) < 0)
+	if (m < 0)
 		return -1;
 	for (int i = 0; i < n; i++) {
-		char key[32];
-		const char *p;
-		unsigned long long iohgatp, g;
+		const struct msr_context *x = msr_context_of(c, m, msr_pci_rid(bdfs[i]));
 		int k;
 
-		snprintf(key, sizeof(key), "device %#06x ", rid_of(bdfs[i]));
-		p = strstr(buf, key);
-		if (!p || !(p = strstr(p, "iohgatp ")) || sscanf(p, "iohgatp %llx", &iohgatp) != 1)
+		if (!x)
 			return -1;
-		g = (iohgatp >> 44) & 0xffff;
-		for (k = 0; k < found && seen[k] != g; k++)
+		for (k = 0; k < found && seen[k] != x->gscid; k++)
 			;
 		if (k == found)
-			seen[found++] = g;
+			seen[found++] = x->gscid;
 	}
 	return found;
 }
@@ -148,10 +133,11 @@ static int fail(const char *what, int err)
 
 /*
  * One measurement: `areas` areas of `pages` pages of `buf`, mapped then
- * unmapped one by one in `ioas`, whose domain the first `n` devices share.
+ * unmapped one by one in `ioas`, whose domain the first `n` devices share
+ * under `ids` GSCIDs.
  */
-static int measure(int iommufd, __u32 ioas, uint8_t *buf, int round, int n, int pages, int areas,
-		   __u64 *iovas)
+static int measure(int iommufd, __u32 ioas, uint8_t *buf, int round, int n, int ids, int pages,
+		   int areas, __u64 *iovas)
 {
 	uint64_t map_ns = 0, unmap_ns = 0, t;
 	struct counters b, a;
@@ -176,7 +162,7 @@ static int measure(int iommufd, __u32 ioas, uint8_t *buf, int round, int n, int 
 	printf("unmap round %d devices %d pages %d areas %d map_ns %llu unmap_ns %llu commands %ld syncs %ld unmap_syncs %ld gscids %d\n",
 	       round, n, pages, areas, (unsigned long long)(map_ns / areas),
 	       (unsigned long long)(unmap_ns / areas), delta(a.commands, b.commands),
-	       delta(a.syncs, b.syncs), delta(a.unmap_syncs, b.unmap_syncs), gscids(n));
+	       delta(a.syncs, b.syncs), delta(a.unmap_syncs, b.unmap_syncs), ids);
 	fflush(stdout);
 	return 0;
 }
@@ -245,7 +231,7 @@ int main(int argc, char **argv)
 	/* Round 0 warms up (page tables, pinning paths) and is not counted. */
 	for (int round = 0; round <= rounds; round++) {
 		for (int j = 0; j < ncounts; j++) {
-			int n = counts[(j + round) % ncounts];
+			int n = counts[(j + round) % ncounts], ids;
 			__u32 hwpt;
 
 			/* One paging domain, allocated for the first device. */
@@ -254,8 +240,9 @@ int main(int argc, char **argv)
 			for (int i = 0; i < n; i++)
 				if ((ret = _vfio_attach(devfds[i], hwpt)))
 					return fail("VFIO_DEVICE_ATTACH_IOMMUFD_PT", ret);
-			if (measure(iommufd, ioas, buf, round, n, 1, areas, iovas) ||
-			    measure(iommufd, ioas, buf, round, n, MAX_PAGES, areas, iovas))
+			ids = gscids(n);
+			if (measure(iommufd, ioas, buf, round, n, ids, 1, areas, iovas) ||
+			    measure(iommufd, ioas, buf, round, n, ids, MAX_PAGES, areas, iovas))
 				goto out;
 			for (int i = 0; i < n; i++)
 				if ((ret = _vfio_detach(devfds[i])))
