@@ -229,14 +229,11 @@ impl Driver for IommuOps {
                 dev_dbg!(dev, "attach identity, second stage, GSCID {}\n", req.id);
                 req.set(&idm.context(req.id), Some(idm.table.clone()))
             }
-            // No second stage: nothing translates, and no MSI table. `ta`
-            // keeps the requester's PSCID (unused while `fsc` is Bare), so
-            // that a change to or from a paging domain rewrites `fsc` alone.
+            // No second stage: nothing translates, and no MSI table; `ta`
+            // keeps the requester's PSCID.
             None => {
                 dev_dbg!(dev, "attach identity, bare\n");
-                let mut dc = DeviceContext::first_stage(self.iommu.paging_mode, 0, req.id);
-                dc.fsc = 0;
-                req.set(&dc, None)
+                req.set(&DeviceContext::bare_with_pscid(req.id), None)
             }
         }
     }

@@ -212,9 +212,9 @@ impl PagingDomain for Paging {
             return;
         };
         self.iommu.stats.unmap_syncs.fetch_add(1, Relaxed);
+        // `invalidate` takes the whole ids above `INVAL_PAGES_MAX` commands.
         let pages = (end - start).div_ceil(PAGE_SIZE);
-        let pages = (pages <= INVAL_PAGES_MAX).then_some(pages);
-        if let Err(e) = self.invalidate(start, pages) {
+        if let Err(e) = self.invalidate(start, Some(pages)) {
             dev_err!(self.iommu.dev, "IOTLB invalidation failed: {:?}\n", e);
         }
     }

@@ -214,7 +214,10 @@ impl Requester {
         if !st.rids.is_empty() {
             return res.map(|()| false);
         }
-        res.and(self.flush())?;
+        // Each context made invalid ended with the invalidation of the
+        // id (`Directory::set_context`), and `Requester::new` flushes the
+        // id again before it serves anyone.
+        res?;
         if let Some(old) = st.table.take() {
             old.detach(self.id);
         }

@@ -411,8 +411,16 @@ impl DeviceContext {
 
     /// A valid context translating with a first-stage table at `root`.
     pub(crate) const fn first_stage(mode: Mode, root: u64, pscid: u32) -> Self {
-        let mut dc = Self::bare();
+        let mut dc = Self::bare_with_pscid(pscid);
         dc.fsc = ATP_MODE.put(mode.encoding()) | ATP_PPN.put(root >> PAGE_SHIFT);
+        dc
+    }
+
+    /// A valid context with no translation at either stage, with `pscid`
+    /// in `ta` (unused while `fsc` is Bare), so that a change to or from a
+    /// first-stage table under that PSCID rewrites `fsc` alone.
+    pub(crate) const fn bare_with_pscid(pscid: u32) -> Self {
+        let mut dc = Self::bare();
         dc.ta = TA_PSCID.put(pscid as u64);
         dc
     }
