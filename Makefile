@@ -86,7 +86,7 @@ check: setup
 soak: setup
 	@CHECK_GROUPS=rig CHECK_PROFILES="riscv64 arm64" \
 		CHECK_APPEND="msiremap.load_cycles=$(SOAK_CYCLES)" scripts/check.sh
-	@CHECK_GROUPS=rig CHECK_PROFILES="riscv64-sys riscv64-nointremap riscv64-debian riscv64-debug arm64-debug" \
+	@CHECK_GROUPS=rig CHECK_PROFILES="riscv64-sys riscv64-nointremap riscv64-debug arm64-debug" \
 		CHECK_APPEND="msiremap.load_cycles=100" scripts/check.sh
 	@CHECK_GROUPS=ims CHECK_PROFILES="riscv64-nointremap riscv64-debug" CHECK_SOAK=1 scripts/check.sh
 	@CHECK_GROUPS=faults CHECK_PROFILES="riscv64-debug riscv64-nointremap-debug" \

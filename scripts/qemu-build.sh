@@ -121,7 +121,6 @@ if [ -x "$keyed" ]; then
 	echo "$keyed"
 	exit 0
 fi
-rm -f "$dir/.msiremap-key"
 
 fetch_orig
 
@@ -178,7 +177,6 @@ wait "$pid" || { grep -E 'error' "$log" | head -n 20 >&2; tail -n 15 "$log" >&2
 	die "QEMU build failed (log: $log)"; }
 "$bin" -device help 2>/dev/null | grep -q '"riscv-iommu-pci"' ||
 	die "the build has no riscv-iommu-pci device ($bin -device help)"
-printf '%s\n' "$key" >"$dir/.msiremap-key"
 mkdir -p "$dir/bin/$key.tmp"
 cp "$bin" "$dir/bin/$key.tmp/"
 rm -rf "$dir/bin/$key"
